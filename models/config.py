@@ -1,0 +1,26 @@
+"""Settings of the inference layer (a sub-tree of the root settings, ``FACESTREAM_MODELS_<NAME>``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field
+
+
+def default_model_dir() -> Path:
+    return Path(platformdirs.user_cache_dir("facestream")) / "models"
+
+
+class ModelSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    cache_dir: Path = Field(default_factory=default_model_dir, description="Where prepared ONNX models, the manifest and TensorRT plans live.")
+    wheelhouse: Path | None = Field(None, description="Folder holding the pinned source distributions, for sites without network.")
+    engine: Literal["auto", "onnxruntime", "tensorrt"] = Field("auto", description="Inference engine; auto picks TensorRT where CUDA is present.")
+    threads: int = Field(2, ge=1, description="ONNX Runtime intra-op threads per session.")
+    detector_threshold: float = Field(0.5, gt=0, lt=1, description="CenterFace heatmap score threshold.")
+    detector_nms_iou: float = Field(0.3, gt=0, lt=1, description="IoU above which overlapping detections are suppressed.")
+    detector_max_side: int = Field(640, ge=64, description="Frames are resized so that their longer side is at most this before detection.")
+    attributes: list[str] = Field(default_factory=lambda: ["emotion"], description="Attribute plug-ins to run on each face.")

@@ -1,0 +1,130 @@
+"""The one settings tree. Only this module reads the environment.
+
+Every leaf is settable as ``FACESTREAM_<SECTION>_<NAME>`` (for example ``FACESTREAM_API_PORT``,
+``FACESTREAM_KAFKA_TOPIC_PREFIX``), top-level fields as ``FACESTREAM_<NAME>`` (``FACESTREAM_DATA_DIR``,
+``FACESTREAM_BOOTSTRAP_SERVERS``), and on the command line as ``--section-name`` (``--api-port``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from models.config import ModelSettings
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class KafkaSettings(_Section):
+    topic_prefix: str = Field("facestream.", description="Prefix of every topic and consumer group name.")
+    partitions: int = Field(4, ge=1, description="Partitions per topic: the ceiling on a stage's parallelism.")
+    replication_factor: int = Field(1, ge=1, description="Replicas per topic (1 on the embedded broker).")
+    retention_ms: int = Field(24 * 3600 * 1000, description="Retention of every topic but frames.")
+    frames_retention_ms: int = Field(3600 * 1000, description="Retention of the frames topic.")
+    max_message_bytes: int = Field(8 * 1024 * 1024, description="Largest message (a full-resolution JPEG frame).")
+    session_timeout_ms: int = Field(6000, ge=1000, description="Consumer group session timeout; short, as a join waits half of it.")
+    heartbeat_interval_ms: int = Field(1000, ge=100, description="Consumer heartbeat interval.")
+    max_batch: int = Field(16, ge=1, description="Most messages a stage takes from the broker at once.")
+    linger_ms: int = Field(5, ge=0, description="Producer linger: latency traded for batching.")
+
+
+class DecoderSettings(_Section):
+    target_fps: float = Field(8.0, gt=0, description="Frames per second sampled from each source.")
+    max_width: int = Field(1280, ge=64, description="Frames wider than this are downscaled before publishing.")
+    jpeg_quality: int = Field(90, ge=10, le=100, description="JPEG quality of published frames.")
+    reconnect_max_s: float = Field(30.0, gt=0, description="Cap of the reconnect back-off for live streams.")
+    max_in_flight: int = Field(64, ge=1, description="Offline files: frames published but not yet detected (back-pressure).")
+
+
+class DetectorSettings(_Section):
+    best_face_mode: Literal["overall", "realtime"] = Field("overall", description="FindFace best-face mode.")
+    realtime_interval_s: float = Field(2.0, gt=0, description="realtime mode: one best face per track per interval.")
+    realtime_post_first: bool = Field(True, description="realtime mode: post the first face of a track at once.")
+    track_timeout_s: float = Field(1.0, gt=0, description="A track ends after this long without a detection.")
+    track_iou: float = Field(0.3, gt=0, lt=1, description="Minimum IoU to continue a track.")
+    min_face_size: int = Field(40, ge=1, description="Faces narrower than this (pixels) are ignored.")
+    min_quality: float = Field(0.25, ge=0, le=1, description="Faces below this quality are not posted.")
+    max_track_s: float = Field(30.0, gt=0, description="overall mode: a long track still posts after this long.")
+
+
+class MatcherSettings(_Section):
+    threshold: float = Field(0.75, ge=0, le=1, description="Match threshold in confidence units (see models/faces.py).")
+    ignore_unmatched: bool = Field(False, description="Drop unmatched faces instead of emitting events.")
+
+
+class ApiSettings(_Section):
+    host: str = Field("127.0.0.1", description="Query API listen address.")
+    port: int = Field(8080, ge=0, le=65535, description="Query API port (0 picks a free one).")
+    admin_token: SecretStr | None = Field(None, description="A fixed admin token for automation.")
+    admin_password: SecretStr = Field(SecretStr("admin"), description="Password of the built-in admin user, set at first start.")
+    max_upload_bytes: int = Field(20 * 1024 * 1024, description="Largest image upload.")
+    max_video_bytes: int = Field(512 * 1024 * 1024, description="Largest video upload.")
+    max_image_pixels: int = Field(40_000_000, description="Largest decoded image, in pixels.")
+
+
+class StoreSettings(_Section):
+    sql_url: str | None = Field(None, description="PostgreSQL URL; unset means a SQLite file in data_dir.")
+    milvus_uri: str | None = Field(None, description="Milvus server URI; unset means a Milvus Lite file in data_dir.")
+    media_s3_url: str | None = Field(None, description="S3 bucket URL (s3://bucket/prefix); unset means data_dir/media.")
+    media_s3_endpoint: str | None = Field(None, description="S3-compatible endpoint (MinIO).")
+    retention_matched_days: float = Field(30, gt=0, description="Matched events older than this are purged.")
+    retention_unmatched_days: float = Field(7, gt=0, description="Unmatched events older than this are purged.")
+    retention_frames_days: float = Field(3, gt=0, description="Full frames older than this are purged.")
+
+
+class MetricsSettings(_Section):
+    port: int = Field(0, ge=0, le=65535, description="Prometheus port of a single-role process (0: none; `up` serves /metrics on the API).")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="FACESTREAM_", env_nested_delimiter="_", env_nested_max_split=1, extra="forbid"
+    )
+
+    data_dir: Path = Field(Path("data"), description="Where the embedded stores and the media live.")
+    bootstrap_servers: str | None = Field(None, description="Kafka bootstrap servers; unset starts the embedded broker.")
+    log_level: str = Field("INFO", description="Python logging level.")
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    decoder: DecoderSettings = Field(default_factory=DecoderSettings)
+    detector: DetectorSettings = Field(default_factory=DetectorSettings)
+    matcher: MatcherSettings = Field(default_factory=MatcherSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    models: ModelSettings = Field(default_factory=ModelSettings)
+
+
+def load_settings(overrides: dict[str, Any] | None = None) -> Settings:
+    """Settings from defaults < environment < ``overrides`` (nested dicts, e.g. from CLI flags)."""
+    env = Settings()
+    if not overrides:
+        return env
+    merged = _deep_merge(env.model_dump(), overrides)
+    return Settings.model_validate(merged)
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def setting_paths(model: type[BaseModel] = Settings, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
+    """Every leaf setting as (path, field info): drives CLI flags and the configuration reference."""
+    leaves: list[tuple[tuple[str, ...], Any]] = []
+    for name, field in model.model_fields.items():
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            leaves.extend(setting_paths(ann, prefix + (name,)))
+        else:
+            leaves.append((prefix + (name,), field))
+    return leaves

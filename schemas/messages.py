@@ -1,0 +1,176 @@
+"""Every Kafka payload, one schema per topic (see schemas/topics.py).
+
+Conventions: times are UNIX seconds (float, UTC); boxes are ``(x1, y1, x2, y2)`` in pixels of the
+published frame; landmarks are five ``(x, y)`` points in the same frame (left eye, right eye, nose,
+left mouth corner, right mouth corner, as seen in the image); descriptors are 128 float32 values,
+L2-normalised; confidences lie in [0, 1]; binary blobs travel base64-encoded.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from schemas.base import Message
+
+BBox = tuple[float, float, float, float]
+Point = tuple[float, float]
+Attributes = dict[str, dict[str, float]]  # plug-in name -> label -> probability
+
+
+class StreamEnd(Message):
+    """End of an offline file. The decoder sends it after the last frame; every stage forwards it
+    in order on the same key (camera id), so when the store sink sees it every event of the file
+    before it has been stored."""
+
+    kind: Literal["end"] = "end"
+    camera_id: str
+    video_id: str | None = None
+    frames_total: int = 0
+
+
+class Frame(Message):
+    """decoder -> detector. Keyed by camera id."""
+
+    kind: Literal["frame"] = "frame"
+    camera_id: str
+    camera_group: str = "default"
+    frame_no: int = Field(ge=0)
+    timestamp: float
+    width: int = 0
+    height: int = 0
+    jpeg: bytes = b""
+    video_id: str | None = None  # set for uploaded/offline files
+
+
+class Face(Message):
+    """detector -> extractor: the best face of a track (or of a realtime interval). Keyed by camera id."""
+
+    kind: Literal["face"] = "face"
+    face_id: str  # deterministic: f"{camera_id}:{track_id}:{seq}"
+    camera_id: str
+    camera_group: str = "default"
+    track_id: int
+    seq: int  # n-th face posted for this track
+    frame_no: int
+    timestamp: float
+    bbox: BBox
+    landmarks: tuple[Point, Point, Point, Point, Point]
+    det_score: float
+    quality: float
+    chip_jpeg: bytes  # aligned 150x150 BGR chip, JPEG q95
+    frame_key: str | None = None  # media-store key of the full frame
+    thumbnail_key: str | None = None  # media-store key of the face crop
+    video_id: str | None = None
+
+
+class DescribedFace(Message):
+    """extractor -> matcher: a face with its descriptor and attributes."""
+
+    kind: Literal["described"] = "described"
+    face: Face
+    descriptor: list[float] = Field(min_length=128, max_length=128)
+    attributes: Attributes = Field(default_factory=dict)
+
+
+class FaceEvent(Message):
+    """matcher -> events: one per face, matched or not. ``event_id`` is deterministic (= face_id)."""
+
+    kind: Literal["event"] = "event"
+    event_id: str
+    face_id: str
+    camera_id: str
+    camera_group: str = "default"
+    track_id: int
+    timestamp: float
+    matched: bool
+    dossier_id: str | None = None
+    dossier_name: str | None = None
+    watch_list_ids: list[str] = Field(default_factory=list)
+    confidence: float = 0.0  # to the best dossier face, matched or not
+    quality: float
+    bbox: BBox
+    attributes: Attributes = Field(default_factory=dict)
+    descriptor: list[float] = Field(min_length=128, max_length=128)
+    frame_key: str | None = None
+    thumbnail_key: str | None = None
+    video_id: str | None = None
+
+
+class WatchListChanged(Message):
+    """API -> matcher (gallery changes). Keyed by watch list id."""
+
+    watch_list_id: str
+    name: str = ""
+    active: bool = True
+    threshold: float | None = None  # overrides the global match threshold
+    camera_groups: list[str] = Field(default_factory=list)  # empty: every camera group
+    deleted: bool = False
+
+
+class DossierFace(Message):
+    face_id: str
+    descriptor: list[float] = Field(min_length=128, max_length=128)
+
+
+class DossierChanged(Message):
+    """API -> matcher (gallery changes): the full current state of a dossier. Keyed by dossier id."""
+
+    dossier_id: str
+    name: str = ""
+    active: bool = True
+    watch_list_ids: list[str] = Field(default_factory=list)
+    faces: list[DossierFace] = Field(default_factory=list)
+    deleted: bool = False
+
+
+class GalleryChange(Message):
+    """The gallery-changes topic carries either kind."""
+
+    watch_list: WatchListChanged | None = None
+    dossier: DossierChanged | None = None
+
+
+class VideoProgress(Message):
+    """decoder -> video-status: progress of an offline file."""
+
+    video_id: str
+    camera_id: str
+    status: Literal["queued", "processing", "done", "failed"]
+    frames_done: int = 0
+    frames_total: int = 0
+    error: str | None = None
+
+
+class DeadLetter(Message):
+    """Any stage -> dead-letter: a message it could not process, and why."""
+
+    stage: str
+    topic: str
+    partition: int
+    offset: int
+    key: str | None = None
+    reason: str
+    payload: bytes = b""
+
+
+class CameraChanged(Message):
+    """API -> decoders: the full current state of a camera. Keyed by camera id; the partition's owner
+    decodes the camera (decoders replay this topic from the start on every assignment)."""
+
+    camera_id: str
+    name: str = ""
+    url: str = ""  # file path, rtsp://, http(s)://, or a webcam index such as "0"
+    camera_group: str = "default"
+    active: bool = True
+    deleted: bool = False
+
+
+class VideoJob(Message):
+    """API -> decoders: process an uploaded file once, offline. Keyed by video id."""
+
+    video_id: str
+    path: str
+    camera_id: str
+    camera_group: str = "default"

@@ -1,0 +1,66 @@
+"""Topic names, what each carries, and the one way to encode and decode their messages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from pydantic import Field, TypeAdapter, ValidationError
+
+from schemas.base import Message, SchemaError
+from schemas.messages import (
+    CameraChanged,
+    DeadLetter,
+    DescribedFace,
+    Face,
+    FaceEvent,
+    Frame,
+    GalleryChange,
+    StreamEnd,
+    VideoJob,
+    VideoProgress,
+)
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str  # without the configured prefix
+    schema: Any  # a Message subclass, or a union of them discriminated by ``kind``
+    key: str  # what the key is, for documentation
+    large: bool = False  # carries frames: its own retention and message size
+    keep_forever: bool = False  # a changelog replayed from the start (compacted on real Kafka)
+    _adapter: TypeAdapter[Any] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_adapter", TypeAdapter(self.schema))
+
+    def decode(self, raw: bytes | None) -> Any:
+        if raw is None:
+            raise SchemaError(f"{self.name}: empty message")
+        try:
+            return self._adapter.validate_json(raw)
+        except ValidationError as exc:
+            raise SchemaError(f"{self.name}: {exc}") from exc
+
+    @staticmethod
+    def encode(message: Message) -> bytes:
+        return message.to_bytes()
+
+
+def _or_end(schema: type[Message]) -> Any:
+    return Annotated[schema | StreamEnd, Field(discriminator="kind")]
+
+
+FRAMES = TopicSpec("frames", _or_end(Frame), "camera id", large=True)
+FACES = TopicSpec("faces", _or_end(Face), "camera id")
+DESCRIPTORS = TopicSpec("descriptors", _or_end(DescribedFace), "camera id")
+EVENTS = TopicSpec("events", _or_end(FaceEvent), "camera id")
+GALLERY = TopicSpec("gallery-changes", GalleryChange, "watch list or dossier id", keep_forever=True)
+CAMERAS = TopicSpec("cameras", CameraChanged, "camera id", keep_forever=True)
+VIDEO_JOBS = TopicSpec("video-jobs", VideoJob, "video id")
+VIDEO_STATUS = TopicSpec("video-status", VideoProgress, "video id")
+DEAD_LETTER = TopicSpec("dead-letter", DeadLetter, "stage")
+
+CORE_TOPICS: tuple[TopicSpec, ...] = (
+    FRAMES, FACES, DESCRIPTORS, EVENTS, GALLERY, CAMERAS, VIDEO_JOBS, VIDEO_STATUS, DEAD_LETTER,
+)
