@@ -174,3 +174,79 @@ class VideoJob(Message):
     path: str
     camera_id: str
     camera_group: str = "default"
+
+
+# --- episodes, counters (helper-4) -------------------------------------------------------------
+
+
+class EventRef(Message):
+    """A face event as an episode remembers it (no descriptor, no attributes)."""
+
+    event_id: str
+    face_id: str
+    camera_id: str
+    timestamp: float
+    quality: float
+    matched: bool
+    confidence: float = 0.0
+    dossier_id: str | None = None
+    thumbnail_key: str | None = None
+
+
+class Episode(Message):
+    """Face events of one person close in time (FindFace semantics). ``episode_id`` is deterministic:
+    ``"ep:" + first event id``. Times are event times (UNIX seconds)."""
+
+    episode_id: str
+    camera_group: str = "default"
+    video_id: str | None = None
+    opened_at: float  # timestamp of the first event
+    last_at: float  # timestamp of the last event
+    closed: bool = False
+    close_reason: Literal["timeout", "max_duration", "stream_end", "idle"] | None = None
+    event_count: int = Field(ge=1)
+    first_event: EventRef
+    last_event: EventRef
+    best_event: EventRef  # highest quality
+    matched_event: EventRef | None = None  # highest confidence among matched events
+    matched: bool = False
+    dossier_id: str | None = None
+    dossier_name: str | None = None
+    camera_ids: list[str] = Field(default_factory=list)  # sorted
+    watch_list_ids: list[str] = Field(default_factory=list)  # sorted
+
+
+class EpisodeChanged(Message):
+    """episodes stage -> episodes topic: an episode opened, took an event, or closed. Keyed by episode id.
+    ``event_ids`` are the events that this change added (empty on a close by time-out)."""
+
+    kind: Literal["episode"] = "episode"
+    change: Literal["open", "update", "close"]
+    episode: Episode
+    event_ids: list[str] = Field(default_factory=list)
+
+
+class EpisodeStateRecord(Message):
+    """Changelog of the episodes stage (keyed by ``episode_id`` or ``"offsets"``): the open episode with
+    the reference descriptors it is compared against, or a closed marker, or the last input offsets
+    processed (so a restarted stage skips what its replayed state already holds)."""
+
+    episode: Episode | None = None
+    descriptors: list[list[float]] = Field(default_factory=list)  # normalised 128-D, best and last
+    offsets: dict[str, int] = Field(default_factory=dict)  # "topic:partition" -> last offset processed
+
+
+class CounterRecord(Message):
+    """counters stage -> counter-records: faces seen by a counter in ``[start, end)`` (event time).
+    Keyed by counter id. A window is re-published (same ``start``) while it is open; ``final`` marks
+    the last version."""
+
+    kind: Literal["counter"] = "counter"
+    counter_id: str
+    start: float
+    end: float
+    faces: int = 0
+    matched: int = 0
+    unmatched: int = 0
+    camera_ids: list[str] = Field(default_factory=list)
+    final: bool = False

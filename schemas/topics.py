@@ -10,8 +10,11 @@ from pydantic import Field, TypeAdapter, ValidationError
 from schemas.base import Message, SchemaError
 from schemas.messages import (
     CameraChanged,
+    CounterRecord,
     DeadLetter,
     DescribedFace,
+    EpisodeChanged,
+    EpisodeStateRecord,
     Face,
     FaceEvent,
     Frame,
@@ -60,7 +63,11 @@ CAMERAS = TopicSpec("cameras", CameraChanged, "camera id", keep_forever=True)
 VIDEO_JOBS = TopicSpec("video-jobs", VideoJob, "video id")
 VIDEO_STATUS = TopicSpec("video-status", VideoProgress, "video id")
 DEAD_LETTER = TopicSpec("dead-letter", DeadLetter, "stage")
+EPISODES = TopicSpec("episodes", EpisodeChanged, "episode id")
+EPISODE_STATE = TopicSpec("episode-state", EpisodeStateRecord, "episode id or \"offsets\"", keep_forever=True)
+COUNTER_RECORDS = TopicSpec("counter-records", CounterRecord, "counter id")
 
 CORE_TOPICS: tuple[TopicSpec, ...] = (
     FRAMES, FACES, DESCRIPTORS, EVENTS, GALLERY, CAMERAS, VIDEO_JOBS, VIDEO_STATUS, DEAD_LETTER,
+    EPISODES, EPISODE_STATE, COUNTER_RECORDS,
 )
