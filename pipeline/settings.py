@@ -81,6 +81,46 @@ class MetricsSettings(_Section):
     port: int = Field(0, ge=0, le=65535, description="Prometheus port of a single-role process (0: none; `up` serves /metrics on the API).")
 
 
+class EpisodeSettings(_Section):
+    threshold: float = Field(0.6, ge=0, le=1, description="Episode threshold in confidence units (models.faces.confidence of the cosine), lower than the match threshold: a face this similar to a live episode joins it.")
+    search_interval_s: float = Field(60.0, gt=0, description="An event joins an episode whose last event is at most this old (event time).")
+    max_duration_s: float = Field(300.0, gt=0, description="An episode closes this long after its first event.")
+    event_timeout_s: float = Field(30.0, gt=0, description="An episode closes after this long without a new event.")
+    video_idle_s: float = Field(120.0, gt=0, description="Offline videos: open episodes close after this long (wall clock) without events and without the end marker.")
+
+
+class DedupSettings(_Section):
+    window_s: float = Field(30.0, gt=0, description="Deduplication window (event time), per camera group.")
+    threshold: float = Field(0.6, ge=0, le=1, description="Unmatched faces at least this similar (confidence units) are the same person.")
+    offline: bool = Field(True, description="Deduplicate events of offline videos (events with a video id).")
+    live: bool = Field(False, description="Deduplicate events of live cameras.")
+
+
+class CounterSettings(_Section):
+    refresh_s: float = Field(5.0, gt=0, description="How often the counters stage re-reads counter definitions from the store.")
+    lateness_s: float = Field(5.0, ge=0, description="A window is final once event time (or the wall clock, for live cameras) is this far past its end.")
+
+
+class WebhookSettings(_Section):
+    batch_max: int = Field(50, ge=1, description="Most items in one delivery (a JSON array).")
+    batch_linger_s: float = Field(1.0, ge=0, description="How long a delivery waits to fill a batch.")
+    queue_max: int = Field(10000, ge=1, description="Items queued per webhook; beyond it the oldest are dead-lettered.")
+    timeout_s: float = Field(10.0, gt=0, description="HTTP timeout of one delivery attempt.")
+    backoff_base_s: float = Field(1.0, gt=0, description="First retry delay; doubled on each attempt.")
+    backoff_max_s: float = Field(100.0, gt=0, description="Cap of the retry delay.")
+    max_attempts: int = Field(10, ge=1, description="Attempts before a delivery is dead-lettered.")
+    refresh_s: float = Field(5.0, gt=0, description="How often the webhooks stage re-reads webhook definitions from the store.")
+
+
+class TelegramSettings(_Section):
+    bot_token: SecretStr | None = Field(None, description="Telegram bot token; unset disables the Telegram sink.")
+    api_base_url: str = Field("https://api.telegram.org", description="Bot API base URL (a local Bot API server, or a fake one in tests).")
+    cooldown_s: float = Field(600.0, ge=0, description="At most one message per dossier (or unmatched person) and chat per this long.")
+    max_attempts: int = Field(5, ge=1, description="Attempts per message before it is dropped (and logged).")
+    timeout_s: float = Field(20.0, gt=0, description="HTTP timeout of one Bot API call.")
+    refresh_s: float = Field(5.0, gt=0, description="How often the Telegram stage re-reads notification rules from the store.")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="FACESTREAM_", env_nested_delimiter="_", env_nested_max_split=1, extra="forbid"
@@ -96,6 +136,11 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    episodes: EpisodeSettings = Field(default_factory=EpisodeSettings)
+    dedup: DedupSettings = Field(default_factory=DedupSettings)
+    counters: CounterSettings = Field(default_factory=CounterSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    telegram: TelegramSettings = Field(default_factory=TelegramSettings)
     models: ModelSettings = Field(default_factory=ModelSettings)
 
 
