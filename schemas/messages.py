@@ -165,6 +165,10 @@ class CameraChanged(Message):
     camera_group: str = "default"
     active: bool = True
     deleted: bool = False
+    roi: list[Point] | None = None  # polygon in frame pixels; faces whose centre lies outside are ignored
+    best_face_mode: Literal["overall", "realtime"] | None = None  # None: detector.best_face_mode
+    min_face_size: int | None = None  # None: detector.min_face_size
+    min_quality: float | None = None  # None: detector.min_quality
 
 
 class VideoJob(Message):
