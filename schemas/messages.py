@@ -254,3 +254,19 @@ class CounterRecord(Message):
     unmatched: int = 0
     camera_ids: list[str] = Field(default_factory=list)
     final: bool = False
+
+
+class MemberReport(Message):
+    """A stage worker -> stage-members: the partitions it owns now (ops status).
+
+    Keyed by ``client_id``. Sent on every assignment change and periodically; the broker's live member list
+    decides which reports count (a Kafka member id starts with its client id). Needed because the embedded
+    broker (Tansu) returns neither client hosts nor assignments from DescribeGroups."""
+
+    kind: Literal["member"] = "member"
+    group: str  # consumer group, e.g. "facestream.detector"
+    client_id: str
+    host: str
+    pid: int
+    partitions: list[tuple[str, int]] = Field(default_factory=list)  # (topic, partition)
+    timestamp: float

@@ -19,6 +19,7 @@ from schemas.messages import (
     FaceEvent,
     Frame,
     GalleryChange,
+    MemberReport,
     StreamEnd,
     VideoJob,
     VideoProgress,
@@ -66,8 +67,9 @@ DEAD_LETTER = TopicSpec("dead-letter", DeadLetter, "stage")
 EPISODES = TopicSpec("episodes", EpisodeChanged, "episode id")
 EPISODE_STATE = TopicSpec("episode-state", EpisodeStateRecord, "episode id or \"offsets\"", keep_forever=True)
 COUNTER_RECORDS = TopicSpec("counter-records", CounterRecord, "counter id")
+STAGE_MEMBERS = TopicSpec("stage-members", MemberReport, "client id")  # ops status: who owns which partitions
 
 CORE_TOPICS: tuple[TopicSpec, ...] = (
     FRAMES, FACES, DESCRIPTORS, EVENTS, GALLERY, CAMERAS, VIDEO_JOBS, VIDEO_STATUS, DEAD_LETTER,
-    EPISODES, EPISODE_STATE, COUNTER_RECORDS,
+    EPISODES, EPISODE_STATE, COUNTER_RECORDS, STAGE_MEMBERS,
 )
