@@ -236,7 +236,7 @@ class EpisodeStateRecord(Message):
     processed (so a restarted stage skips what its replayed state already holds)."""
 
     episode: Episode | None = None
-    descriptors: list[list[float]] = Field(default_factory=list)  # normalised 128-D, best and last
+    descriptors: list[list[float]] = Field(default_factory=list)  # normalised 128-D: first, best, last event
     offsets: dict[str, int] = Field(default_factory=dict)  # "topic:partition" -> last offset processed
 
 
