@@ -118,7 +118,7 @@ class DlibStream:
         self.pos = 0
 
     def _take(self, n: int) -> memoryview:
-        if self.pos + n > len(self._data):
+        if n < 0 or self.pos + n > len(self._data):
             raise DlibFormatError(f"unexpected end of stream at byte {self.pos} (wanted {n} bytes)")
         chunk = self._data[self.pos : self.pos + n]
         self.pos += n
@@ -153,7 +153,12 @@ class DlibStream:
         return byte == b"1"
 
     def string(self) -> str:
-        return bytes(self._take(self.int())).decode("ascii")
+        start = self.pos
+        raw = bytes(self._take(self.int()))
+        try:
+            return raw.decode("ascii")
+        except UnicodeDecodeError:
+            raise DlibFormatError(f"expected a layer name, found non-ASCII bytes (at byte {start})") from None
 
     def expect_int(self, expected: int, what: str) -> None:
         start = self.pos
@@ -171,6 +176,8 @@ class DlibStream:
         """A ``resizable_tensor`` as a float32 array of shape (n, k, nr, nc)."""
         self.expect_int(2, "tensor version")
         shape = tuple(self.int() for _ in range(4))
+        if min(shape) < 0:
+            raise self.fail(f"negative tensor shape {shape}")
         count = int(np.prod(shape))
         data = np.frombuffer(self._take(4 * count), dtype="<f4").astype(np.float32)
         return data.reshape(shape)
