@@ -30,7 +30,6 @@ the preceding convolution; a residual add whose operands differ in shape zero-pa
 from __future__ import annotations
 
 import math
-import struct
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,10 +38,11 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-__all__ = ["convert_dlib_resnet", "read_dlib_resnet", "ARCHITECTURE", "DlibFormatError"]
+__all__ = [
+    "ARCHITECTURE", "DlibFormatError", "DlibResnet", "build_onnx", "convert_dlib_resnet", "read_dlib_resnet",
+]
 
 OPSET = 17
-CHIP_SIZE = 150
 DESCRIPTOR_DIM = 128
 
 
@@ -196,7 +196,7 @@ def _split(params: np.ndarray, *shapes: tuple[int, ...]) -> list[np.ndarray]:
     if sum(sizes) != flat.size:
         raise DlibFormatError(f"parameter tensor holds {flat.size} values, layout needs {sum(sizes)}")
     out, offset = [], 0
-    for shape, size in zip(shapes, sizes):
+    for shape, size in zip(shapes, sizes, strict=True):
         out.append(flat[offset : offset + size].reshape(shape))
         offset += size
     return out
@@ -424,7 +424,7 @@ def _emit_pool(g: _GraphBuilder, x: str, shape: Shape, op: Op) -> tuple[str, Sha
 
 def _emit_zero_pad(g: _GraphBuilder, x: str, shape: Shape, target: Shape) -> str:
     """Zero-pad ``x`` at the end of channels, rows and cols up to ``target`` (no-op when equal)."""
-    extra = [t - s for s, t in zip(shape, target)]
+    extra = [t - s for s, t in zip(shape, target, strict=True)]
     if not any(extra):
         return x
     pads = np.asarray([0, 0, 0, 0, 0, *extra], dtype=np.int64)
@@ -433,7 +433,7 @@ def _emit_zero_pad(g: _GraphBuilder, x: str, shape: Shape, target: Shape) -> str
 
 def _emit_add_prev(g: _GraphBuilder, x: str, shape: Shape, prev: str, prev_shape: Shape) -> tuple[str, Shape]:
     """dlib's ``add_prev``: element-wise sum over the larger shape, the smaller operand zero-padded."""
-    target: Shape = tuple(max(a, b) for a, b in zip(shape, prev_shape))  # type: ignore[assignment]
+    target: Shape = tuple(max(a, b) for a, b in zip(shape, prev_shape, strict=True))  # type: ignore[assignment]
     a = _emit_zero_pad(g, x, shape, target)
     b = _emit_zero_pad(g, prev, prev_shape, target)
     return g.node("Add", [a, b], "add_prev"), target

@@ -97,7 +97,9 @@ def test_onnx_contract(onnx_path: Path) -> None:
     assert ops["Conv"] == 29 and ops["Add"] == 14 and ops["AveragePool"] == 4 and ops["MaxPool"] == 1
 
 
-def test_descriptors_match_dlib_on_real_chips(dlib_files: dict[str, Path], session: ort.InferenceSession) -> None:
+def test_descriptors_match_dlib_on_real_chips(
+    dlib_files: dict[str, Path], session: ort.InferenceSession
+) -> None:
     dlib = pytest.importorskip("dlib", reason="dlib-bin (test extra) is the reference")
     images = [FACES / name for name in ("obama.jpg", "biden.jpg", "two_people.jpg")]
     if not all(p.is_file() for p in images):
