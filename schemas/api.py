@@ -1,0 +1,280 @@
+"""Bodies of the query API (``connectors/api``): requests, responses and stored entities.
+
+Conventions as in ``schemas/messages.py``: times are UNIX seconds (UTC), boxes ``(x1, y1, x2, y2)`` in pixels
+of the image they were found in, confidences in [0, 1]. A camera's ROI is relative to the frame size
+(fractions 0..1) so it survives a resolution change. Every created object answers with its ``id``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from schemas.messages import Attributes, BBox, Point
+
+Role = Literal["admin", "operator", "viewer"]
+VideoStatus = Literal["queued", "processing", "done", "failed"]
+T = TypeVar("T")
+
+
+class ApiModel(BaseModel):
+    """Base of API bodies: unknown fields are refused (422)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Page(ApiModel, Generic[T]):
+    """One page of a list; pass ``next_cursor`` back as ``cursor`` for the next (null: no more)."""
+
+    results: list[T]
+    next_cursor: str | None = None
+
+
+class ErrorBody(ApiModel):
+    error: str = Field(description="What went wrong, for a human.")
+    fields: list[dict[str, Any]] | None = Field(None, description="422 only: each invalid field (loc, msg).")
+
+
+# --- auth ---------------------------------------------------------------------------------------------------
+
+class LoginRequest(ApiModel):
+    username: str = Field(min_length=1, max_length=128)
+    password: str = Field(min_length=1, max_length=256)
+
+
+class UserIn(ApiModel):
+    username: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.@-]+$")
+    password: str = Field(min_length=6, max_length=256)
+    role: Role = "viewer"
+
+
+class UserOut(ApiModel):
+    id: str
+    username: str
+    role: Role
+    created_at: float
+
+
+class LoginResponse(ApiModel):
+    token: str = Field(description="Send as `Authorization: Token <token>`.")
+    user: UserOut
+
+
+# --- camera groups and cameras ------------------------------------------------------------------------------
+
+class CameraGroupIn(ApiModel):
+    name: str = Field(min_length=1, max_length=256)
+    comment: str = Field("", max_length=4096)
+
+
+class CameraGroupPatch(ApiModel):
+    name: str | None = Field(None, min_length=1, max_length=256)
+    comment: str | None = Field(None, max_length=4096)
+
+
+class CameraGroupOut(CameraGroupIn):
+    id: str
+    created_at: float
+    updated_at: float
+
+
+class CameraFilters(ApiModel):
+    """Per-camera overrides of the detector's filters (null: the global setting)."""
+
+    min_face_size: int | None = Field(None, ge=1, description="Faces narrower than this (pixels) are ignored.")
+    min_quality: float | None = Field(None, ge=0, le=1, description="Faces below this quality are not posted.")
+
+
+RelativeBox = tuple[float, float, float, float]
+
+
+class CameraIn(ApiModel):
+    name: str = Field(min_length=1, max_length=256)
+    url: str = Field(min_length=1, max_length=4096, description="File path, rtsp://, http(s):// or a webcam index.")
+    camera_group: str = Field("default", description="Camera group id.")
+    active: bool = True
+    roi: RelativeBox | None = Field(None, description="Region of interest (x1, y1, x2, y2) as fractions 0..1.")
+    best_face_mode: Literal["overall", "realtime"] | None = Field(None, description="null: the global setting.")
+    filters: CameraFilters = Field(default_factory=CameraFilters)
+
+    @model_validator(mode="after")
+    def _roi_ordered(self) -> CameraIn:
+        _check_roi(self.roi)
+        return self
+
+
+class CameraPatch(ApiModel):
+    name: str | None = Field(None, min_length=1, max_length=256)
+    url: str | None = Field(None, min_length=1, max_length=4096)
+    camera_group: str | None = None
+    active: bool | None = None
+    roi: RelativeBox | None = None
+    best_face_mode: Literal["overall", "realtime"] | None = None
+    filters: CameraFilters | None = None
+
+    @model_validator(mode="after")
+    def _roi_ordered(self) -> CameraPatch:
+        _check_roi(self.roi)
+        return self
+
+
+def _check_roi(roi: RelativeBox | None) -> None:
+    if roi is None:
+        return
+    x1, y1, x2, y2 = roi
+    if not (0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1):
+        raise ValueError("roi must be (x1, y1, x2, y2) fractions with 0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1")
+
+
+class CameraOut(CameraIn):
+    id: str
+    created_at: float
+    updated_at: float
+
+
+# --- watch lists and dossiers -------------------------------------------------------------------------------
+
+Color = str
+
+
+class WatchListIn(ApiModel):
+    name: str = Field(min_length=1, max_length=256)
+    color: Color = Field("#e53935", pattern=r"^#[0-9a-fA-F]{6}$", description="#RRGGBB")
+    active: bool = True
+    threshold: float | None = Field(None, ge=0, le=1, description="Overrides the global match threshold (confidence).")
+    camera_groups: list[str] = Field(default_factory=list, description="Camera group ids; empty: every group.")
+
+
+class WatchListPatch(ApiModel):
+    name: str | None = Field(None, min_length=1, max_length=256)
+    color: Color | None = Field(None, pattern=r"^#[0-9a-fA-F]{6}$")
+    active: bool | None = None
+    threshold: float | None = Field(None, ge=0, le=1)
+    camera_groups: list[str] | None = None
+
+
+class WatchListOut(WatchListIn):
+    id: str
+    created_at: float
+    updated_at: float
+
+
+class DossierIn(ApiModel):
+    name: str = Field(min_length=1, max_length=256)
+    comment: str = Field("", max_length=4096)
+    meta: dict[str, Any] = Field(default_factory=dict, description="Free-form JSON object.")
+    watch_lists: list[str] = Field(default_factory=list, description="Watch list ids.")
+    active: bool = True
+
+
+class DossierPatch(ApiModel):
+    name: str | None = Field(None, min_length=1, max_length=256)
+    comment: str | None = Field(None, max_length=4096)
+    meta: dict[str, Any] | None = None
+    watch_lists: list[str] | None = None
+    active: bool | None = None
+
+
+class DossierFaceOut(ApiModel):
+    id: str
+    dossier_id: str
+    image: str = Field(description="URL path of the enrolled photo.")
+    quality: float
+    bbox: BBox
+    created_at: float
+
+
+class DossierOut(DossierIn):
+    id: str
+    faces: list[DossierFaceOut] = Field(default_factory=list)
+    created_at: float
+    updated_at: float
+
+
+# --- events and videos --------------------------------------------------------------------------------------
+
+class EventFilters(ApiModel):
+    """Query parameters shared by ``GET /v1/events`` and event search."""
+
+    camera: str | None = None
+    camera_group: str | None = None
+    watch_list: str | None = None
+    dossier: str | None = None
+    matched: bool | None = None
+    acknowledged: bool | None = None
+    since: float | None = Field(None, description="UNIX seconds, inclusive.")
+    until: float | None = Field(None, description="UNIX seconds, exclusive.")
+    min_confidence: float | None = Field(None, ge=0, le=1)
+
+
+class EventOut(ApiModel):
+    id: str
+    camera: str
+    camera_group: str
+    timestamp: float
+    matched: bool
+    dossier: str | None
+    dossier_name: str | None
+    watch_lists: list[str]
+    confidence: float
+    quality: float
+    bbox: BBox
+    attributes: Attributes
+    episode: str | None
+    acknowledged: bool
+    acknowledged_at: float | None
+    acknowledged_by: str | None
+    video: str | None
+    thumbnail: str | None = Field(description="URL path of the face thumbnail.")
+    frame: str | None = Field(description="URL path of the full frame (null once purged).")
+
+
+class VideoOut(ApiModel):
+    id: str
+    filename: str
+    camera_id: str
+    camera_group: str
+    status: VideoStatus
+    progress: float = Field(description="frames_done / frames_total, 0..1 (1 when done).")
+    frames_done: int
+    frames_total: int
+    error: str | None
+    created_at: float
+    updated_at: float
+
+
+# --- detect, verify, search ---------------------------------------------------------------------------------
+
+class DetectedFace(ApiModel):
+    bbox: BBox
+    landmarks: tuple[Point, Point, Point, Point, Point]
+    det_score: float
+    quality: float
+    attributes: Attributes = Field(default_factory=dict)
+
+
+class DetectResponse(ApiModel):
+    width: int
+    height: int
+    faces: list[DetectedFace]
+
+
+class VerifyResponse(ApiModel):
+    confidence: float
+    match: bool
+
+
+class SearchHit(ApiModel):
+    confidence: float
+    dossier: DossierOut | None = None
+    event: EventOut | None = None
+
+
+class SearchResponse(ApiModel):
+    results: list[SearchHit]
+
+
+class HealthOut(ApiModel):
+    status: Literal["ok", "degraded"]
+    checks: dict[str, str]

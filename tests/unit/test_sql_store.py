@@ -1,0 +1,160 @@
+"""SQL store: migrations and repositories on a SQLite file in tmp_path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from connectors.sql.engine import applied_versions, load_migrations, migrate, open_sql, split_statements
+from connectors.sql.repositories import (
+    CameraGroupRepository,
+    CameraRepository,
+    ConflictError,
+    DossierRepository,
+    EventRepository,
+    InvalidCursorError,
+    NotFoundError,
+    ReferenceError_,
+    UserRepository,
+    VideoRepository,
+    WatchListRepository,
+    check_password,
+    hash_password,
+)
+from pipeline.settings import Settings
+from schemas.api import CameraIn, DossierIn, EventFilters, WatchListIn
+from schemas.messages import FaceEvent, VideoProgress
+
+
+def _url(key: str) -> str:
+    return f"/v1/media/{key}"
+
+
+@pytest.fixture
+async def engine(tmp_path: Path):
+    eng = await open_sql(Settings(data_dir=tmp_path))
+    yield eng
+    await eng.dispose()
+
+
+def _event(i: int, matched: bool = False, ts: float = 1000.0, wls: list[str] | None = None) -> FaceEvent:
+    return FaceEvent(event_id=f"cam:1:{i}", face_id=f"cam:1:{i}", camera_id="cam", track_id=1, timestamp=ts + i,
+                     matched=matched, dossier_id="d1" if matched else None, watch_list_ids=wls or [],
+                     confidence=0.9 if matched else 0.3, quality=0.8, bbox=(1, 2, 3, 4), descriptor=[0.0] * 128,
+                     thumbnail_key=f"thumbs/{i}.jpg", frame_key="frames/cam/1.jpg")
+
+
+def test_split_statements_handles_comments_and_multiline() -> None:
+    sql = "-- header\nCREATE TABLE a (\n  x INT\n);\nINSERT INTO a VALUES (1);\n"
+    assert split_statements(sql) == ("CREATE TABLE a (\n  x INT\n)", "INSERT INTO a VALUES (1)")
+
+
+async def test_migrations_apply_once_and_record(engine, tmp_path: Path) -> None:
+    versions = [m.version for m in load_migrations()]
+    assert versions and versions == sorted(versions)
+    assert await applied_versions(engine) == versions
+    assert await migrate(engine) == []  # idempotent
+
+
+async def test_extra_migration_directory(engine, tmp_path: Path) -> None:
+    extra = tmp_path / "mig"
+    extra.mkdir()
+    (extra / "0100_extra.sql").write_text("CREATE TABLE IF NOT EXISTS extra_t (id VARCHAR(8) PRIMARY KEY);\n")
+    assert await migrate(engine, extra) == ["0100"]
+    assert "0100" in await applied_versions(engine)
+
+
+async def test_users_tokens_and_passwords(engine) -> None:
+    users = UserRepository(engine)
+    stored = hash_password("secret1")
+    assert check_password("secret1", stored) and not check_password("nope", stored)
+    user = await users.create("ann", stored, "operator")
+    with pytest.raises(ConflictError):
+        await users.create("ann", stored, "viewer")
+    token = await users.issue_token(user.id)
+    assert (await users.user_for_token(token)).username == "ann"
+    await users.revoke_token(token)
+    assert await users.user_for_token(token) is None
+
+
+async def test_camera_crud_references_and_pagination(engine) -> None:
+    cams, groups = CameraRepository(engine), CameraGroupRepository(engine)
+    with pytest.raises(ReferenceError_):
+        await cams.create(CameraIn(name="x", url="0", camera_group="nope"))
+    made = [await cams.create(CameraIn(name=f"c{i}", url=f"rtsp://h/{i}")) for i in range(5)]
+    page, cursor = await cams.list_page(2)
+    seen = [c.id for c in page]
+    while cursor:
+        page, cursor = await cams.list_page(2, cursor)
+        seen += [c.id for c in page]
+    assert seen == [c.id for c in made]
+    changed = await cams.update(made[0].id, {"active": False, "roi": (0.1, 0.1, 0.9, 0.9)})
+    assert changed.active is False and changed.roi == (0.1, 0.1, 0.9, 0.9)
+    with pytest.raises(ConflictError):
+        await groups.delete("default")
+    with pytest.raises(InvalidCursorError):
+        await cams.list_page(2, "garbage!")
+    await cams.delete(made[0].id)
+    with pytest.raises(NotFoundError):
+        await cams.get(made[0].id)
+
+
+async def test_dossier_faces_and_gallery_state(engine) -> None:
+    wls, dossiers = WatchListRepository(engine), DossierRepository(engine, _url)
+    wl = await wls.create(WatchListIn(name="vip"))
+    with pytest.raises(ReferenceError_):
+        await dossiers.create(DossierIn(name="x", watch_lists=["missing"]))
+    d = await dossiers.create(DossierIn(name="Lin", meta={"k": [1, 2]}, watch_lists=[wl.id]))
+    await dossiers.add_face(d.id, "f1", f"dossiers/{d.id}/f1.jpg", 0.9, (1, 2, 3, 4), [0.1] * 128)
+    got = await dossiers.get(d.id)
+    assert got.faces[0].image == f"/v1/media/dossiers/{d.id}/f1.jpg" and got.meta == {"k": [1, 2]}
+    state = await dossiers.gallery_state(d.id)
+    assert state.watch_list_ids == [wl.id] and len(state.faces) == 1 and not state.deleted
+    await wls.delete(wl.id)
+    assert (await dossiers.get(d.id)).watch_lists == []
+    assert await dossiers.delete(d.id) == [f"dossiers/{d.id}/f1.jpg"]
+    assert (await dossiers.gallery_state(d.id)).deleted
+
+
+async def test_event_upsert_is_idempotent_and_keeps_acknowledgement(engine) -> None:
+    events = EventRepository(engine, _url)
+    await events.upsert_many([_event(1, True, wls=["w1"]), _event(2)])
+    await events.acknowledge("cam:1:1", "ann")
+    await events.upsert_many([_event(1, True, wls=["w1", "w2"]), _event(1, True, wls=["w1", "w2"])])
+    assert await events.count() == 2
+    one = await events.get("cam:1:1")
+    assert one.acknowledged and one.watch_lists == ["w1", "w2"] and one.thumbnail == "/v1/media/thumbs/1.jpg"
+    matched, _ = await events.list_page(EventFilters(matched=True), 10)
+    assert [e.id for e in matched] == ["cam:1:1"]
+    by_wl, _ = await events.list_page(EventFilters(watch_list="w2"), 10)
+    assert len(by_wl) == 1
+    newest_first, cursor = await events.list_page(EventFilters(), 1)
+    assert newest_first[0].id == "cam:1:2" and cursor
+    rest, cursor = await events.list_page(EventFilters(), 1, cursor)
+    assert rest[0].id == "cam:1:1" and cursor is None
+
+
+async def test_event_purge_keeps_shared_frames(engine) -> None:
+    events = EventRepository(engine, _url)
+    await events.upsert_many([_event(1, True, ts=100), _event(2, False, ts=100)])
+    ids, keys = await events.purge(matched_before=50, unmatched_before=200)
+    assert ids == ["cam:1:2"] and keys == ["thumbs/2.jpg"]  # the frame is still used by event 1
+    assert await events.expire_frames(before=500) == ["frames/cam/1.jpg"]
+    assert (await events.get("cam:1:1")).frame is None
+
+
+async def test_video_progress_and_done(engine) -> None:
+    videos = VideoRepository(engine)
+    await videos.create("v1", "clip.mp4", "videos/v1.mp4", "video:v1", "default")
+    await videos.apply_progress(VideoProgress(video_id="v1", camera_id="video:v1", status="processing",
+                                              frames_done=5, frames_total=10))
+    v = await videos.get("v1")
+    assert v.status == "processing" and v.progress == 0.5
+    await videos.apply_progress(VideoProgress(video_id="v1", camera_id="video:v1", status="done",
+                                              frames_done=10, frames_total=10))
+    assert (await videos.get("v1")).status == "processing"  # decoded, not yet stored
+    await videos.mark_done("v1", 10)
+    await videos.apply_progress(VideoProgress(video_id="v1", camera_id="video:v1", status="processing"))
+    v = await videos.get("v1")
+    assert v.status == "done" and v.progress == 1.0
