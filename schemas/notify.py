@@ -1,0 +1,132 @@
+"""Entities and API bodies of counters, webhooks, Telegram rules and webhook deliveries (helper-4).
+
+Stored in SQL (migrations ``connectors/sql/migrations/01xx_*.sql``), served by
+``connectors/api/routes_notify.py``. Times are UNIX seconds (UTC).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+WebhookTopic = Literal["events", "episode_open", "episode_update", "episode_close", "counter_records"]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NotifyFilters(_Body):
+    """What a webhook or a Telegram rule lets through. Empty lists mean "any"."""
+
+    camera_ids: list[str] = Field(default_factory=list)
+    camera_groups: list[str] = Field(default_factory=list)
+    watch_list_ids: list[str] = Field(default_factory=list, description="Only items matched to one of these.")
+    matched: Literal["any", "matched", "unmatched"] = "any"
+    min_confidence: float = Field(0.0, ge=0, le=1, description="Only items at least this confident (matched ones).")
+    counter_ids: list[str] = Field(default_factory=list, description="Counter records: only these counters.")
+
+
+# -- counters ------------------------------------------------------------------------------------
+
+
+class CounterIn(_Body):
+    name: str = ""
+    camera_ids: list[str] = Field(default_factory=list, description="Cameras counted (or use camera_groups).")
+    camera_groups: list[str] = Field(default_factory=list, description="Camera groups counted.")
+    interval_s: float = Field(60.0, gt=0, le=86400, description="Length of a counting window.")
+    active: bool = True
+
+
+class CounterPatch(_Body):
+    name: str | None = None
+    camera_ids: list[str] | None = None
+    camera_groups: list[str] | None = None
+    interval_s: float | None = Field(None, gt=0, le=86400)
+    active: bool | None = None
+
+
+class Counter(CounterIn):
+    counter_id: str
+    created_at: float = 0.0
+
+
+# -- webhooks ------------------------------------------------------------------------------------
+
+
+class WebhookIn(_Body):
+    url: str = Field(pattern=r"^https?://", description="Receiver URL (POST, JSON array body).")
+    secret: str = Field("", description="HMAC-SHA256 key of the X-Facestream-Signature header ('' : unsigned).")
+    topics: list[WebhookTopic] = Field(default_factory=lambda: ["events"], min_length=1)
+    filters: NotifyFilters = Field(default_factory=NotifyFilters)
+    active: bool = True
+    max_attempts: int | None = Field(None, ge=1, le=100, description="Overrides webhooks.max_attempts.")
+
+
+class WebhookPatch(_Body):
+    url: str | None = Field(None, pattern=r"^https?://")
+    secret: str | None = None
+    topics: list[WebhookTopic] | None = None
+    filters: NotifyFilters | None = None
+    active: bool | None = None
+    max_attempts: int | None = Field(None, ge=1, le=100)
+
+
+class Webhook(WebhookIn):
+    webhook_id: str
+    created_at: float = 0.0
+
+
+class WebhookView(_Body):
+    """A webhook as the API shows it: the secret is never returned."""
+
+    webhook_id: str
+    url: str
+    has_secret: bool
+    topics: list[WebhookTopic]
+    filters: NotifyFilters
+    active: bool
+    max_attempts: int | None
+    created_at: float
+
+    @classmethod
+    def of(cls, w: Webhook) -> WebhookView:
+        return cls(webhook_id=w.webhook_id, url=w.url, has_secret=bool(w.secret), topics=w.topics,
+                   filters=w.filters, active=w.active, max_attempts=w.max_attempts, created_at=w.created_at)
+
+
+class Delivery(_Body):
+    """One POST of a batch to a webhook, as the delivery log shows it."""
+
+    delivery_id: str
+    webhook_id: str
+    status: Literal["pending", "delivered", "dead"]
+    attempts: int = 0
+    item_ids: list[str] = Field(default_factory=list)
+    created_at: float
+    last_attempt_at: float | None = None
+    http_status: int | None = None
+    error: str | None = None
+
+
+# -- Telegram ------------------------------------------------------------------------------------
+
+
+class TelegramRuleIn(_Body):
+    name: str = ""
+    chat_id: str = Field(min_length=1, description="Telegram chat id (or @channelname).")
+    filters: NotifyFilters = Field(default_factory=lambda: NotifyFilters(matched="matched"))
+    active: bool = True
+
+
+class TelegramRulePatch(_Body):
+    name: str | None = None
+    chat_id: str | None = None
+    filters: NotifyFilters | None = None
+    active: bool | None = None
+
+
+class TelegramRule(TelegramRuleIn):
+    rule_id: str
+    created_at: float = 0.0
