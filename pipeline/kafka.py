@@ -90,17 +90,17 @@ class AsyncProducer:
         while self._running:
             self._producer.poll(0.05)
 
-    def send(self, spec: TopicSpec, key: str, message: Message | bytes) -> asyncio.Future[None]:
-        """Queue one message; the returned future resolves when the broker acknowledged it."""
+    def send(self, spec: TopicSpec, key: str, message: Message | bytes) -> asyncio.Future[tuple[int, int]]:
+        """Queue one message; the future resolves to (partition, offset) once the broker acknowledged it."""
         loop = self._loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
+        future: asyncio.Future[tuple[int, int]] = loop.create_future()
         value = message if isinstance(message, bytes) else spec.encode(message)
 
-        def delivered(err: KafkaError | None, _msg: Any) -> None:
+        def delivered(err: KafkaError | None, msg: Any) -> None:
             if err is None:
-                loop.call_soon_threadsafe(_resolve, future, None)
+                loop.call_soon_threadsafe(_resolve, future, (msg.partition(), msg.offset()), None)
             else:
-                loop.call_soon_threadsafe(_resolve, future, KafkaException(err))
+                loop.call_soon_threadsafe(_resolve, future, None, KafkaException(err))
 
         while True:
             try:
@@ -122,11 +122,11 @@ class AsyncProducer:
         self._thread.join(timeout=2)
 
 
-def _resolve(future: asyncio.Future[None], error: Exception | None) -> None:
+def _resolve(future: asyncio.Future[Any], result: Any, error: Exception | None) -> None:
     if future.done():
         return
     if error is None:
-        future.set_result(None)
+        future.set_result(result)
     else:
         future.set_exception(error)
 

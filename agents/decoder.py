@@ -1,0 +1,286 @@
+"""Decoder agent: camera streams and video files -> JPEG frames on the frames topic.
+
+Two inputs, one consumer group: the ``cameras`` changelog (never committed: on every assignment the
+owner replays its partitions from the start and decodes the active cameras found there, so a camera
+moves to another decoder when this one dies) and ``video-jobs`` (one file at a time, committed when the
+file is fully published). Decoding runs in the executor. Live sources reconnect with capped back-off;
+files are read as fast as the detector keeps up (at most ``decoder.max_in_flight`` frames ahead of the
+detector group's committed offset on the partition).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.structs import OffsetAndMetadata
+
+from pipeline import metrics
+from pipeline.kafka import AsyncProducer, group_id, make_consumer, topic_name
+from pipeline.settings import DecoderSettings, Settings
+from schemas.messages import CameraChanged, Frame, StreamEnd, VideoJob, VideoProgress
+from schemas.topics import CAMERAS, FRAMES, VIDEO_JOBS, VIDEO_STATUS, TopicSpec
+
+log = logging.getLogger(__name__)
+
+
+class SourceError(RuntimeError):
+    """A source could not be opened or read."""
+
+
+@dataclass(frozen=True)
+class DecodedFrame:
+    index: int  # frame number in the source
+    position_s: float  # position in the source (files) in seconds
+    jpeg: bytes
+    width: int
+    height: int
+
+
+class FrameSource:
+    """Blocking reader of one OpenCV source, sampled to a target fps, downscaled and JPEG-encoded."""
+
+    def __init__(self, url: str, cfg: DecoderSettings) -> None:
+        self.cfg = cfg
+        target: int | str = int(url) if url.isdigit() else url
+        self.cap = cv2.VideoCapture(target)
+        if not self.cap.isOpened():
+            raise SourceError(f"cannot open source {url!r}")
+        self.src_fps = self.cap.get(cv2.CAP_PROP_FPS) or 25.0
+        if not 1 <= self.src_fps <= 240:
+            self.src_fps = 25.0
+        self.total = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        self.index = -1
+        self.step = max(1.0, self.src_fps / cfg.target_fps)
+        self._next_keep = 0.0
+
+    @property
+    def sampled_total(self) -> int:
+        return int(self.total / self.step) + 1 if self.total else 0
+
+    def read(self) -> DecodedFrame | None:
+        """The next sampled frame, or None at the end of the source."""
+        while True:
+            if not self.cap.grab():
+                return None
+            self.index += 1
+            if self.index + 1e-6 < self._next_keep:
+                continue
+            self._next_keep += self.step
+            ok, image = self.cap.retrieve()
+            if not ok or image is None:
+                return None
+            return self._encode(image)
+
+    def _encode(self, image: np.ndarray) -> DecodedFrame:
+        h, w = image.shape[:2]
+        if w > self.cfg.max_width:
+            scale = self.cfg.max_width / w
+            image = cv2.resize(image, (self.cfg.max_width, int(round(h * scale))), interpolation=cv2.INTER_AREA)
+            h, w = image.shape[:2]
+        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.cfg.jpeg_quality])
+        if not ok:
+            raise SourceError("JPEG encoding failed")
+        return DecodedFrame(self.index, self.index / self.src_fps, buf.tobytes(), w, h)
+
+    def close(self) -> None:
+        self.cap.release()
+
+
+class DecoderAgent:
+    """Owns cameras (by partition of the cameras topic) and runs video jobs one at a time."""
+
+    name = "decoder"
+
+    def __init__(self, settings: Settings, producer: AsyncProducer) -> None:
+        self.settings = settings
+        self.producer = producer
+        self.cameras: dict[str, CameraChanged] = {}
+        self.camera_tasks: dict[str, asyncio.Task[None]] = {}
+        self.jobs: asyncio.Queue[tuple[TopicPartition, int, VideoJob]] = asyncio.Queue()
+        self.status: dict[str, str] = {}  # camera id -> "streaming" | "reconnecting" | error text
+        self._consumer: AIOKafkaConsumer | None = None
+        self._progress: AIOKafkaConsumer | None = None
+        self._frames_topic = topic_name(settings, FRAMES)
+        self._cameras_topic = topic_name(settings, CAMERAS)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        consumer = self._consumer = make_consumer(self.settings, [], group_id(self.settings, self.name))
+        consumer.subscribe([self._cameras_topic, topic_name(self.settings, VIDEO_JOBS)], listener=_Rebalance(self))
+        self._progress = make_consumer(self.settings, [], group_id(self.settings, "detector"))
+        await consumer.start()
+        await self._progress.start()
+        metrics.HEALTHY.labels(self.name).set(1)
+        worker = asyncio.create_task(self._run_jobs(stop))
+        try:
+            while not stop.is_set():
+                batches = await consumer.getmany(timeout_ms=200)
+                for tp, records in batches.items():
+                    for record in records:
+                        self._on_record(tp, record.offset, record.value)
+        finally:
+            metrics.HEALTHY.labels(self.name).set(0)
+            worker.cancel()
+            for task in list(self.camera_tasks.values()):
+                task.cancel()
+            await asyncio.gather(worker, *self.camera_tasks.values(), return_exceptions=True)
+            await consumer.stop()
+            await self._progress.stop()
+
+    def _on_record(self, tp: TopicPartition, offset: int, value: bytes | None) -> None:
+        spec: TopicSpec = CAMERAS if tp.topic == self._cameras_topic else VIDEO_JOBS
+        try:
+            message = spec.decode(value)
+        except Exception as exc:  # noqa: BLE001 - a bad config record must not stop the decoder
+            log.warning("decoder: skipping undecodable %s record at %d: %s", tp.topic, offset, exc)
+            return
+        if isinstance(message, CameraChanged):
+            self._apply_camera(message, tp.partition)
+        else:
+            self.jobs.put_nowait((tp, offset, message))
+
+    def _apply_camera(self, camera: CameraChanged, partition: int) -> None:
+        task = self.camera_tasks.pop(camera.camera_id, None)
+        if task:
+            task.cancel()
+        self.cameras.pop(camera.camera_id, None)
+        if camera.deleted or not camera.active:
+            log.info("camera %s stopped", camera.camera_id)
+            return
+        self.cameras[camera.camera_id] = camera
+        self.camera_tasks[camera.camera_id] = asyncio.create_task(self._stream(camera, partition))
+
+    def revoke(self, partitions: set[int]) -> None:
+        """Cameras on partitions this instance lost stop here; their new owner starts them."""
+        for camera_id in list(self.camera_tasks):
+            if self._camera_partition.get(camera_id) in partitions:
+                self.camera_tasks.pop(camera_id).cancel()
+
+    @property
+    def _camera_partition(self) -> dict[str, int]:
+        return {cid: getattr(t, "partition", -1) for cid, t in self.camera_tasks.items()}
+
+    async def _stream(self, camera: CameraChanged, partition: int) -> None:
+        asyncio.current_task().partition = partition  # type: ignore[union-attr]
+        backoff = 1.0
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                source = await loop.run_in_executor(None, FrameSource, camera.url, self.settings.decoder)
+            except SourceError as exc:
+                self._set_status(camera.camera_id, f"reconnecting in {backoff:.0f}s: {exc}")
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.settings.decoder.reconnect_max_s)
+                continue
+            backoff = 1.0
+            self._set_status(camera.camera_id, "streaming")
+            try:
+                await self._publish_live(camera, source)
+            finally:
+                source.close()
+            self._set_status(camera.camera_id, "source ended; reconnecting")
+            await asyncio.sleep(backoff)
+
+    async def _publish_live(self, camera: CameraChanged, source: FrameSource) -> None:
+        loop = asyncio.get_running_loop()
+        period = 1.0 / self.settings.decoder.target_fps
+        while True:
+            started = time.monotonic()
+            decoded = await loop.run_in_executor(None, source.read)
+            if decoded is None:
+                return
+            frame = Frame(camera_id=camera.camera_id, camera_group=camera.camera_group, frame_no=decoded.index,
+                          timestamp=time.time(), width=decoded.width, height=decoded.height, jpeg=decoded.jpeg)
+            self.producer.send(FRAMES, camera.camera_id, frame)
+            metrics.FRAMES_DECODED.labels(camera.camera_id).inc()
+            if source.total:  # a file used as a camera: play it at the target rate
+                await asyncio.sleep(max(0.0, period - (time.monotonic() - started)))
+
+    def _set_status(self, camera_id: str, status: str) -> None:
+        if self.status.get(camera_id) != status:
+            log.info("camera %s: %s", camera_id, status)
+        self.status[camera_id] = status
+        metrics.SOURCE_UP.labels(camera_id).set(1 if status == "streaming" else 0)
+
+    async def _run_jobs(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            tp, offset, job = await self.jobs.get()
+            await self.process_file(job)
+            assert self._consumer is not None
+            with contextlib.suppress(Exception):  # lost partition: the new owner redoes the job (same ids)
+                await self._consumer.commit({tp: OffsetAndMetadata(offset + 1, "")})
+
+    async def process_file(self, job: VideoJob) -> None:
+        """Publish every sampled frame of a file, then a StreamEnd; progress goes to video-status."""
+        loop = asyncio.get_running_loop()
+        try:
+            source = await loop.run_in_executor(None, FrameSource, job.path, self.settings.decoder)
+        except SourceError as exc:
+            await self._progress_update(job, "failed", 0, 0, str(exc))
+            return
+        base = time.time()
+        done, last_report = 0, 0.0
+        try:
+            total = source.sampled_total
+            await self._progress_update(job, "processing", 0, total)
+            pending: list[asyncio.Future[tuple[int, int]]] = []
+            while True:
+                decoded = await loop.run_in_executor(None, source.read)
+                if decoded is None:
+                    break
+                frame = Frame(camera_id=job.camera_id, camera_group=job.camera_group, frame_no=decoded.index,
+                              timestamp=base + decoded.position_s, width=decoded.width, height=decoded.height,
+                              jpeg=decoded.jpeg, video_id=job.video_id)
+                pending.append(self.producer.send(FRAMES, job.camera_id, frame))
+                metrics.FRAMES_DECODED.labels(job.camera_id).inc()
+                done += 1
+                if len(pending) >= 16:
+                    partition, offset = (await asyncio.gather(*pending))[-1]
+                    pending.clear()
+                    await self._wait_for_detector(partition, offset)
+                if time.monotonic() - last_report > 1.0:
+                    last_report = time.monotonic()
+                    await self._progress_update(job, "processing", done, max(total, done))
+            await asyncio.gather(*pending)
+            await self.producer.send(FRAMES, job.camera_id, StreamEnd(
+                camera_id=job.camera_id, video_id=job.video_id, frames_total=done))
+            await self._progress_update(job, "processing", done, done)
+            log.info("video %s: %d frames published", job.video_id, done)
+        finally:
+            source.close()
+
+    async def _wait_for_detector(self, partition: int, offset: int) -> None:
+        """Back-pressure: stay at most ``max_in_flight`` frames ahead of the detector group's commits."""
+        assert self._progress is not None
+        tp = TopicPartition(self._frames_topic, partition)
+        limit = self.settings.decoder.max_in_flight
+        while True:
+            committed = await self._progress.committed(tp) or 0
+            if offset - committed < limit:
+                return
+            await asyncio.sleep(0.05)
+
+    async def _progress_update(self, job: VideoJob, status: Any, done: int, total: int, error: str | None = None) -> None:
+        await self.producer.send(VIDEO_STATUS, job.video_id, VideoProgress(
+            video_id=job.video_id, camera_id=job.camera_id, status=status, frames_done=done,
+            frames_total=total, error=error))
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, agent: DecoderAgent) -> None:
+        self.agent = agent
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.agent.revoke({tp.partition for tp in revoked if tp.topic == self.agent._cameras_topic})
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        cams = [tp for tp in assigned if tp.topic == self.agent._cameras_topic]
+        if cams and self.agent._consumer is not None:
+            await self.agent._consumer.seek_to_beginning(*cams)

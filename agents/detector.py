@@ -1,0 +1,220 @@
+"""Detector agent: frames -> faces. Detects, tracks per camera, picks the best face per track.
+
+Inference and JPEG work run in the default executor. A camera's frames arrive in order on one partition,
+so this instance owns that camera's tracker. Offsets are committed no further than the first frame of any
+open track (``hold_commits``): a detector that dies mid-track replays those frames and posts the same
+faces with the same ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from agents.camera_table import CameraTable
+from agents.tracking import Candidate, FaceTracker, Post, TrackerPolicy
+from connectors.media import MediaStore, open_media_store
+from models.faces import Detection, FaceModels
+from pipeline import metrics
+from pipeline.settings import Settings
+from pipeline.stage import AgentBase, Incoming, Output
+from schemas.messages import CameraChanged, Face, Frame, StreamEnd
+from schemas.topics import FACES, FRAMES
+
+log = logging.getLogger(__name__)
+
+CHIP_JPEG_QUALITY = 95
+THUMB_MARGIN = 0.4
+
+
+@dataclass(frozen=True)
+class Shot:
+    """What a candidate needs to become a Face message once posted."""
+
+    frame: Frame
+    detection: Detection
+    chip: np.ndarray  # 150x150x3 BGR uint8
+
+
+def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return buf.tobytes()
+
+
+def decode_jpeg(data: bytes) -> np.ndarray:
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError("undecodable JPEG")
+    return image
+
+
+def thumbnail(image: np.ndarray, bbox: tuple[float, float, float, float]) -> np.ndarray:
+    """The face box grown by ``THUMB_MARGIN`` on each side, clipped to the frame."""
+    x1, y1, x2, y2 = bbox
+    mw, mh = (x2 - x1) * THUMB_MARGIN, (y2 - y1) * THUMB_MARGIN
+    h, w = image.shape[:2]
+    xa, ya = max(0, int(x1 - mw)), max(0, int(y1 - mh))
+    xb, yb = min(w, int(x2 + mw)), min(h, int(y2 + mh))
+    return image[ya:yb, xa:xb]
+
+
+def in_roi(roi: list[tuple[float, float]] | None, bbox: tuple[float, float, float, float]) -> bool:
+    if not roi or len(roi) < 3:
+        return True
+    centre = ((bbox[0] + bbox[2]) / 2, (bbox[1] + bbox[3]) / 2)
+    return cv2.pointPolygonTest(np.asarray(roi, np.float32), centre, False) >= 0
+
+
+class DetectorAgent(AgentBase):
+    name = "detector"
+    inputs = (FRAMES,)
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.models: FaceModels | None = None
+        self.media: MediaStore | None = None
+        self.cameras = CameraTable()
+        self.trackers: dict[str, FaceTracker[Shot]] = {}
+        self.partition_of: dict[str, tuple[str, int]] = {}
+        self._topic = f"{settings.kafka.topic_prefix}{FRAMES.name}"
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.models = await loop.run_in_executor(None, FaceModels.load, self.settings.models)
+        self.media = open_media_store(self.settings)
+        await self.cameras.start(self.settings)
+
+    async def stop(self) -> None:
+        await self.cameras.stop()
+
+    async def handle(self, batch: list[Incoming]) -> list[Output]:
+        frames = [item for item in batch if isinstance(item.message, Frame)]
+        loop = asyncio.get_running_loop()
+        analysed = await loop.run_in_executor(None, self._analyse, [f.message for f in frames])
+        by_offset = {(f.partition, f.offset): a for f, a in zip(frames, analysed, strict=True)}
+        outputs: list[Output] = []
+        for item in batch:
+            camera_id = item.message.camera_id
+            self.partition_of[camera_id] = (self._topic, item.partition)
+            tracker = self._tracker(camera_id)
+            if isinstance(item.message, StreamEnd):
+                outputs += await self._publish_posts(tracker.flush())
+                outputs.append(Output(FACES, camera_id, item.message))
+                self.trackers.pop(camera_id, None)
+                continue
+            frame: Frame = item.message
+            cands = self._candidates(frame, by_offset[(item.partition, item.offset)], item.offset)
+            outputs += await self._publish_posts(tracker.update(frame.frame_no, frame.timestamp, cands))
+        return outputs
+
+    async def tick(self, now: float) -> list[Output]:
+        """Live cameras: end tracks by wall clock, since a quiet camera sends no frame to end them."""
+        posts: list[Post[Shot]] = []
+        for camera_id, tracker in self.trackers.items():
+            if not camera_id.startswith("video:"):
+                posts += tracker.expire(now)
+        return await self._publish_posts(posts)
+
+    def hold_commits(self, offsets: dict[tuple[str, int], int]) -> dict[tuple[str, int], int]:
+        """Commit no further than the first frame of an open track, but never more than half the decoder's
+        in-flight window behind, so a very long track cannot stall an offline file (its replay after a crash
+        then starts mid-track: documented trade-off)."""
+        window = self.settings.decoder.max_in_flight // 2
+        held: dict[tuple[str, int], int] = defaultdict(lambda: 1 << 62)
+        for camera_id, tracker in self.trackers.items():
+            oldest = tracker.oldest_open_offset()
+            if oldest is not None and camera_id in self.partition_of:
+                tp = self.partition_of[camera_id]
+                held[tp] = min(held[tp], oldest)
+        return {tp: max(off - window, min(off, held[tp])) if tp in held else off for tp, off in offsets.items()}
+
+    def _tracker(self, camera_id: str) -> FaceTracker[Shot]:
+        if camera_id not in self.trackers:
+            d = self.settings.detector
+            camera = self.cameras.get(camera_id)
+            mode = (camera.best_face_mode if camera and camera.best_face_mode else d.best_face_mode)
+            self.trackers[camera_id] = FaceTracker(TrackerPolicy(
+                mode=mode, iou_threshold=d.track_iou, timeout_s=d.track_timeout_s,
+                realtime_interval_s=d.realtime_interval_s, realtime_post_first=d.realtime_post_first,
+                max_track_s=d.max_track_s))
+        return self.trackers[camera_id]
+
+    def _analyse(self, frames: list[Frame]) -> list[list[tuple[Detection, float, np.ndarray]]]:
+        """Blocking: decode, detect in one batch, then quality and aligned chip per face."""
+        assert self.models is not None
+        images = [decode_jpeg(f.jpeg) for f in frames]
+        if not images:
+            return []
+        detections = self.models.detect(images)
+        out = []
+        for image, dets in zip(images, detections, strict=True):
+            metrics.FACES_DETECTED.labels(self.name).inc(len(dets))
+            out.append([(d, self.models.quality(image, d), self.models.align(image, d)) for d in dets])
+        return out
+
+    def _candidates(self, frame: Frame, faces: list[tuple[Detection, float, np.ndarray]], offset: int) -> list[Candidate[Shot]]:
+        camera = self.cameras.get(frame.camera_id)
+        cands = []
+        for det, quality, chip in faces:
+            cands.append(Candidate(
+                frame_no=frame.frame_no, timestamp=frame.timestamp, bbox=det.bbox, quality=quality,
+                eligible=self._eligible(camera, det, quality), payload=Shot(frame, det, chip),
+                source_offset=offset))
+        return cands
+
+    def _eligible(self, camera: CameraChanged | None, det: Detection, quality: float) -> bool:
+        d = self.settings.detector
+        min_size = camera.min_face_size if camera and camera.min_face_size is not None else d.min_face_size
+        min_quality = camera.min_quality if camera and camera.min_quality is not None else d.min_quality
+        width = det.bbox[2] - det.bbox[0]
+        return width >= min_size and quality >= min_quality and in_roi(camera.roi if camera else None, det.bbox)
+
+    async def _publish_posts(self, posts: list[Post[Shot]]) -> list[Output]:
+        if not posts:
+            return []
+        faces = await asyncio.get_running_loop().run_in_executor(None, self._to_faces, posts)
+        for face in faces:
+            metrics.EVENT_LATENCY.labels(self.name).observe(max(0.0, time.time() - face.timestamp))
+        return [Output(FACES, f.camera_id, f) for f in faces]
+
+    def _to_faces(self, posts: list[Post[Shot]]) -> list[Face]:
+        """Blocking: store the full frame and the thumbnail, build the messages."""
+        assert self.media is not None
+        faces = []
+        for post in posts:
+            shot = post.candidate.payload
+            frame, det = shot.frame, shot.detection
+            face_id = f"{frame.camera_id}:{post.track_id}:{post.seq}"
+            frame_key = f"frames/{_safe(frame.camera_id)}/{frame.frame_no}.jpg"
+            thumb_key = f"thumbs/{_safe(face_id)}.jpg"
+            image = decode_jpeg(frame.jpeg)
+            self.media.put(frame_key, frame.jpeg, "image/jpeg")
+            self.media.put(thumb_key, encode_jpeg(thumbnail(image, det.bbox)), "image/jpeg")
+            faces.append(Face(
+                face_id=face_id, camera_id=frame.camera_id, camera_group=frame.camera_group,
+                track_id=post.track_id, seq=post.seq, frame_no=frame.frame_no, timestamp=frame.timestamp,
+                bbox=tuple(float(v) for v in det.bbox),  # type: ignore[arg-type]
+                landmarks=tuple((float(x), float(y)) for x, y in det.landmarks),  # type: ignore[arg-type]
+                det_score=float(det.score), quality=float(post.candidate.quality),
+                chip_jpeg=encode_jpeg(shot.chip, CHIP_JPEG_QUALITY), frame_key=frame_key,
+                thumbnail_key=thumb_key, video_id=frame.video_id,
+            ))
+        return faces
+
+
+def _safe(name: str) -> str:
+    """Media keys from ids: keep them path-safe."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def build(settings: Settings) -> Any:
+    return DetectorAgent(settings)

