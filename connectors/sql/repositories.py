@@ -583,18 +583,19 @@ class EventRepository:
             keys -= await _still_referenced(conn, keys)
         return ids, sorted(keys)
 
-    async def expire_frames(self, before: float, limit: int = 1000) -> list[str]:
-        """Forget the full frames of events older than ``before``; returns frame keys no longer referenced."""
+    async def expire_frames(self, before: float, limit: int = 1000) -> tuple[int, list[str]]:
+        """Forget the full frames of up to ``limit`` events older than ``before``; returns (events changed,
+        frame keys no longer referenced)."""
         c = t.events.c
         async with self.engine.begin() as conn:
             rows = list(await conn.execute(select(c.id, c.frame_key)
                                            .where(c.timestamp < before, c.frame_key.is_not(None)).limit(limit)))
             if not rows:
-                return []
+                return 0, []
             await conn.execute(update(t.events).where(c.id.in_([r.id for r in rows])).values(frame_key=None))
             keys = {r.frame_key for r in rows}
             keys -= await _still_referenced(conn, keys)
-        return sorted(keys)
+        return len(rows), sorted(keys)
 
     async def _assemble(self, conn: AsyncConnection, rows: Sequence[Any]) -> list[EventOut]:
         ids = [r["id"] for r in rows]

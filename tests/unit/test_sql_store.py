@@ -60,9 +60,9 @@ async def test_migrations_apply_once_and_record(engine, tmp_path: Path) -> None:
 async def test_extra_migration_directory(engine, tmp_path: Path) -> None:
     extra = tmp_path / "mig"
     extra.mkdir()
-    (extra / "0100_extra.sql").write_text("CREATE TABLE IF NOT EXISTS extra_t (id VARCHAR(8) PRIMARY KEY);\n")
-    assert await migrate(engine, extra) == ["0100"]
-    assert "0100" in await applied_versions(engine)
+    (extra / "9999_extra.sql").write_text("CREATE TABLE IF NOT EXISTS extra_t (id VARCHAR(8) PRIMARY KEY);\n")
+    assert await migrate(engine, extra) == ["9999"]
+    assert "9999" in await applied_versions(engine)
 
 
 async def test_users_tokens_and_passwords(engine) -> None:
@@ -140,7 +140,7 @@ async def test_event_purge_keeps_shared_frames(engine) -> None:
     await events.upsert_many([_event(1, True, ts=100), _event(2, False, ts=100)])
     ids, keys = await events.purge(matched_before=50, unmatched_before=200)
     assert ids == ["cam:1:2"] and keys == ["thumbs/2.jpg"]  # the frame is still used by event 1
-    assert await events.expire_frames(before=500) == ["frames/cam/1.jpg"]
+    assert await events.expire_frames(before=500) == (1, ["frames/cam/1.jpg"])
     assert (await events.get("cam:1:1")).frame is None
 
 

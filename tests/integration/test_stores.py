@@ -1,0 +1,107 @@
+"""Milvus Lite vectors, the local media store and retention, on files in tmp_path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from connectors.media import LocalMediaStore, MediaNotFoundError, check_key
+from connectors.sql.engine import open_sql
+from connectors.sql.repositories import EventRepository
+from connectors.sql.retention import purge_expired
+from connectors.vectors import EVENT_FACES, VectorStore, event_filter_expr, quote
+from pipeline.settings import Settings
+from schemas.api import EventFilters
+from schemas.messages import FaceEvent
+
+
+def _unit(seed: int) -> list[float]:
+    v = np.random.default_rng(seed).standard_normal(128).astype(np.float32)
+    return (v / np.linalg.norm(v)).tolist()
+
+
+def _event(i: int, ts: float, matched: bool, wls: list[str]) -> FaceEvent:
+    return FaceEvent(event_id=f"e{i}", face_id=f"e{i}", camera_id="cam" if i % 2 else "other", track_id=i,
+                     timestamp=ts, matched=matched, dossier_id="d1" if matched else None, watch_list_ids=wls,
+                     quality=0.9, bbox=(0, 0, 10, 10), descriptor=_unit(i), thumbnail_key=f"thumbs/e{i}.jpg",
+                     frame_key=f"frames/cam/{i}.jpg")
+
+
+@pytest.fixture(scope="module")
+async def vectors(tmp_path_factory: pytest.TempPathFactory):
+    store = VectorStore(str(tmp_path_factory.mktemp("milvus") / "milvus.db"))
+    await store.start()
+    yield store
+    await store.close()
+
+
+def test_filter_expression_quotes_values() -> None:
+    assert quote('a"b') == '"a\\"b"'
+    expr = event_filter_expr(EventFilters(camera="c1", matched=True, since=5, watch_list="w"))
+    assert expr == 'camera == "c1" and matched == true and timestamp >= 5.0 and array_contains(watch_lists, "w")'
+
+
+async def test_event_vectors_upsert_filter_and_delete(vectors: VectorStore) -> None:
+    events = [_event(i, 100.0 + i, i < 3, ["w1"] if i == 1 else []) for i in range(6)]
+    await vectors.upsert_events(events)
+    await vectors.upsert_events(events[:2])  # redelivery: same rows
+    assert await vectors.count(EVENT_FACES) == 6
+    hits = await vectors.search_events(_unit(1), 3)
+    assert hits[0].id == "e1" and hits[0].cosine == pytest.approx(1.0, abs=1e-5)
+    only = await vectors.search_events(_unit(1), 10, EventFilters(watch_list="w1"))
+    assert [h.id for h in only] == ["e1"]
+    unmatched_cam = await vectors.search_events(_unit(4), 10, EventFilters(matched=False, camera="other"))
+    assert {h.id for h in unmatched_cam} == {"e4"}
+    await vectors.delete_events(["e4", "e5"])
+    assert await vectors.count(EVENT_FACES) == 4
+
+
+async def test_dossier_vectors(vectors: VectorStore) -> None:
+    await vectors.upsert_dossier_faces("d1", [("f1", _unit(10)), ("f2", _unit(11))], ["w1"], True)
+    await vectors.upsert_dossier_faces("d2", [("f3", _unit(12))], [], False)
+    hits = await vectors.search_dossier_faces(_unit(11), 5)
+    assert hits[0].id == "f2" and hits[0].fields["dossier_id"] == "d1"
+    assert "f3" not in {h.id for h in hits}  # inactive
+    await vectors.delete_dossier("d1")
+    assert await vectors.search_dossier_faces(_unit(11), 5) == []
+
+
+def test_media_store_roundtrip_and_safety(tmp_path: Path) -> None:
+    media = LocalMediaStore(tmp_path / "media")
+    media.put("thumbs/a:1:2.jpg", b"jpeg", "image/jpeg")
+    assert media.get("thumbs/a:1:2.jpg") == b"jpeg" and media.exists("thumbs/a:1:2.jpg")
+    assert media.url_path("thumbs/a:1:2.jpg") == "/v1/media/thumbs/a:1:2.jpg"
+    media.delete("thumbs/a:1:2.jpg")
+    with pytest.raises(MediaNotFoundError):
+        media.get("thumbs/a:1:2.jpg")
+    for bad in ("../x", "/etc/passwd", "a/../../b", ""):
+        with pytest.raises(ValueError):
+            check_key(bad)
+
+
+async def test_retention_purges_rows_vectors_and_images(tmp_path: Path, vectors: VectorStore) -> None:
+    settings = Settings(data_dir=tmp_path)
+    engine = await open_sql(settings)
+    try:
+        media = LocalMediaStore(tmp_path / "media")
+        repo = EventRepository(engine, media.url_path)
+        day, now = 86400.0, 1_000_000.0
+        old_unmatched = _event(20, now - 8 * day, False, [])
+        old_matched = _event(21, now - 8 * day, True, [])  # kept: 30 days for matched
+        fresh = _event(22, now - 1, False, [])
+        batch = [old_unmatched, old_matched, fresh]
+        await repo.upsert_many(batch)
+        await vectors.upsert_events(batch)
+        for e in batch:
+            media.put(e.thumbnail_key, b"t")
+            media.put(e.frame_key, b"f")
+        report = await purge_expired(repo, vectors, media, settings.store, now=now)
+        assert report.events == 1 and report.media == 2 and report.frames == 1
+        assert not media.exists(old_unmatched.thumbnail_key) and not media.exists(old_matched.frame_key)
+        assert media.exists(old_matched.thumbnail_key) and media.exists(fresh.frame_key)
+        assert {h.id for h in await vectors.search_events(_unit(20), 50)}.isdisjoint({"e20"})
+        assert await repo.count() == 2
+    finally:
+        await engine.dispose()
