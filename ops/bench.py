@@ -1,0 +1,45 @@
+"""``facestream bench NAME``: run a benchmark, print its markdown section, and record it in BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import importlib
+import re
+from pathlib import Path
+
+from pipeline.settings import Settings
+
+BENCHES = {
+    "models": "ops.bench_models:run",
+    "pipeline": "ops.bench_pipeline:run",
+    "matching": "ops.bench_matching:run",
+    "kafka": "ops.bench_kafka:run",
+    "scaling": "ops.bench_scaling:run",
+}
+BENCHMARKS_MD = Path("BENCHMARKS.md")
+
+
+def run_bench(settings: Settings, name: str, write: bool = True) -> int:
+    names = list(BENCHES) if name == "all" else [name]
+    for bench in names:
+        module, func = BENCHES[bench].split(":")
+        try:
+            section = getattr(importlib.import_module(module), func)(settings)
+        except ModuleNotFoundError as exc:
+            print(f"bench {bench}: not available ({exc})")
+            continue
+        print(section)
+        if write:
+            record(section)
+    return 0
+
+
+def record(section: str) -> None:
+    """Replace the section with the same '## ' heading in BENCHMARKS.md, or append it."""
+    heading = section.strip().splitlines()[0]
+    text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else "# Benchmarks\n"
+    pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section.strip() + "\n\n", text)
+    else:
+        text = text.rstrip() + "\n\n" + section.strip() + "\n"
+    BENCHMARKS_MD.write_text(text)

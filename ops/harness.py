@@ -1,0 +1,112 @@
+"""``LocalPipeline``: the spine running in this process on a broker (the embedded one by default), with an
+events collector. The demo, the end-to-end tests and the benchmarks drive it the way an integrator drives
+the deployed system: gallery changes and video jobs in, events out."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from agents.enrol import portrait_descriptor
+from models.faces import FaceModels
+from ops.stack import broker_for
+from pipeline.kafka import AsyncProducer, provision_topics, replay_topic
+from pipeline.runtime import run_roles
+from pipeline.settings import Settings
+from schemas.messages import (
+    CameraChanged, DossierChanged, DossierFace, FaceEvent, GalleryChange, StreamEnd, VideoJob, WatchListChanged,
+)
+from schemas.topics import CAMERAS, CORE_TOPICS, EVENTS, GALLERY, VIDEO_JOBS
+
+SPINE_ROLES = ("decoder", "detector", "extractor", "matcher")
+
+
+@dataclass
+class VideoResult:
+    events: list[FaceEvent] = field(default_factory=list)
+    frames: int = 0
+    seconds: float = 0.0
+
+
+def dossier_id_for(name: str) -> str:
+    return hashlib.sha1(name.encode()).hexdigest()[:12]
+
+
+def gallery_changes(models: FaceModels, people: dict[str, np.ndarray], watch_list: str = "demo") -> list[GalleryChange]:
+    """A watch list and one dossier per person (name -> BGR portrait)."""
+    changes = [GalleryChange(watch_list=WatchListChanged(watch_list_id=watch_list, name=watch_list))]
+    for name, image in people.items():
+        did = dossier_id_for(name)
+        changes.append(GalleryChange(dossier=DossierChanged(
+            dossier_id=did, name=name, watch_list_ids=[watch_list],
+            faces=[DossierFace(face_id=f"{did}-0", descriptor=portrait_descriptor(models, image).tolist())])))
+    return changes
+
+
+class LocalPipeline:
+    def __init__(self, settings: Settings, on_event: Callable[[FaceEvent], None] | None = None) -> None:
+        self.settings = settings
+        self.on_event = on_event
+        self.events: list[FaceEvent] = []
+        self._ends: dict[str, asyncio.Future[int]] = {}
+        self._producer: AsyncProducer | None = None
+
+    @contextlib.asynccontextmanager
+    async def running(self, roles: tuple[str, ...] = SPINE_ROLES) -> AsyncIterator[LocalPipeline]:
+        async with broker_for(self.settings) as live:
+            self.settings = live
+            await asyncio.get_running_loop().run_in_executor(None, provision_topics, live, CORE_TOPICS)
+            self._producer = AsyncProducer(live, client_id="facestream-harness")
+            stop = asyncio.Event()
+            tasks = [asyncio.create_task(replay_topic(live, EVENTS, self._collect, stop))]
+            if roles:
+                tasks.append(asyncio.create_task(run_roles(live, list(roles), stop)))
+            try:
+                yield self
+            finally:
+                stop.set()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                await self._producer.close()
+
+    @property
+    def producer(self) -> AsyncProducer:
+        assert self._producer is not None, "use `async with pipeline.running()`"
+        return self._producer
+
+    async def enrol(self, people: dict[str, np.ndarray], models: FaceModels | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        models = models or await loop.run_in_executor(None, FaceModels.load, self.settings.models)
+        changes = await loop.run_in_executor(None, gallery_changes, models, people)
+        for change in changes:
+            key = change.watch_list.watch_list_id if change.watch_list else change.dossier.dossier_id  # type: ignore[union-attr]
+            await self.producer.send(GALLERY, key, change)
+
+    async def add_camera(self, camera: CameraChanged) -> None:
+        await self.producer.send(CAMERAS, camera.camera_id, camera)
+
+    async def process(self, video: Path, video_id: str, timeout_s: float = 600) -> VideoResult:
+        """Submit a file as a video job and wait until its StreamEnd reaches the events topic."""
+        future = self._ends[video_id] = asyncio.get_running_loop().create_future()
+        started = time.perf_counter()
+        await self.producer.send(VIDEO_JOBS, video_id, VideoJob(
+            video_id=video_id, path=str(video.resolve()), camera_id=f"video:{video_id}"))
+        frames = await asyncio.wait_for(future, timeout_s)
+        elapsed = time.perf_counter() - started
+        return VideoResult([e for e in self.events if e.video_id == video_id], frames, elapsed)
+
+    def _collect(self, message: object) -> None:
+        if isinstance(message, FaceEvent):
+            self.events.append(message)
+            if self.on_event:
+                self.on_event(message)
+        elif isinstance(message, StreamEnd) and message.video_id in self._ends:
+            future = self._ends[message.video_id]
+            if not future.done():
+                future.set_result(message.frames_total)

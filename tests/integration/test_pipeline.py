@@ -1,0 +1,114 @@
+"""The spine end to end on the real clip: decoder -> detector -> extractor -> matcher over the embedded broker,
+and a stage SIGKILLed mid-clip loses no event."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import pytest
+
+from ops.demo import process_video
+from ops.harness import gallery_changes
+from models.faces import FaceModels
+from pipeline.kafka import AsyncProducer, provision_topics, replay_topic
+from schemas.messages import FaceEvent, StreamEnd, VideoJob
+from schemas.topics import CORE_TOPICS, EVENTS, GALLERY, VIDEO_JOBS
+from tests.integration.conftest import settings_for
+
+pytestmark = pytest.mark.integration
+
+WATCH_LIST = {
+    "Lin Manuel Miranda": "lin-manuel-miranda.png",
+    "Alex Lacamoire": "alex-lacamoire.png",
+    "Obama": "obama.jpg",
+    "Biden": "biden.jpg",
+}
+
+
+def portraits(folder: Path) -> dict:
+    return {name: cv2.imread(str(folder / file)) for name, file in WATCH_LIST.items()}
+
+
+@pytest.fixture(scope="module")
+def undisturbed(broker, shared_faces, tmp_path_factory):  # type: ignore[no-untyped-def]
+    settings = settings_for(broker, tmp_path_factory.mktemp("spine"))
+    result = asyncio.run(process_video(settings, shared_faces / "short_hamilton_clip.mp4", portraits(shared_faces),
+                                       timeout_s=300, quiet=True))
+    return result
+
+
+def test_lin_manuel_miranda_is_matched_and_absent_people_never(undisturbed) -> None:  # type: ignore[no-untyped-def]
+    names = {e.dossier_name for e in undisturbed.events if e.matched}
+    assert "Lin Manuel Miranda" in names
+    assert not names & {"Obama", "Biden"}
+    assert undisturbed.frames > 50
+    assert len({e.event_id for e in undisturbed.events}) == len(undisturbed.events)
+
+
+def track_and_seq(event: FaceEvent) -> tuple[str, str]:
+    """The event id without its camera (the two runs use different camera ids)."""
+    _, track, seq = event.event_id.rsplit(":", 2)
+    return track, seq
+
+
+def _start_role(role: str, settings, log: Path) -> subprocess.Popen:  # type: ignore[no-untyped-def]
+    env = {**os.environ, "FACESTREAM_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+           "FACESTREAM_DATA_DIR": str(settings.data_dir),
+           "FACESTREAM_KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
+           "FACESTREAM_KAFKA_SESSION_TIMEOUT_MS": "3000", "FACESTREAM_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
+           "FACESTREAM_KAFKA_PARTITIONS": str(settings.kafka.partitions)}
+    return subprocess.Popen([sys.executable, "-m", "ops.cli", "run", role], env=env,
+                            stdout=log.open("ab"), stderr=subprocess.STDOUT)
+
+
+@pytest.mark.parametrize("victim", ["extractor"])
+def test_a_stage_killed_mid_clip_loses_no_event(victim, undisturbed, broker, shared_faces, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings = settings_for(broker, tmp_path)
+    expected = {track_and_seq(e) for e in undisturbed.events}
+    seen: list[FaceEvent] = []
+
+    async def scenario() -> None:
+        provision_topics(settings, CORE_TOPICS)
+        models = FaceModels.load(settings.models)
+        producer = AsyncProducer(settings)
+        for change in gallery_changes(models, portraits(shared_faces)):
+            await producer.send(GALLERY, "k", change)
+        procs = {r: _start_role(r, settings, tmp_path / f"{r}.log") for r in ("decoder", "detector", "extractor", "matcher")}
+        stop, done = asyncio.Event(), asyncio.Event()
+
+        def collect(msg: object) -> None:
+            if isinstance(msg, FaceEvent):
+                seen.append(msg)
+            elif isinstance(msg, StreamEnd):
+                done.set()
+
+        reader = asyncio.create_task(replay_topic(settings, EVENTS, collect, stop))
+        try:
+            await producer.send(VIDEO_JOBS, "v", VideoJob(
+                video_id="fault", path=str(shared_faces / "short_hamilton_clip.mp4"), camera_id="video:demo-x"))
+            for _ in range(600):  # kill as soon as the first event is out: the clip is mid-way
+                if seen:
+                    break
+                await asyncio.sleep(0.1)
+            procs[victim].send_signal(signal.SIGKILL)
+            procs[victim].wait()
+            procs[victim] = _start_role(victim, settings, tmp_path / f"{victim}.log")
+            await asyncio.wait_for(done.wait(), 240)
+        finally:
+            stop.set()
+            await reader
+            for p in procs.values():
+                p.terminate()
+            for p in procs.values():
+                p.wait(timeout=20)
+            await producer.close()
+
+    asyncio.run(scenario())
+    assert seen, "no event at all"
+    assert {track_and_seq(e) for e in seen} == expected
