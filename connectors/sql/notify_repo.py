@@ -1,0 +1,524 @@
+"""SQL repository of episodes, counters, webhooks (with their outbox and delivery log) and Telegram rules.
+
+Tables come from ``migrations/0100_notify.sql``. Writes that a stage repeats after a crash (episodes,
+counter records, outbox items) are idempotent upserts / insert-if-absent keyed by deterministic ids.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+from sqlalchemy import (
+    BigInteger, Boolean, Column, Float, MetaData, String, Table, Text, and_, delete, exists, func, or_, select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from connectors.sql import tables as core  # the core events table (helper-3)
+from connectors.sql.repositories import NotFoundError, new_id, upsert_statement
+from schemas.messages import CounterRecord, Episode
+from schemas.notify import (
+    Counter, CounterIn, Delivery, NotifyFilters, TelegramRule, TelegramRuleIn, Webhook, WebhookIn,
+)
+
+Double = Float(precision=53)
+md = MetaData()
+
+episodes = Table(
+    "episodes", md,
+    Column("id", String(256), primary_key=True), Column("camera_group", String(64)), Column("video_id", String(64)),
+    Column("opened_at", Double), Column("last_at", Double), Column("closed", Boolean),
+    Column("close_reason", String(32)), Column("event_count", BigInteger), Column("matched", Boolean),
+    Column("dossier_id", String(64)), Column("doc", Text), Column("acknowledged", Boolean),
+    Column("acknowledged_at", Double), Column("acknowledged_by", String(128)), Column("updated_at", Double),
+)
+episode_events = Table("episode_events", md, Column("episode_id", String(256), primary_key=True),
+                       Column("event_id", String(256), primary_key=True))
+episode_cameras = Table("episode_cameras", md, Column("episode_id", String(256), primary_key=True),
+                        Column("camera_id", String(64), primary_key=True))
+episode_watch_lists = Table("episode_watch_lists", md, Column("episode_id", String(256), primary_key=True),
+                            Column("watch_list_id", String(64), primary_key=True))
+counters = Table(
+    "counters", md, Column("id", String(64), primary_key=True), Column("name", String(256)),
+    Column("camera_ids", Text), Column("camera_groups", Text), Column("interval_s", Double),
+    Column("active", Boolean), Column("created_at", Double),
+)
+counter_records = Table(
+    "counter_records", md, Column("counter_id", String(64), primary_key=True),
+    Column("start_at", Double, primary_key=True), Column("end_at", Double), Column("faces", BigInteger),
+    Column("matched", BigInteger), Column("unmatched", BigInteger), Column("camera_ids", Text),
+    Column("final", Boolean), Column("updated_at", Double),
+)
+webhooks = Table(
+    "webhooks", md, Column("id", String(64), primary_key=True), Column("url", Text), Column("secret", Text),
+    Column("topics", Text), Column("filters", Text), Column("active", Boolean), Column("max_attempts", BigInteger),
+    Column("created_at", Double),
+)
+webhook_outbox = Table(
+    "webhook_outbox", md, Column("webhook_id", String(64), primary_key=True),
+    Column("item_id", String(512), primary_key=True), Column("seq", BigInteger), Column("body", Text),
+    Column("created_at", Double),
+)
+webhook_deliveries = Table(
+    "webhook_deliveries", md, Column("id", String(64), primary_key=True), Column("webhook_id", String(64)),
+    Column("status", String(16)), Column("attempts", BigInteger), Column("item_ids", Text), Column("body", Text),
+    Column("created_at", Double), Column("last_attempt_at", Double), Column("http_status", BigInteger),
+    Column("error", Text),
+)
+telegram_rules = Table(
+    "telegram_rules", md, Column("id", String(64), primary_key=True), Column("name", String(256)),
+    Column("chat_id", String(128)), Column("filters", Text), Column("active", Boolean), Column("created_at", Double),
+)
+telegram_cooldowns = Table(
+    "telegram_cooldowns", md, Column("chat_id", String(128), primary_key=True),
+    Column("person_key", String(256), primary_key=True), Column("sent_at", Double),
+)
+telegram_outbox = Table(
+    "telegram_outbox", md, Column("id", String(512), primary_key=True), Column("chat_id", String(128)),
+    Column("caption", Text), Column("thumbnail_key", Text), Column("status", String(16)),
+    Column("attempts", BigInteger), Column("created_at", Double), Column("next_attempt_at", Double),
+    Column("error", Text),
+)
+
+
+def _j(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+async def _insert_absent(conn: AsyncConnection, table: Table, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        await conn.execute(upsert_statement(conn, table).on_conflict_do_nothing(), rows)
+
+
+# --- episodes -------------------------------------------------------------------------------------------
+
+
+class EpisodeRepository:
+    """Episodes as the episodes stage publishes them; listing and acknowledgement for the API."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def save(self, changes: Iterable[tuple[Episode, list[str]]]) -> None:
+        """Upsert episodes (latest state wins by ``event_count`` and ``closed``) and link their events."""
+        now = time.time()
+        async with self.engine.begin() as conn:
+            for ep, event_ids in changes:
+                row = {"id": ep.episode_id, "camera_group": ep.camera_group, "video_id": ep.video_id,
+                       "opened_at": ep.opened_at, "last_at": ep.last_at, "closed": ep.closed,
+                       "close_reason": ep.close_reason, "event_count": ep.event_count, "matched": ep.matched,
+                       "dossier_id": ep.dossier_id, "doc": ep.model_dump_json(), "acknowledged": False,
+                       "updated_at": now}
+                stmt = upsert_statement(conn, episodes).values(row)
+                newer = or_(episodes.c.event_count < stmt.excluded.event_count,
+                            and_(episodes.c.event_count == stmt.excluded.event_count, stmt.excluded.closed))
+                keep = {k: getattr(stmt.excluded, k) for k in row if k not in ("id", "acknowledged")}
+                await conn.execute(stmt.on_conflict_do_update(index_elements=["id"], set_=keep, where=newer))
+                await _insert_absent(conn, episode_events, [{"episode_id": ep.episode_id, "event_id": e}
+                                                            for e in event_ids])
+                await _insert_absent(conn, episode_cameras, [{"episode_id": ep.episode_id, "camera_id": c}
+                                                             for c in ep.camera_ids])
+                await _insert_absent(conn, episode_watch_lists, [{"episode_id": ep.episode_id, "watch_list_id": w}
+                                                                 for w in ep.watch_list_ids])
+
+    async def get(self, episode_id: str) -> dict[str, Any]:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(episodes).where(episodes.c.id == episode_id))).mappings().first()
+            if row is None:
+                raise NotFoundError(episode_id)
+            ids = (await conn.execute(select(episode_events.c.event_id)
+                                      .where(episode_events.c.episode_id == episode_id))).scalars().all()
+        return {**_episode_out(row), "event_ids": sorted(ids)}
+
+    async def list(
+        self, *, closed: bool | None = None, camera_id: str | None = None, watch_list_id: str | None = None,
+        dossier_id: str | None = None, since: float | None = None, until: float | None = None,
+        limit: int = 100, before: float | None = None,
+    ) -> list[dict[str, Any]]:
+        """Newest first (by ``opened_at``); ``since``/``until`` bound the episode's time span overlap;
+        ``before`` pages (pass the last item's ``opened_at``)."""
+        e = episodes.c
+        conds = []
+        if closed is not None:
+            conds.append(e.closed.is_(closed))
+        if camera_id:
+            conds.append(exists().where(and_(episode_cameras.c.episode_id == e.id,
+                                             episode_cameras.c.camera_id == camera_id)))
+        if watch_list_id:
+            conds.append(exists().where(and_(episode_watch_lists.c.episode_id == e.id,
+                                             episode_watch_lists.c.watch_list_id == watch_list_id)))
+        if dossier_id:
+            conds.append(e.dossier_id == dossier_id)
+        if since is not None:
+            conds.append(e.last_at >= since)
+        if until is not None:
+            conds.append(e.opened_at < until)
+        if before is not None:
+            conds.append(e.opened_at < before)
+        q = select(episodes).where(and_(*conds)).order_by(e.opened_at.desc(), e.id.desc()).limit(limit)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(q)).mappings().all()
+        return [_episode_out(r) for r in rows]
+
+    async def acknowledge(self, episode_id: str, by: str) -> dict[str, Any]:
+        """Acknowledge the episode and every event in it (the events table of the core store)."""
+        now = time.time()
+        async with self.engine.begin() as conn:
+            res = await conn.execute(update(episodes).where(episodes.c.id == episode_id)
+                                     .values(acknowledged=True, acknowledged_at=now, acknowledged_by=by))
+            if res.rowcount == 0:
+                raise NotFoundError(episode_id)
+            ids = select(episode_events.c.event_id).where(episode_events.c.episode_id == episode_id)
+            await conn.execute(update(core.events).where(core.events.c.id.in_(ids))
+                               .values(acknowledged=True, acknowledged_at=now, acknowledged_by=by,
+                                       episode_id=episode_id))
+        return await self.get(episode_id)
+
+
+def _episode_out(row: Any) -> dict[str, Any]:
+    doc = orjson.loads(row["doc"])
+    doc.pop("schema_version", None)
+    doc.update(acknowledged=bool(row["acknowledged"]), acknowledged_at=row["acknowledged_at"],
+               acknowledged_by=row["acknowledged_by"])
+    return doc
+
+
+# --- counters -------------------------------------------------------------------------------------------
+
+
+class CounterRepository:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def create(self, body: CounterIn) -> Counter:
+        c = Counter(counter_id=new_id(), created_at=time.time(), **body.model_dump())
+        async with self.engine.begin() as conn:
+            await conn.execute(counters.insert().values(_counter_row(c)))
+        return c
+
+    async def get(self, counter_id: str) -> Counter:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(counters).where(counters.c.id == counter_id))).mappings().first()
+        if row is None:
+            raise NotFoundError(counter_id)
+        return _counter(row)
+
+    async def list_all(self) -> list[Counter]:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(counters).order_by(counters.c.created_at))).mappings().all()
+        return [_counter(r) for r in rows]
+
+    async def update(self, counter_id: str, changes: dict[str, Any]) -> Counter:
+        current = await self.get(counter_id)
+        c = current.model_copy(update=changes)
+        async with self.engine.begin() as conn:
+            await conn.execute(update(counters).where(counters.c.id == counter_id).values(_counter_row(c)))
+        return c
+
+    async def delete(self, counter_id: str) -> None:
+        async with self.engine.begin() as conn:
+            res = await conn.execute(delete(counters).where(counters.c.id == counter_id))
+            if res.rowcount == 0:
+                raise NotFoundError(counter_id)
+            await conn.execute(delete(counter_records).where(counter_records.c.counter_id == counter_id))
+
+    async def save_records(self, records: Iterable[CounterRecord]) -> None:
+        """Upsert by ``(counter_id, start)``: the latest version of a window wins."""
+        now = time.time()
+        rows = [{"counter_id": r.counter_id, "start_at": r.start, "end_at": r.end, "faces": r.faces,
+                 "matched": r.matched, "unmatched": r.unmatched, "camera_ids": _j(r.camera_ids),
+                 "final": r.final, "updated_at": now} for r in records]
+        if not rows:
+            return
+        async with self.engine.begin() as conn:
+            for row in rows:
+                stmt = upsert_statement(conn, counter_records).values(row)
+                keep = {k: getattr(stmt.excluded, k) for k in row if k not in ("counter_id", "start_at")}
+                await conn.execute(stmt.on_conflict_do_update(index_elements=["counter_id", "start_at"], set_=keep))
+
+    async def records(self, counter_id: str, since: float | None = None, until: float | None = None,
+                      limit: int = 10_000) -> list[CounterRecord]:
+        r = counter_records.c
+        conds = [r.counter_id == counter_id]
+        if since is not None:
+            conds.append(r.start_at >= since)
+        if until is not None:
+            conds.append(r.start_at < until)
+        q = select(counter_records).where(and_(*conds)).order_by(r.start_at).limit(limit)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(q)).mappings().all()
+        return [CounterRecord(counter_id=x["counter_id"], start=x["start_at"], end=x["end_at"], faces=x["faces"],
+                              matched=x["matched"], unmatched=x["unmatched"],
+                              camera_ids=orjson.loads(x["camera_ids"]), final=bool(x["final"])) for x in rows]
+
+    async def open_records(self, since: float) -> list[CounterRecord]:
+        """Windows ending after ``since`` (to resume counting after a restart)."""
+        async with self.engine.connect() as conn:
+            ids = (await conn.execute(select(counters.c.id))).scalars().all()
+        out: list[CounterRecord] = []
+        for cid in ids:
+            out.extend(x for x in await self.records(cid) if x.end >= since)
+        return out
+
+
+def _counter_row(c: Counter) -> dict[str, Any]:
+    return {"id": c.counter_id, "name": c.name, "camera_ids": _j(c.camera_ids), "camera_groups": _j(c.camera_groups),
+            "interval_s": c.interval_s, "active": c.active, "created_at": c.created_at}
+
+
+def _counter(row: Any) -> Counter:
+    return Counter(counter_id=row["id"], name=row["name"], camera_ids=orjson.loads(row["camera_ids"]),
+                   camera_groups=orjson.loads(row["camera_groups"]), interval_s=row["interval_s"],
+                   active=bool(row["active"]), created_at=row["created_at"])
+
+
+def aggregate(records: list[CounterRecord], since: float, until: float, step: float) -> list[dict[str, Any]]:
+    """Sum records into buckets ``[since + k*step, ...)`` up to ``until`` (empty buckets are zeros)."""
+    n = max(0, int((until - since + step - 1e-9) // step))
+    buckets = [{"start": since + k * step, "end": min(until, since + (k + 1) * step), "faces": 0, "matched": 0,
+                "unmatched": 0} for k in range(min(n, 100_000))]
+    for r in records:
+        k = int((r.start - since) // step)
+        if 0 <= k < len(buckets):
+            b = buckets[k]
+            b["faces"] += r.faces
+            b["matched"] += r.matched
+            b["unmatched"] += r.unmatched
+    return buckets
+
+
+# --- webhooks -------------------------------------------------------------------------------------------
+
+
+class WebhookRepository:
+    """Webhook definitions, the outbox of items waiting for delivery, and the delivery log."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def create(self, body: WebhookIn) -> Webhook:
+        w = Webhook(webhook_id=new_id(), created_at=time.time(), **body.model_dump())
+        async with self.engine.begin() as conn:
+            await conn.execute(webhooks.insert().values(_webhook_row(w)))
+        return w
+
+    async def get(self, webhook_id: str) -> Webhook:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(webhooks).where(webhooks.c.id == webhook_id))).mappings().first()
+        if row is None:
+            raise NotFoundError(webhook_id)
+        return _webhook(row)
+
+    async def list_all(self) -> list[Webhook]:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(webhooks).order_by(webhooks.c.created_at))).mappings().all()
+        return [_webhook(r) for r in rows]
+
+    async def update(self, webhook_id: str, changes: dict[str, Any]) -> Webhook:
+        w = (await self.get(webhook_id)).model_copy(update=changes)
+        w = Webhook.model_validate(w.model_dump())
+        async with self.engine.begin() as conn:
+            await conn.execute(update(webhooks).where(webhooks.c.id == webhook_id).values(_webhook_row(w)))
+        return w
+
+    async def delete(self, webhook_id: str) -> None:
+        async with self.engine.begin() as conn:
+            res = await conn.execute(delete(webhooks).where(webhooks.c.id == webhook_id))
+            if res.rowcount == 0:
+                raise NotFoundError(webhook_id)
+            await conn.execute(delete(webhook_outbox).where(webhook_outbox.c.webhook_id == webhook_id))
+
+    # outbox ---------------------------------------------------------------------------------------
+
+    async def enqueue(self, items: list[tuple[str, str, bytes]], queue_max: int) -> int:
+        """Add ``(webhook id, item id, item JSON)`` to the outbox (an item already there is skipped).
+        Past ``queue_max`` waiting items per webhook, the oldest go to a dead delivery ("queue overflow").
+        Returns how many items overflowed."""
+        if not items:
+            return 0
+        now = time.time()
+        seq = time.time_ns()
+        rows = [{"webhook_id": w, "item_id": i, "seq": seq + n, "body": b.decode(), "created_at": now}
+                for n, (w, i, b) in enumerate(items)]
+        overflow = 0
+        async with self.engine.begin() as conn:
+            await _insert_absent(conn, webhook_outbox, rows)
+            for wid in {w for w, _, _ in items}:
+                overflow += await self._trim(conn, wid, queue_max, now)
+        return overflow
+
+    async def _trim(self, conn: AsyncConnection, webhook_id: str, queue_max: int, now: float) -> int:
+        o = webhook_outbox.c
+        count = (await conn.execute(select(func.count()).where(o.webhook_id == webhook_id))).scalar_one()
+        if count <= queue_max:
+            return 0
+        rows = (await conn.execute(select(o.item_id, o.body).where(o.webhook_id == webhook_id)
+                                   .order_by(o.seq).limit(count - queue_max))).all()
+        await self._move_to_delivery(conn, webhook_id, rows, "dead", now, "queue overflow")
+        return len(rows)
+
+    async def take_batch(self, webhook_id: str, batch_max: int, linger_s: float) -> Delivery | None:
+        """Move up to ``batch_max`` waiting items into a new pending delivery, once the batch is full or
+        its oldest item has waited ``linger_s``. Returns the delivery, or None."""
+        o = webhook_outbox.c
+        now = time.time()
+        async with self.engine.begin() as conn:
+            rows = (await conn.execute(select(o.item_id, o.body, o.created_at).where(o.webhook_id == webhook_id)
+                                       .order_by(o.seq).limit(batch_max))).all()
+            if not rows or (len(rows) < batch_max and now - rows[0].created_at < linger_s):
+                return None
+            return await self._move_to_delivery(conn, webhook_id, [(r.item_id, r.body) for r in rows],
+                                                "pending", now, None)
+
+    async def _move_to_delivery(self, conn: AsyncConnection, webhook_id: str, rows: list[Any], status: str,
+                                now: float, error: str | None) -> Delivery:
+        item_ids = [r[0] for r in rows]
+        body = "[" + ",".join(r[1] for r in rows) + "]"
+        d = Delivery(delivery_id=new_id(), webhook_id=webhook_id, status=status,  # type: ignore[arg-type]
+                     item_ids=item_ids, created_at=now, error=error)
+        await conn.execute(webhook_deliveries.insert().values(
+            id=d.delivery_id, webhook_id=webhook_id, status=status, attempts=0, item_ids=_j(item_ids), body=body,
+            created_at=now, error=error))
+        o = webhook_outbox.c
+        for chunk in range(0, len(item_ids), 500):
+            await conn.execute(delete(webhook_outbox).where(and_(
+                o.webhook_id == webhook_id, o.item_id.in_(item_ids[chunk:chunk + 500]))))
+        return d
+
+    async def pending(self, webhook_id: str) -> list[tuple[Delivery, bytes]]:
+        """Pending deliveries (oldest first) with their bodies: resumed after a restart."""
+        d = webhook_deliveries.c
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(webhook_deliveries).where(and_(
+                d.webhook_id == webhook_id, d.status == "pending")).order_by(d.created_at))).mappings().all()
+        return [(_delivery(r), r["body"].encode()) for r in rows]
+
+    async def record_attempt(self, delivery_id: str, attempts: int, status: str, http_status: int | None,
+                             error: str | None) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(update(webhook_deliveries).where(webhook_deliveries.c.id == delivery_id).values(
+                attempts=attempts, status=status, http_status=http_status, error=error,
+                last_attempt_at=time.time()))
+
+    async def deliveries(self, webhook_id: str, status: str | None = None, limit: int = 100) -> list[Delivery]:
+        d = webhook_deliveries.c
+        conds = [d.webhook_id == webhook_id] + ([d.status == status] if status else [])
+        q = select(webhook_deliveries).where(and_(*conds)).order_by(d.created_at.desc()).limit(limit)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(q)).mappings().all()
+        return [_delivery(r) for r in rows]
+
+
+def _webhook_row(w: Webhook) -> dict[str, Any]:
+    return {"id": w.webhook_id, "url": w.url, "secret": w.secret, "topics": _j(w.topics),
+            "filters": w.filters.model_dump_json(), "active": w.active, "max_attempts": w.max_attempts,
+            "created_at": w.created_at}
+
+
+def _webhook(row: Any) -> Webhook:
+    return Webhook(webhook_id=row["id"], url=row["url"], secret=row["secret"], topics=orjson.loads(row["topics"]),
+                   filters=NotifyFilters.model_validate_json(row["filters"]), active=bool(row["active"]),
+                   max_attempts=row["max_attempts"], created_at=row["created_at"])
+
+
+def _delivery(row: Any) -> Delivery:
+    return Delivery(delivery_id=row["id"], webhook_id=row["webhook_id"], status=row["status"],
+                    attempts=row["attempts"], item_ids=orjson.loads(row["item_ids"]), created_at=row["created_at"],
+                    last_attempt_at=row["last_attempt_at"], http_status=row["http_status"], error=row["error"])
+
+
+# --- Telegram -------------------------------------------------------------------------------------------
+
+
+class TelegramRepository:
+    """Notification rules, per-chat cooldowns and the outbox of messages to send."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def create(self, body: TelegramRuleIn) -> TelegramRule:
+        r = TelegramRule(rule_id=new_id(), created_at=time.time(), **body.model_dump())
+        async with self.engine.begin() as conn:
+            await conn.execute(telegram_rules.insert().values(_rule_row(r)))
+        return r
+
+    async def get(self, rule_id: str) -> TelegramRule:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(telegram_rules).where(telegram_rules.c.id == rule_id))).mappings().first()
+        if row is None:
+            raise NotFoundError(rule_id)
+        return _rule(row)
+
+    async def list_all(self) -> list[TelegramRule]:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(telegram_rules).order_by(telegram_rules.c.created_at))).mappings().all()
+        return [_rule(r) for r in rows]
+
+    async def update(self, rule_id: str, changes: dict[str, Any]) -> TelegramRule:
+        r = TelegramRule.model_validate((await self.get(rule_id)).model_copy(update=changes).model_dump())
+        async with self.engine.begin() as conn:
+            await conn.execute(update(telegram_rules).where(telegram_rules.c.id == rule_id).values(_rule_row(r)))
+        return r
+
+    async def delete(self, rule_id: str) -> None:
+        async with self.engine.begin() as conn:
+            res = await conn.execute(delete(telegram_rules).where(telegram_rules.c.id == rule_id))
+            if res.rowcount == 0:
+                raise NotFoundError(rule_id)
+
+    async def enqueue(self, messages: list[tuple[str, str, str, str | None, str]], cooldown_s: float,
+                      at: float) -> int:
+        """Queue ``(message id, chat id, caption, thumbnail key, person key)`` unless the chat heard about
+        that person less than ``cooldown_s`` ago (event time ``at``... per message, see the caller).
+        Returns how many were queued. A message id already queued is skipped (replays)."""
+        queued = 0
+        now = time.time()
+        async with self.engine.begin() as conn:
+            for msg_id, chat, text, thumb, person in messages:
+                c = telegram_cooldowns.c
+                last = (await conn.execute(select(c.sent_at).where(and_(c.chat_id == chat, c.person_key == person)))
+                        ).scalar_one_or_none()
+                if last is not None and at - last < cooldown_s and at >= last:
+                    continue
+                stmt = upsert_statement(conn, telegram_cooldowns).values(chat_id=chat, person_key=person, sent_at=at)
+                await conn.execute(stmt.on_conflict_do_update(index_elements=["chat_id", "person_key"],
+                                                              set_={"sent_at": stmt.excluded.sent_at}))
+                await _insert_absent(conn, telegram_outbox, [{
+                    "id": msg_id, "chat_id": chat, "caption": text, "thumbnail_key": thumb, "status": "pending",
+                    "attempts": 0, "created_at": now, "next_attempt_at": now}])
+                queued += 1
+        return queued
+
+    async def due(self, limit: int = 20) -> list[dict[str, Any]]:
+        o = telegram_outbox.c
+        q = (select(telegram_outbox).where(and_(o.status == "pending", o.next_attempt_at <= time.time()))
+             .order_by(o.next_attempt_at).limit(limit))
+        async with self.engine.connect() as conn:
+            return [dict(r) for r in (await conn.execute(q)).mappings().all()]
+
+    async def mark(self, msg_id: str, status: str, attempts: int, next_attempt_at: float, error: str | None) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(update(telegram_outbox).where(telegram_outbox.c.id == msg_id).values(
+                status=status, attempts=attempts, next_attempt_at=next_attempt_at, error=error))
+
+    async def outbox(self, status: str | None = None) -> list[dict[str, Any]]:
+        o = telegram_outbox.c
+        q = select(telegram_outbox).order_by(o.created_at)
+        if status:
+            q = q.where(o.status == status)
+        async with self.engine.connect() as conn:
+            return [dict(r) for r in (await conn.execute(q)).mappings().all()]
+
+
+def _rule_row(r: TelegramRule) -> dict[str, Any]:
+    return {"id": r.rule_id, "name": r.name, "chat_id": r.chat_id, "filters": r.filters.model_dump_json(),
+            "active": r.active, "created_at": r.created_at}
+
+
+def _rule(row: Any) -> TelegramRule:
+    return TelegramRule(rule_id=row["id"], name=row["name"], chat_id=row["chat_id"],
+                        filters=NotifyFilters.model_validate_json(row["filters"]), active=bool(row["active"]),
+                        created_at=row["created_at"])
