@@ -1,8 +1,8 @@
 """Bodies of the query API (``connectors/api``): requests, responses and stored entities.
 
 Conventions as in ``schemas/messages.py``: times are UNIX seconds (UTC), boxes ``(x1, y1, x2, y2)`` in pixels
-of the image they were found in, confidences in [0, 1]. A camera's ROI is relative to the frame size
-(fractions 0..1) so it survives a resolution change. Every created object answers with its ``id``.
+of the image they were found in, confidences in [0, 1]. A camera's ROI is a polygon in pixels of the
+published frame (faces whose box centre lies outside are ignored). Every created object answers with its ``id``.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ class CameraFilters(ApiModel):
     min_quality: float | None = Field(None, ge=0, le=1, description="Faces below this quality are not posted.")
 
 
-RelativeBox = tuple[float, float, float, float]
+Polygon = list[Point]
 
 
 class CameraIn(ApiModel):
@@ -94,7 +94,7 @@ class CameraIn(ApiModel):
     url: str = Field(min_length=1, max_length=4096, description="File path, rtsp://, http(s):// or a webcam index.")
     camera_group: str = Field("default", description="Camera group id.")
     active: bool = True
-    roi: RelativeBox | None = Field(None, description="Region of interest (x1, y1, x2, y2) as fractions 0..1.")
+    roi: Polygon | None = Field(None, description="Region of interest: a polygon of >= 3 (x, y) points in frame pixels.")
     best_face_mode: Literal["overall", "realtime"] | None = Field(None, description="null: the global setting.")
     filters: CameraFilters = Field(default_factory=CameraFilters)
 
@@ -109,7 +109,7 @@ class CameraPatch(ApiModel):
     url: str | None = Field(None, min_length=1, max_length=4096)
     camera_group: str | None = None
     active: bool | None = None
-    roi: RelativeBox | None = None
+    roi: Polygon | None = None
     best_face_mode: Literal["overall", "realtime"] | None = None
     filters: CameraFilters | None = None
 
@@ -119,12 +119,13 @@ class CameraPatch(ApiModel):
         return self
 
 
-def _check_roi(roi: RelativeBox | None) -> None:
+def _check_roi(roi: Polygon | None) -> None:
     if roi is None:
         return
-    x1, y1, x2, y2 = roi
-    if not (0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1):
-        raise ValueError("roi must be (x1, y1, x2, y2) fractions with 0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1")
+    if len(roi) < 3 or len(roi) > 64:
+        raise ValueError("roi must be a polygon of 3 to 64 (x, y) points")
+    if any(x < 0 or y < 0 for x, y in roi):
+        raise ValueError("roi points must be non-negative pixel coordinates")
 
 
 class CameraOut(CameraIn):

@@ -19,6 +19,7 @@ from connectors.sql.repositories import (
     UserRepository,
     VideoRepository,
     WatchListRepository,
+    camera_changed,
     check_password,
     hash_password,
 )
@@ -89,8 +90,10 @@ async def test_camera_crud_references_and_pagination(engine) -> None:
         page, cursor = await cams.list_page(2, cursor)
         seen += [c.id for c in page]
     assert seen == [c.id for c in made]
-    changed = await cams.update(made[0].id, {"active": False, "roi": (0.1, 0.1, 0.9, 0.9)})
-    assert changed.active is False and changed.roi == (0.1, 0.1, 0.9, 0.9)
+    roi = [(0.0, 0.0), (100.0, 0.0), (100.0, 50.0)]
+    changed = await cams.update(made[0].id, {"active": False, "roi": roi})
+    assert changed.active is False and changed.roi == roi
+    assert camera_changed(changed).roi == roi
     with pytest.raises(ConflictError):
         await groups.delete("default")
     with pytest.raises(InvalidCursorError):
