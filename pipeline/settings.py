@@ -7,10 +7,11 @@ Every leaf is settable as ``FACESTREAM_<SECTION>_<NAME>`` (for example ``FACESTR
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.config import ModelSettings
@@ -65,6 +66,7 @@ class ApiSettings(_Section):
     max_upload_bytes: int = Field(20 * 1024 * 1024, description="Largest image upload.")
     max_video_bytes: int = Field(512 * 1024 * 1024, description="Largest video upload.")
     max_image_pixels: int = Field(40_000_000, description="Largest decoded image, in pixels.")
+    enrol_min_quality: float = Field(0.5, ge=0, le=1, description="Dossier photos whose face quality is below this are refused.")
 
 
 class StoreSettings(_Section):
@@ -142,6 +144,14 @@ class Settings(BaseSettings):
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     telegram: TelegramSettings = Field(default_factory=TelegramSettings)
     models: ModelSettings = Field(default_factory=ModelSettings)
+
+    @model_validator(mode="after")
+    def _admin_token_env(self) -> Settings:
+        """``FACESTREAM_ADMIN_TOKEN`` (the documented automation variable) sets ``api.admin_token``."""
+        token = os.environ.get("FACESTREAM_ADMIN_TOKEN")
+        if token and self.api.admin_token is None:
+            self.api.admin_token = SecretStr(token)
+        return self
 
 
 def load_settings(overrides: dict[str, Any] | None = None) -> Settings:
