@@ -1,0 +1,212 @@
+"""Inference engines behind one interface: ONNX Runtime on CPU and TensorRT (+ pycuda) on NVIDIA GPUs.
+
+Both run the same ONNX files. Every model here has one float32 input whose first dimension is the batch;
+``Engine.run`` takes that array and returns the outputs in the model's output order. Engines are opened
+once and reused; ``run`` is safe to call from several threads.
+
+``engine=auto`` picks TensorRT only where ``tensorrt`` and ``pycuda`` import and a CUDA device exists,
+else ONNX Runtime on CPU. TensorRT is the optional extra ``pip install 'facestream[gpu]'``; its modules are
+imported lazily, only when a TensorRT engine is opened.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import onnxruntime as ort
+
+from models.config import ModelSettings
+
+log = logging.getLogger(__name__)
+EngineName = Literal["onnxruntime", "tensorrt"]
+
+
+class EngineUnavailableError(RuntimeError):
+    """The requested engine cannot run here (missing extra or no CUDA device)."""
+
+
+class Engine(Protocol):
+    """A loaded model: one float32 input with a leading batch dimension, outputs in model order."""
+
+    name: EngineName
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]: ...
+
+
+@dataclass(frozen=True)
+class ShapeProfile:
+    """Input shapes a TensorRT engine is built for (smallest, most common, largest); ONNX Runtime ignores it."""
+
+    min: tuple[int, ...]
+    opt: tuple[int, ...]
+    max: tuple[int, ...]
+
+
+def cuda_available() -> bool:
+    """True when the TensorRT extra is installed and at least one CUDA device is visible."""
+    if importlib.util.find_spec("tensorrt") is None or importlib.util.find_spec("pycuda") is None:
+        return False
+    try:
+        import pycuda.driver as cuda
+
+        cuda.init()
+        return bool(cuda.Device.count() > 0)
+    except Exception:  # noqa: BLE001 - any driver failure means "no usable GPU"
+        return False
+
+
+def resolve_engine(settings: ModelSettings) -> EngineName:
+    """The engine ``settings.engine`` selects here (``auto``: TensorRT where CUDA is present)."""
+    if settings.engine == "auto":
+        return "tensorrt" if cuda_available() else "onnxruntime"
+    return settings.engine
+
+
+def open_engine(onnx_path: Path, settings: ModelSettings, profile: ShapeProfile) -> Engine:
+    """Open ``onnx_path`` with the engine the settings select."""
+    if resolve_engine(settings) == "tensorrt":
+        return TensorRTEngine(onnx_path, settings, profile)
+    return OnnxRuntimeEngine(onnx_path, threads=settings.threads)
+
+
+class OnnxRuntimeEngine:
+    """An ONNX Runtime CPU session (``threads`` intra-op threads, full graph optimisation), reused."""
+
+    name: EngineName = "onnxruntime"
+
+    def __init__(self, onnx_path: Path, threads: int) -> None:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        self._session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        self._input = self._session.get_inputs()[0].name
+        self._outputs = [o.name for o in self._session.get_outputs()]
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Outputs for ``batch`` (float32, C-contiguous); ONNX Runtime sessions are thread-safe."""
+        return list(self._session.run(self._outputs, {self._input: np.ascontiguousarray(batch, np.float32)}))
+
+
+def plan_cache_key(onnx_bytes: bytes, gpu: str, trt_version: str, fp16: bool, profile: ShapeProfile) -> str:
+    """File stem of a cached TensorRT plan: changes with the model, GPU, TensorRT version, precision, profile."""
+    digest = hashlib.sha256()
+    for part in (hashlib.sha256(onnx_bytes).hexdigest(), gpu, trt_version, str(fp16), repr(profile)):
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()[:24]
+
+
+class TensorRTEngine:
+    """A TensorRT engine built from the ONNX file (explicit batch, one optimisation profile, FP16 where the
+    GPU has fast FP16), its serialised plan cached under ``<cache_dir>/tensorrt/`` by
+    ``plan_cache_key``. Calls are serialised by a lock (one execution context, one CUDA stream)."""
+
+    name: EngineName = "tensorrt"
+
+    def __init__(self, onnx_path: Path, settings: ModelSettings, profile: ShapeProfile) -> None:
+        if not cuda_available():
+            raise EngineUnavailableError(
+                "TensorRT needs an NVIDIA GPU with CUDA and the extra: pip install 'facestream[gpu]'"
+            )
+        import pycuda.driver as cuda
+        import tensorrt as trt
+
+        self._cuda, self._trt = cuda, trt
+        self._lock = threading.Lock()
+        cuda.init()
+        self._context_cuda = cuda.Device(0).retain_primary_context()
+        self._context_cuda.push()
+        try:
+            self._logger = trt.Logger(trt.Logger.WARNING)
+            plan = self._load_or_build(onnx_path, settings, profile)
+            self._engine = trt.Runtime(self._logger).deserialize_cuda_engine(plan)
+            if self._engine is None:
+                raise EngineUnavailableError(f"TensorRT could not deserialise the plan for {onnx_path.name}")
+            self._context = self._engine.create_execution_context()
+            self._stream = cuda.Stream()
+            names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
+            is_input = [self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names]
+            self._input = next(n for n, flag in zip(names, is_input, strict=True) if flag)
+            self._outputs = [n for n, flag in zip(names, is_input, strict=True) if not flag]
+            self._buffers: dict[str, tuple[int, Any]] = {}  # name -> (capacity bytes, device allocation)
+        finally:
+            self._context_cuda.pop()
+
+    def _load_or_build(self, onnx_path: Path, settings: ModelSettings, profile: ShapeProfile) -> bytes:
+        trt, cuda = self._trt, self._cuda
+        onnx_bytes = onnx_path.read_bytes()
+        device = cuda.Device(0)
+        gpu = f"{device.name()}-sm{device.compute_capability()[0]}{device.compute_capability()[1]}"
+        builder = trt.Builder(self._logger)
+        fp16 = settings.tensorrt_fp16 and builder.platform_has_fast_fp16
+        key = plan_cache_key(onnx_bytes, gpu, trt.__version__, fp16, profile)
+        plan_path = settings.cache_dir / "tensorrt" / f"{onnx_path.stem}-{key}.plan"
+        if plan_path.is_file():
+            return plan_path.read_bytes()
+        log.info("building TensorRT engine for %s (fp16=%s); cached as %s", onnx_path.name, fp16, plan_path)
+        flags = 0 if int(trt.__version__.split(".")[0]) >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+        network = builder.create_network(flags)
+        parser = trt.OnnxParser(network, self._logger)
+        if not parser.parse(onnx_bytes):
+            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+            raise EngineUnavailableError(f"TensorRT cannot parse {onnx_path.name}: {errors}")
+        config = builder.create_builder_config()
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, 1 << 30)
+        if fp16:
+            config.set_flag(trt.BuilderFlag.FP16)
+        trt_profile = builder.create_optimization_profile()
+        trt_profile.set_shape(network.get_input(0).name, profile.min, profile.opt, profile.max)
+        config.add_optimization_profile(trt_profile)
+        plan = builder.build_serialized_network(network, config)
+        if plan is None:
+            raise EngineUnavailableError(f"TensorRT failed to build an engine for {onnx_path.name}")
+        data = bytes(plan)
+        plan_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = plan_path.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(plan_path)
+        return data
+
+    def _device_buffer(self, name: str, nbytes: int) -> Any:
+        capacity, allocation = self._buffers.get(name, (0, None))
+        if nbytes > capacity:
+            allocation = self._cuda.mem_alloc(nbytes)
+            self._buffers[name] = (nbytes, allocation)
+        return allocation
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Outputs for ``batch`` (float32), copied back to host memory."""
+        cuda = self._cuda
+        host_in = np.ascontiguousarray(batch, np.float32)
+        with self._lock:
+            self._context_cuda.push()
+            try:
+                self._context.set_input_shape(self._input, host_in.shape)
+                device_in = self._device_buffer(self._input, host_in.nbytes)
+                cuda.memcpy_htod_async(device_in, host_in, self._stream)
+                self._context.set_tensor_address(self._input, int(device_in))
+                host_out = []
+                for name in self._outputs:
+                    shape = tuple(self._context.get_tensor_shape(name))
+                    out = cuda.pagelocked_empty(shape, np.float32)
+                    device_out = self._device_buffer(name, out.nbytes)
+                    self._context.set_tensor_address(name, int(device_out))
+                    host_out.append((out, device_out))
+                if not self._context.execute_async_v3(self._stream.handle):
+                    raise RuntimeError("TensorRT execution failed")
+                for out, device_out in host_out:
+                    cuda.memcpy_dtoh_async(out, device_out, self._stream)
+                self._stream.synchronize()
+                return [np.array(out) for out, _ in host_out]
+            finally:
+                self._context_cuda.pop()

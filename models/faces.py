@@ -1,0 +1,193 @@
+"""The face models facade: detect, align, score quality, describe and classify attributes.
+
+``FaceModels.load(settings)`` opens the prepared ONNX files (``facestream models prepare``) once with the
+engine the settings select; after that every method is safe to call from several threads (run them in an
+executor, never on the event loop). Images are BGR uint8 HxWx3 (OpenCV's convention), coordinates are
+(x, y) pixels of the image passed in.
+
+Confidence and the default threshold
+------------------------------------
+Descriptors are L2-normalised, so two faces compare by cosine similarity ``s`` (L2 distance
+``d = sqrt(2 - 2 s)``). ``confidence(s)`` maps that to [0, 1] with a logistic curve in ``d``:
+``confidence = 1 / (1 + exp((d - 0.425) / 0.03))``.
+
+dlib's rule "same person below L2 0.6" is stated on its raw descriptors, whose norms on real faces are
+1.36-1.53 (mean 1.41; the ratio raw/normalised distance over all pairs has median 1.41). So raw 0.6 is
+normalised ``d = 0.425``, cosine 0.91: **dlib's 0.6 rule is confidence 0.5**, the curve's centre.
+The default ``DEFAULT_MATCH_THRESHOLD = 0.75`` is ``d = 0.392``, cosine 0.923 (raw L2 ~0.55): a little
+stricter than dlib's rule, as a watch-list matcher should be (a false alarm costs more than a missed
+frame; a track gives several tries).
+
+Calibration, on ``shared/data/faces`` plus skimage's astronaut, faces found by CenterFace and aligned
+by ``models.align`` (14 whole faces, 4 people + 3 singletons: Obama in 9 photos/resolutions including
+the left face of ``two_people.jpg``, Biden in 2, Miranda, Lacamoire, Eileen Collins): the 37
+same-person pairs have ``d <= 0.326`` (cosine >= 0.947, raw L2 <= 0.45, confidence >= 0.96); the 54
+different-person pairs have ``d >= 0.453`` (cosine <= 0.898, raw L2 >= 0.68, confidence <= 0.28).
+``obama.jpg`` vs ``obama2.jpg``: cosine 0.960, confidence 0.99; ``obama.jpg`` vs ``biden.jpg``: cosine
+0.821, confidence 0.003. The threshold sits in the gap; the width 0.03 makes the gap's edges read as
+clearly "same" and clearly "different". Note the cosine of two different people is still high
+(~0.8): dlib's descriptors are not centred, so use ``confidence``, never the raw cosine, as a score.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from models import attributes as attribute_plugins
+from models.align import CHIP_SIZE, align_chip
+from models.attributes import AttributeModel
+from models.centerface import decode, plan_input, preprocess
+from models.config import ModelSettings
+from models.engines import Engine, ShapeProfile, open_engine
+from models.prepare import ModelsNotPreparedError, prepared_paths
+from models.quality import quality_score
+
+__all__ = [
+    "DEFAULT_MATCH_THRESHOLD", "Detection", "FaceModels", "ModelsNotPreparedError", "confidence",
+]
+
+DEFAULT_MATCH_THRESHOLD: float = 0.75
+_CONF_CENTRE = 0.425  # normalised L2 distance at confidence 0.5: dlib's raw 0.6 rule
+_CONF_WIDTH = 0.03
+_DETECTOR_MAX_BATCH = 8
+
+
+def confidence(similarity: float | np.ndarray) -> float | np.ndarray:
+    """Confidence in [0, 1] that two faces are the same person, from the cosine ``similarity`` of their
+    normalised descriptors (a float or an array of them; see the module docstring)."""
+    s = np.clip(np.asarray(similarity, dtype=np.float64), -1.0, 1.0)
+    distance = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * s))
+    conf = 1.0 / (1.0 + np.exp((distance - _CONF_CENTRE) / _CONF_WIDTH))
+    return float(conf) if np.ndim(conf) == 0 else conf
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One detected face in an image."""
+
+    bbox: tuple[float, float, float, float]  # x1, y1, x2, y2 in pixels of the input image
+    score: float  # detector confidence in [0, 1]
+    landmarks: np.ndarray  # (5, 2) float32 (x, y): left eye, right eye, nose, mouth left, mouth right (image left/right)
+
+
+def _as_bgr(image: np.ndarray) -> np.ndarray:
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    return image
+
+
+class FaceModels:
+    """Detector, descriptor and attribute models, loaded once (see the module docstring)."""
+
+    def __init__(self, settings: ModelSettings, detector: Engine, descriptor: Engine,
+                 plugins: list[tuple[AttributeModel, Engine]]) -> None:
+        self.settings = settings
+        self._detector = detector
+        self._descriptor = descriptor
+        self._plugins = plugins
+
+    @classmethod
+    def load(cls, settings: ModelSettings) -> FaceModels:
+        """Open the prepared models in ``settings.cache_dir``.
+
+        Raises ``ModelsNotPreparedError`` (run ``facestream models prepare``) when the cache is incomplete."""
+        paths = prepared_paths(settings.cache_dir)
+        side = -(-settings.detector_max_side // 32) * 32
+        batch = settings.max_batch
+        detector = open_engine(paths["detector"], settings, ShapeProfile(
+            (1, 3, 32, 32), (1, 3, 384, 640), (_DETECTOR_MAX_BATCH, 3, side, side)))
+        descriptor = open_engine(paths["descriptor"], settings, ShapeProfile(
+            (1, 3, CHIP_SIZE, CHIP_SIZE), (batch, 3, CHIP_SIZE, CHIP_SIZE), (batch, 3, CHIP_SIZE, CHIP_SIZE)))
+        plugins = [cls._open_plugin(name, settings, paths) for name in settings.attributes]
+        return cls(settings, detector, descriptor, plugins)
+
+    @staticmethod
+    def _open_plugin(name: str, settings: ModelSettings, paths: dict[str, Path]) -> tuple[AttributeModel, Engine]:
+        model = attribute_plugins.lookup(name)
+        path = paths.get(name, attribute_plugins.model_path(model, settings.cache_dir))
+        if not path.is_file():
+            raise ModelsNotPreparedError(f"attribute model {name!r} ({path}) is missing: run `facestream models prepare`")
+        channels = 1 if model.input.colour == "gray" else 3
+        size = model.input.size
+        batch = settings.max_batch
+        profile = ShapeProfile((1, channels, size, size), (batch, channels, size, size), (batch, channels, size, size))
+        return model, open_engine(path, settings, profile)
+
+    # -- detection ---------------------------------------------------------------------------------
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
+        """Faces in each image (BGR uint8 HxWx3, any size), best score first. Images whose network
+        input has the same shape are run as one batch."""
+        images = [_as_bgr(img) for img in images]
+        plans = [plan_input(img.shape[0], img.shape[1], self.settings.detector_max_side) for img in images]
+        results: list[list[Detection]] = [[] for _ in images]
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, plan in enumerate(plans):
+            groups.setdefault((plan.height, plan.width), []).append(i)
+        for (height, width), members in groups.items():
+            for start in range(0, len(members), _DETECTOR_MAX_BATCH):
+                chunk = members[start : start + _DETECTOR_MAX_BATCH]
+                batch = np.zeros((len(chunk), 3, height, width), np.float32)
+                for row, i in enumerate(chunk):
+                    preprocess(images[i], plans[i], batch[row])
+                maps = self._detector.run(batch)
+                for row, i in enumerate(chunk):
+                    results[i] = self._to_detections(tuple(m[row] for m in maps), images[i].shape, plans[i])
+        return results
+
+    def _to_detections(self, maps: tuple[np.ndarray, ...], shape: tuple[int, ...], plan: object) -> list[Detection]:
+        raw = decode(maps, self.settings.detector_threshold, self.settings.detector_nms_iou)
+        sx, sy = plan.scale_x, plan.scale_y  # type: ignore[attr-defined]
+        h, w = shape[:2]
+        out = []
+        for box, score, lms in zip(raw.boxes, raw.scores, raw.landmarks, strict=True):
+            x1, x2 = np.clip([box[0] / sx, box[2] / sx], 0, w)
+            y1, y2 = np.clip([box[1] / sy, box[3] / sy], 0, h)
+            points = (lms / np.array([sx, sy], np.float32)).astype(np.float32)
+            out.append(Detection((float(x1), float(y1), float(x2), float(y2)), float(score), points))
+        return out
+
+    # -- per face ----------------------------------------------------------------------------------
+
+    def align(self, image: np.ndarray, det: Detection) -> np.ndarray:
+        """The 150x150x3 BGR uint8 chip of ``det`` (see ``models.align``), the input of ``describe``."""
+        return align_chip(_as_bgr(image), det.landmarks)
+
+    def quality(self, image: np.ndarray, det: Detection) -> float:
+        """Quality of ``det`` in [0, 1] (scale in ``models.quality``)."""
+        return quality_score(det.score, det.landmarks, self.align(image, det))
+
+    def describe(self, chips: Sequence[np.ndarray]) -> np.ndarray:
+        """(N, 128) float32 L2-normalised descriptors of 150x150 BGR uint8 chips (from ``align``)."""
+        out = np.zeros((len(chips), 128), np.float32)
+        step = self.settings.max_batch
+        for start in range(0, len(chips), step):
+            part = chips[start : start + step]
+            batch = np.stack([c[:, :, ::-1].transpose(2, 0, 1) for c in part]).astype(np.float32)
+            out[start : start + len(part)] = self._descriptor.run(batch)[0]
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.maximum(norms, 1e-12)
+
+    def raw_descriptors(self, chips: Sequence[np.ndarray]) -> np.ndarray:
+        """(N, 128) float32 un-normalised descriptors in dlib's own scale (where L2 < 0.6 = same person)."""
+        batch = np.stack([c[:, :, ::-1].transpose(2, 0, 1) for c in chips]).astype(np.float32)
+        return self._descriptor.run(batch)[0]
+
+    def attributes(self, chips: Sequence[np.ndarray]) -> list[dict[str, dict[str, float]]]:
+        """Per chip: plug-in name -> label -> probability, for the plug-ins in ``settings.attributes``."""
+        results: list[dict[str, dict[str, float]]] = [{} for _ in chips]
+        step = self.settings.max_batch
+        for model, engine in self._plugins:
+            for start in range(0, len(chips), step):
+                part = chips[start : start + step]
+                probs = engine.run(attribute_plugins.prepare_input(model.input, part))[0]
+                for i, dist in enumerate(attribute_plugins.to_distribution(model, probs)):
+                    results[start + i][model.name] = dist
+        return results

