@@ -24,12 +24,16 @@ watermark. So :meth:`EpisodeBuilder.tick` closes episodes with the wall clock as
   (normally the end-of-stream marker closes them first, see :meth:`EpisodeBuilder.end_stream`).
 
 State. :meth:`EpisodeBuilder.drain_changes` lists the state records of the episodes changed since the
-last call (open ones with their reference descriptors, closed ones as a closed marker);
-:meth:`EpisodeBuilder.restore` rebuilds the builder from those records replayed in order.
+last call (open ones with their reference descriptors and event ids, closed ones as a closed marker with
+their event ids); :meth:`EpisodeBuilder.restore` rebuilds the builder from those records replayed in
+order. Duplicates: an event id already taken (live, or in a restored record; the last ``seen_max`` ids
+are remembered) is ignored, so a redelivered batch after a restart, or an upstream duplicate, changes
+nothing, even when the crash left only some of a batch's state records written.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -87,6 +91,7 @@ def event_ref(event: FaceEvent) -> EventRef:
 class _Open:
     episode: Episode
     descriptors: np.ndarray  # (k<=3, 128) float32, normalised: first, best-quality, last event's
+    event_ids: list[str]
 
 
 @dataclass
@@ -104,7 +109,9 @@ class EpisodeBuilder:
     _open: dict[str, _Open] = field(default_factory=dict)
     _clocks: dict[Scope, _ScopeClock] = field(default_factory=dict)
     _changed: dict[str, bool] = field(default_factory=dict)  # episode id -> still open
-    _closed: dict[str, Episode] = field(default_factory=dict)  # closed since the last drain
+    _closed: dict[str, tuple[Episode, list[str]]] = field(default_factory=dict)  # closed since the last drain
+    seen_max: int = 200_000
+    _seen: OrderedDict[str, None] = field(default_factory=OrderedDict)
 
     # -- public API -------------------------------------------------------------------------------
 
@@ -114,7 +121,10 @@ class EpisodeBuilder:
 
     def add(self, event: FaceEvent, now: float) -> list[EpisodeChanged]:
         """Take one event (``now``: wall clock at arrival, seconds). Returns the closes it caused,
-        then the open or update of the episode it joined."""
+        then the open or update of the episode it joined; nothing for an event id already taken."""
+        if event.event_id in self._seen:
+            return []
+        self._remember([event.event_id])
         scope = _scope_of(event.camera_group, event.video_id)
         clock = self._clocks.setdefault(scope, _ScopeClock(event.timestamp, now))
         clock.watermark = max(clock.watermark, event.timestamp)
@@ -131,11 +141,11 @@ class EpisodeBuilder:
             out.append(self._join(target, event, descriptor))
         return out
 
-    def end_stream(self, camera_group: str, video_id: str | None) -> list[EpisodeChanged]:
-        """An offline file ended: close every open episode of its scope."""
-        scope = _scope_of(camera_group, video_id)
-        ids = [i for i, o in self._open.items() if _scope_of_episode(o.episode) == scope]
-        self._clocks.pop(scope, None)
+    def end_stream(self, video_id: str) -> list[EpisodeChanged]:
+        """An offline file ended: close every open episode of it (in any camera group)."""
+        ids = [i for i, o in self._open.items() if o.episode.video_id == video_id]
+        for scope in [sc for sc in self._clocks if sc[1] == video_id]:
+            del self._clocks[scope]
         return [self._close(i, "stream_end") for i in ids]
 
     def tick(self, now: float) -> list[EpisodeChanged]:
@@ -157,9 +167,11 @@ class EpisodeBuilder:
         for episode_id, still_open in self._changed.items():
             o = self._open.get(episode_id)
             if still_open and o is not None:
-                records.append(EpisodeStateRecord(episode=o.episode, descriptors=o.descriptors.tolist()))
+                records.append(EpisodeStateRecord(episode=o.episode, descriptors=o.descriptors.tolist(),
+                                                  event_ids=list(o.event_ids)))
             elif not still_open:
-                records.append(EpisodeStateRecord(episode=self._closed_stub(episode_id)))
+                closed, event_ids = self._closed[episode_id]
+                records.append(EpisodeStateRecord(episode=closed, event_ids=event_ids))
         self._changed.clear()
         self._closed.clear()
         return records
@@ -167,13 +179,12 @@ class EpisodeBuilder:
     def restore(self, record: EpisodeStateRecord, now: float) -> None:
         """Apply one replayed state record (records must come in the order they were written)."""
         episode = record.episode
-        if episode is None:
-            return
+        self._remember(record.event_ids)
         if episode.closed or not record.descriptors:
             self._open.pop(episode.episode_id, None)
             return
         descriptors = np.asarray(record.descriptors, dtype=np.float32).reshape(-1, 128)
-        self._open[episode.episode_id] = _Open(episode, descriptors)
+        self._open[episode.episode_id] = _Open(episode, descriptors, list(record.event_ids))
         scope = _scope_of_episode(episode)
         clock = self._clocks.setdefault(scope, _ScopeClock(episode.last_at, now))
         clock.watermark = max(clock.watermark, episode.last_at)
@@ -231,7 +242,7 @@ class EpisodeBuilder:
             camera_ids=[event.camera_id],
             watch_list_ids=sorted(set(event.watch_list_ids)) if event.matched else [],
         )
-        self._open[episode.episode_id] = _Open(episode, descriptor[None, :])
+        self._open[episode.episode_id] = _Open(episode, descriptor[None, :], [event.event_id])
         self._changed[episode.episode_id] = True
         return EpisodeChanged(change="open", episode=episode, event_ids=[event.event_id])
 
@@ -255,6 +266,7 @@ class EpisodeBuilder:
                           dossier_name=event.dossier_name)
         o.episode = ep.model_copy(update=update)
         o.descriptors = _references(o, descriptor, is_best, is_last)
+        o.event_ids.append(event.event_id)
         self._changed[ep.episode_id] = True
         return EpisodeChanged(change="update", episode=o.episode, event_ids=[event.event_id])
 
@@ -262,11 +274,15 @@ class EpisodeBuilder:
         o = self._open.pop(episode_id)
         closed = o.episode.model_copy(update={"closed": True, "close_reason": reason})
         self._changed[episode_id] = False
-        self._closed[episode_id] = closed
+        self._closed[episode_id] = (closed, o.event_ids)
         return EpisodeChanged(change="close", episode=closed)
 
-    def _closed_stub(self, episode_id: str) -> Episode:
-        return self._closed[episode_id]
+    def _remember(self, event_ids: list[str]) -> None:
+        for event_id in event_ids:
+            self._seen[event_id] = None
+            self._seen.move_to_end(event_id)
+        while len(self._seen) > self.seen_max:
+            self._seen.popitem(last=False)
 
 
 def _references(o: _Open, descriptor: np.ndarray, is_best: bool, is_last: bool) -> np.ndarray:

@@ -231,13 +231,13 @@ class EpisodeChanged(Message):
 
 
 class EpisodeStateRecord(Message):
-    """Changelog of the episodes stage (keyed by ``episode_id`` or ``"offsets"``): the open episode with
-    the reference descriptors it is compared against, or a closed marker, or the last input offsets
-    processed (so a restarted stage skips what its replayed state already holds)."""
+    """Changelog of the episodes stage, keyed by episode id: an open episode with the reference descriptors
+    it is compared against, or a closed marker (``episode.closed``, no descriptors). ``event_ids`` are the
+    episode's events, so a restarted stage skips events its replayed state already holds."""
 
-    episode: Episode | None = None
+    episode: Episode
     descriptors: list[list[float]] = Field(default_factory=list)  # normalised 128-D: first, best, last event
-    offsets: dict[str, int] = Field(default_factory=dict)  # "topic:partition" -> last offset processed
+    event_ids: list[str] = Field(default_factory=list)
 
 
 class CounterRecord(Message):

@@ -65,7 +65,7 @@ VIDEO_JOBS = TopicSpec("video-jobs", VideoJob, "video id")
 VIDEO_STATUS = TopicSpec("video-status", VideoProgress, "video id")
 DEAD_LETTER = TopicSpec("dead-letter", DeadLetter, "stage")
 EPISODES = TopicSpec("episodes", EpisodeChanged, "episode id")
-EPISODE_STATE = TopicSpec("episode-state", EpisodeStateRecord, "episode id or \"offsets\"", keep_forever=True)
+EPISODE_STATE = TopicSpec("episode-state", EpisodeStateRecord, "episode id", keep_forever=True)
 COUNTER_RECORDS = TopicSpec("counter-records", CounterRecord, "counter id")
 STAGE_MEMBERS = TopicSpec("stage-members", MemberReport, "client id")  # ops status: who owns which partitions
 

@@ -100,7 +100,7 @@ def test_offline_episodes_close_at_stream_end_or_when_idle():
     assert len(b.open_episodes) == 3
     # the wall clock times out the live episode but not an offline file's ...
     assert changes(b.tick(100)) == [("close", "ep:c")]
-    assert changes(b.end_stream("default", "v1")) == [("close", "ep:a")]
+    assert changes(b.end_stream("v1")) == [("close", "ep:a")]
     out = b.tick(131)  # ... until it has been idle for video_idle_s
     assert changes(out) == [("close", "ep:b")] and out[0].episode.close_reason == "idle"
 
@@ -131,12 +131,27 @@ def test_state_records_restore_the_same_builder():
     assert sorted(e.episode_id for e in second.open_episodes) == sorted(e.episode_id for e in ref.open_episodes)
 
 
+def test_duplicate_events_are_ignored_even_after_a_partial_restore():
+    b = EpisodeBuilder(RULES)
+    p = person(1)
+    b.add(event("a", 0, p), now=0)
+    assert b.add(event("a", 0, p), now=0) == []
+    b.add(event("a2", 1, p), now=0)
+    records = b.drain_changes()
+    restored = EpisodeBuilder(RULES)
+    for r in records:
+        restored.restore(r, now=0)
+    assert restored.add(event("a2", 1, p), now=0) == []  # already in the restored episode
+    out = restored.add(event("a3", 2, p), now=0)
+    assert changes(out) == [("update", "ep:a")] and out[0].episode.event_count == 3
+
+
 def test_drain_reports_closed_markers():
     b = EpisodeBuilder(RULES)
     b.add(event("a", 0, person(1)), now=0)
     b.add(event("x", 100, person(2)), now=0)
     records = b.drain_changes()
     by_id = {r.episode.episode_id: r for r in records}
-    assert by_id["ep:a"].episode.closed and by_id["ep:a"].descriptors == []
+    assert by_id["ep:a"].episode.closed and by_id["ep:a"].descriptors == [] and by_id["ep:a"].event_ids == ["a"]
     assert not by_id["ep:x"].episode.closed and len(by_id["ep:x"].descriptors) == 1
     assert b.drain_changes() == []

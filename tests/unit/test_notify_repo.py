@@ -43,7 +43,7 @@ async def test_episodes_upsert_filter_and_acknowledge(engine) -> None:
     assert [e["episode_id"] for e in await repo.list(watch_list_id="wl")] == ["ep:e1"]
     assert [e["episode_id"] for e in await repo.list(closed=False)] == ["ep:x1", "ep:e1"]
     assert await repo.list(dossier_id="d1", since=200) == []
-    closes = b.end_stream("default", None) + b.tick(10_000)
+    closes = b.tick(10_000)
     await repo.save((c.episode, c.event_ids) for c in closes)
     assert len(await repo.list(closed=True)) == 2
     acked = await repo.acknowledge("ep:e1", "admin")
