@@ -1,0 +1,301 @@
+"""CRUD: camera groups, cameras (-> ``cameras`` topic), watch lists and dossiers (-> ``gallery-changes``),
+dossier faces (photo -> detect, quality check, descriptor -> media + SQL + Milvus -> gallery-changes)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import cv2
+from aiohttp import web
+
+from connectors.api.core import (
+    ApiError,
+    FormField,
+    ListQuery,
+    RouteTable,
+    json_response,
+    page,
+    path_id,
+    read_body,
+    read_query,
+)
+from connectors.api.state import ApiState, state
+from connectors.api.uploads import decode_image, read_form
+from connectors.sql.repositories import NotFoundError, camera_changed, new_id, watch_list_changed
+from schemas.api import (
+    CameraGroupIn,
+    CameraGroupOut,
+    CameraGroupPatch,
+    CameraIn,
+    CameraOut,
+    CameraPatch,
+    DossierFaceOut,
+    DossierIn,
+    DossierOut,
+    DossierPatch,
+    Page,
+    WatchListIn,
+    WatchListOut,
+    WatchListPatch,
+)
+from schemas.messages import GalleryChange
+from schemas.topics import CAMERAS, GALLERY
+
+log = logging.getLogger(__name__)
+routes = RouteTable()
+
+
+# --- camera groups ------------------------------------------------------------------------------------------
+
+@routes.add("GET", "/v1/camera-groups", "List camera groups", "cameras", query=ListQuery,
+            response=Page[CameraGroupOut])
+async def list_groups(request: web.Request) -> web.Response:
+    q = read_query(request, ListQuery)
+    return page(*await state(request).groups.list_page(q.limit, q.cursor))
+
+
+@routes.add("POST", "/v1/camera-groups", "Create a camera group", "cameras", body=CameraGroupIn,
+            response=CameraGroupOut, status=201)
+async def create_group(request: web.Request) -> web.Response:
+    body = await read_body(request, CameraGroupIn)
+    return json_response(await state(request).groups.create(body), 201)
+
+
+@routes.add("GET", "/v1/camera-groups/{id}", "Get a camera group", "cameras", response=CameraGroupOut)
+async def get_group(request: web.Request) -> web.Response:
+    return json_response(await state(request).groups.get(path_id(request)))
+
+
+@routes.add("PATCH", "/v1/camera-groups/{id}", "Change a camera group", "cameras", body=CameraGroupPatch,
+            response=CameraGroupOut)
+async def patch_group(request: web.Request) -> web.Response:
+    body = await read_body(request, CameraGroupPatch)
+    return json_response(await state(request).groups.update(path_id(request), body.model_dump(exclude_unset=True)))
+
+
+@routes.add("DELETE", "/v1/camera-groups/{id}", "Delete a camera group without cameras", "cameras", status=204,
+            errors=(404, 409))
+async def delete_group(request: web.Request) -> web.Response:
+    await state(request).groups.delete(path_id(request))
+    return web.Response(status=204)
+
+
+# --- cameras ------------------------------------------------------------------------------------------------
+
+@routes.add("GET", "/v1/cameras", "List cameras", "cameras", query=ListQuery, response=Page[CameraOut])
+async def list_cameras(request: web.Request) -> web.Response:
+    q = read_query(request, ListQuery)
+    return page(*await state(request).cameras.list_page(q.limit, q.cursor))
+
+
+@routes.add("POST", "/v1/cameras", "Create a camera: an active camera starts decoding at once", "cameras",
+            body=CameraIn, response=CameraOut, status=201, errors=(422, 503))
+async def create_camera(request: web.Request) -> web.Response:
+    body = await read_body(request, CameraIn)
+    st = state(request)
+    camera = await st.cameras.create(body)
+    try:
+        await st.publisher.publish(CAMERAS, camera.id, camera_changed(camera))
+    except ApiError:
+        await st.cameras.delete(camera.id)  # nothing partial: the camera does not exist
+        raise
+    return json_response(camera, 201)
+
+
+@routes.add("GET", "/v1/cameras/{id}", "Get a camera", "cameras", response=CameraOut)
+async def get_camera(request: web.Request) -> web.Response:
+    return json_response(await state(request).cameras.get(path_id(request)))
+
+
+@routes.add("PATCH", "/v1/cameras/{id}", "Change a camera: its decoder restarts with the new settings", "cameras",
+            body=CameraPatch, response=CameraOut, errors=(404, 422, 503))
+async def patch_camera(request: web.Request) -> web.Response:
+    body = await read_body(request, CameraPatch)
+    st = state(request)
+    changes = body.model_dump(exclude_unset=True)
+    camera = await st.cameras.update(path_id(request), changes)
+    await st.publisher.publish(CAMERAS, camera.id, camera_changed(camera))
+    return json_response(camera)
+
+
+@routes.add("DELETE", "/v1/cameras/{id}", "Delete a camera: its decoding stops", "cameras", status=204,
+            errors=(404, 503))
+async def delete_camera(request: web.Request) -> web.Response:
+    st = state(request)
+    camera = await st.cameras.get(path_id(request))
+    await st.cameras.delete(camera.id)
+    await st.publisher.publish(CAMERAS, camera.id, camera_changed(camera, deleted=True))
+    return web.Response(status=204)
+
+
+# --- watch lists --------------------------------------------------------------------------------------------
+
+@routes.add("GET", "/v1/watch-lists", "List watch lists", "watch lists", query=ListQuery,
+            response=Page[WatchListOut])
+async def list_watch_lists(request: web.Request) -> web.Response:
+    q = read_query(request, ListQuery)
+    return page(*await state(request).watch_lists.list_page(q.limit, q.cursor))
+
+
+@routes.add("POST", "/v1/watch-lists", "Create a watch list", "watch lists", body=WatchListIn,
+            response=WatchListOut, status=201, errors=(422, 503))
+async def create_watch_list(request: web.Request) -> web.Response:
+    body = await read_body(request, WatchListIn)
+    st = state(request)
+    wl = await st.watch_lists.create(body)
+    try:
+        await st.publisher.publish(GALLERY, wl.id, watch_list_changed(wl))
+    except ApiError:
+        await st.watch_lists.delete(wl.id)
+        raise
+    return json_response(wl, 201)
+
+
+@routes.add("GET", "/v1/watch-lists/{id}", "Get a watch list", "watch lists", response=WatchListOut)
+async def get_watch_list(request: web.Request) -> web.Response:
+    return json_response(await state(request).watch_lists.get(path_id(request)))
+
+
+@routes.add("PATCH", "/v1/watch-lists/{id}", "Change a watch list", "watch lists", body=WatchListPatch,
+            response=WatchListOut, errors=(404, 422, 503))
+async def patch_watch_list(request: web.Request) -> web.Response:
+    body = await read_body(request, WatchListPatch)
+    st = state(request)
+    wl = await st.watch_lists.update(path_id(request), body.model_dump(exclude_unset=True))
+    await st.publisher.publish(GALLERY, wl.id, watch_list_changed(wl))
+    return json_response(wl)
+
+
+@routes.add("DELETE", "/v1/watch-lists/{id}", "Delete a watch list (its dossiers stay, without it)",
+            "watch lists", status=204, errors=(404, 503))
+async def delete_watch_list(request: web.Request) -> web.Response:
+    st = state(request)
+    wl = await st.watch_lists.get(path_id(request))
+    members = await st.watch_lists.dossier_ids(wl.id)
+    await st.watch_lists.delete(wl.id)
+    await st.publisher.publish(GALLERY, wl.id, watch_list_changed(wl, deleted=True))
+    for dossier_id in members:
+        await publish_dossier(st, dossier_id)
+    return web.Response(status=204)
+
+
+# --- dossiers -----------------------------------------------------------------------------------------------
+
+class DossierQuery(ListQuery):
+    watch_list: str | None = None
+
+
+async def publish_dossier(st: ApiState, dossier_id: str) -> None:
+    """Sync a dossier's vectors' scalar fields and publish its full state to ``gallery-changes``."""
+    change = await st.dossiers.gallery_state(dossier_id)
+    if change.deleted:
+        await st.vectors.delete_dossier(dossier_id)
+    else:
+        await st.vectors.upsert_dossier_faces(dossier_id, [(f.face_id, f.descriptor) for f in change.faces],
+                                              change.watch_list_ids, change.active)
+    await st.publisher.publish(GALLERY, dossier_id, GalleryChange(dossier=change))
+
+
+@routes.add("GET", "/v1/dossiers", "List dossiers", "dossiers", query=DossierQuery, response=Page[DossierOut])
+async def list_dossiers(request: web.Request) -> web.Response:
+    q = read_query(request, DossierQuery)
+    return page(*await state(request).dossiers.list_page(q.limit, q.cursor, q.watch_list))
+
+
+@routes.add("POST", "/v1/dossiers", "Create a dossier (add faces with POST /v1/dossiers/{id}/faces)", "dossiers",
+            body=DossierIn, response=DossierOut, status=201, errors=(422, 503))
+async def create_dossier(request: web.Request) -> web.Response:
+    body = await read_body(request, DossierIn)
+    st = state(request)
+    dossier = await st.dossiers.create(body)
+    try:
+        await publish_dossier(st, dossier.id)
+    except ApiError:
+        await st.dossiers.delete(dossier.id)
+        raise
+    return json_response(dossier, 201)
+
+
+@routes.add("GET", "/v1/dossiers/{id}", "Get a dossier with its faces", "dossiers", response=DossierOut)
+async def get_dossier(request: web.Request) -> web.Response:
+    return json_response(await state(request).dossiers.get(path_id(request)))
+
+
+@routes.add("PATCH", "/v1/dossiers/{id}", "Change a dossier", "dossiers", body=DossierPatch, response=DossierOut,
+            errors=(404, 422, 503))
+async def patch_dossier(request: web.Request) -> web.Response:
+    body = await read_body(request, DossierPatch)
+    st = state(request)
+    dossier = await st.dossiers.update(path_id(request), body.model_dump(exclude_unset=True))
+    await publish_dossier(st, dossier.id)
+    return json_response(dossier)
+
+
+@routes.add("DELETE", "/v1/dossiers/{id}", "Delete a dossier, its photos and vectors", "dossiers", status=204,
+            errors=(404, 503))
+async def delete_dossier(request: web.Request) -> web.Response:
+    st = state(request)
+    ident = path_id(request)
+    keys = await st.dossiers.delete(ident)
+    await asyncio.get_running_loop().run_in_executor(None, _delete_media, st, keys)
+    await publish_dossier(st, ident)
+    return web.Response(status=204)
+
+
+def _delete_media(st: ApiState, keys: list[str]) -> None:
+    for key in keys:
+        st.media.delete(key)
+
+
+@routes.add("POST", "/v1/dossiers/{id}/faces", "Enrol a photo: the face is detected, quality-checked and described",
+            "dossiers", form=(FormField("photo", "The portrait (JPEG, PNG, ...).", file=True),
+                              FormField("choose", "`only` (default: refuse several faces) or `largest`.",
+                                        required=False)),
+            response=DossierFaceOut, status=201, errors=(400, 404, 413, 415, 422, 503))
+async def add_face(request: web.Request) -> web.Response:
+    st = state(request)
+    dossier_id = path_id(request)
+    await st.dossiers.get(dossier_id)  # 404 before reading the upload
+    form = await read_form(request, st.settings.api.max_upload_bytes)
+    choose = form.fields.get("choose", "only")
+    if choose not in ("only", "largest"):
+        raise ApiError(422, "choose: must be `only` or `largest`", [{"loc": ["choose"], "msg": "only or largest"}])
+    loop = asyncio.get_running_loop()
+    image = await loop.run_in_executor(None, decode_image, form.file("photo").data, st.settings.api.max_image_pixels)
+    face = await st.faces.one_face(image, choose, min_quality=st.settings.api.enrol_min_quality)  # type: ignore[arg-type]
+    assert face.descriptor is not None
+    face_id = new_id()
+    key = f"dossiers/{dossier_id}/{face_id}.jpg"
+    ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    if not ok:
+        raise ApiError(400, "photo: could not be re-encoded")
+    await loop.run_in_executor(None, st.media.put, key, jpeg.tobytes(), "image/jpeg")
+    try:
+        out = await st.dossiers.add_face(dossier_id, face_id, key, face.quality, face.bbox, face.descriptor.tolist())
+        await publish_dossier(st, dossier_id)
+    except BaseException:
+        await _undo_face(st, dossier_id, face_id, key)
+        raise
+    return json_response(out, 201)
+
+
+async def _undo_face(st: ApiState, dossier_id: str, face_id: str, key: str) -> None:
+    with contextlib.suppress(NotFoundError):
+        await st.dossiers.delete_face(dossier_id, face_id)
+    with contextlib.suppress(Exception):
+        await st.vectors.delete_dossier_faces([face_id])
+    await asyncio.get_running_loop().run_in_executor(None, st.media.delete, key)
+
+
+@routes.add("DELETE", "/v1/dossiers/{id}/faces/{face_id}", "Remove an enrolled photo", "dossiers", status=204,
+            errors=(404, 503))
+async def delete_face(request: web.Request) -> web.Response:
+    st = state(request)
+    dossier_id, face_id = path_id(request), path_id(request, "face_id")
+    key = await st.dossiers.delete_face(dossier_id, face_id)
+    await st.vectors.delete_dossier_faces([face_id])
+    await asyncio.get_running_loop().run_in_executor(None, st.media.delete, key)
+    await publish_dossier(st, dossier_id)
+    return web.Response(status=204)

@@ -1,0 +1,199 @@
+"""Events (list, get, acknowledge, websocket feed), uploaded videos, and media files."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from pathlib import Path
+
+from aiohttp import WSMsgType, web
+
+from connectors.api.auth import current_user
+from connectors.api.core import (
+    ApiError,
+    EventQuery,
+    FormField,
+    ListQuery,
+    RouteTable,
+    json_response,
+    page,
+    path_id,
+    read_query,
+)
+from connectors.api.state import state
+from connectors.api.uploads import VIDEO_EXTENSIONS, probe_video, stream_file_field
+from connectors.media import MediaNotFoundError, content_type_of
+from connectors.sql.repositories import NotFoundError, new_id
+from schemas.api import EventOut, Page, VideoOut
+from schemas.messages import FaceEvent, VideoJob
+from schemas.topics import EVENTS, VIDEO_JOBS
+
+log = logging.getLogger(__name__)
+routes = RouteTable()
+
+
+# --- events -------------------------------------------------------------------------------------------------
+
+@routes.add("GET", "/v1/events", "List events, newest first, with filters", "events", query=EventQuery,
+            response=Page[EventOut], errors=(422,))
+async def list_events(request: web.Request) -> web.Response:
+    q = read_query(request, EventQuery)
+    return page(*await state(request).events.list_page(q, q.limit, q.cursor))
+
+
+@routes.add("GET", "/v1/events/{id}", "Get an event with the URLs of its thumbnail and full frame", "events",
+            response=EventOut, errors=(404,))
+async def get_event(request: web.Request) -> web.Response:
+    return json_response(await state(request).events.get(path_id(request)))
+
+
+@routes.add("POST", "/v1/events/{id}/acknowledge", "Acknowledge an event", "events", response=EventOut,
+            errors=(404,))
+async def acknowledge_event(request: web.Request) -> web.Response:
+    user = current_user(request)
+    return json_response(await state(request).events.acknowledge(path_id(request), user.username))
+
+
+@routes.add("GET", "/v1/ws/events", "Websocket: every new event as a JSON `FaceEvent` message (auth with "
+            "`?token=` or the header)", "events")
+async def events_socket(request: web.Request) -> web.StreamResponse:
+    """Consumes the events topic from the earliest offset with no group (no rebalance wait, nothing left
+    behind in the broker) and forwards only records produced after the socket opened: Tansu misreports end
+    offsets, so "latest" cannot be trusted."""
+    st = state(request)
+    if st.publisher.producer is None:
+        raise ApiError(503, "no Kafka broker configured")
+    ws = web.WebSocketResponse(heartbeat=20)
+    await ws.prepare(request)
+    opened_ms = int(time.time() * 1000) - 1000
+    feed = asyncio.create_task(_forward_events(st.settings, ws, opened_ms), name="ws-events")
+    try:
+        async for msg in ws:  # the client sends nothing we need; this ends when it closes
+            if msg.type == WSMsgType.ERROR:
+                break
+    finally:
+        feed.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await feed
+    return ws
+
+
+async def _forward_events(settings: object, ws: web.WebSocketResponse, since_ms: int) -> None:
+    from aiokafka import TopicPartition
+
+    from pipeline.kafka import make_consumer, topic_name
+
+    consumer = make_consumer(settings, [], None)  # type: ignore[arg-type]
+    await consumer.start()
+    try:
+        name = topic_name(settings, EVENTS)  # type: ignore[arg-type]
+        partitions = consumer.partitions_for_topic(name)
+        while partitions is None:
+            await consumer.force_metadata_update()
+            partitions = consumer.partitions_for_topic(name) or None
+            if partitions is None:
+                await asyncio.sleep(0.5)
+        consumer.assign([TopicPartition(name, p) for p in sorted(partitions)])
+        await consumer.seek_to_beginning()
+        while not ws.closed:
+            batches = await consumer.getmany(timeout_ms=500)
+            for records in batches.values():
+                for record in records:
+                    if record.timestamp < since_ms:
+                        continue
+                    try:
+                        message = EVENTS.decode(record.value)
+                    except Exception:
+                        continue
+                    if isinstance(message, FaceEvent):
+                        await ws.send_str(message.model_dump_json(exclude={"descriptor"}))
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        await consumer.stop()
+
+
+# --- videos -------------------------------------------------------------------------------------------------
+
+@routes.add("POST", "/v1/videos", "Upload a video for offline processing through the pipeline", "videos",
+            form=(FormField("file", "The video file (mp4, mkv, avi, mov, webm, ...).", file=True),
+                  FormField("camera_group", "Camera group id its events belong to (default `default`).",
+                            required=False)),
+            response=VideoOut, status=201, errors=(413, 415, 422, 503))
+async def upload_video(request: web.Request) -> web.Response:
+    st = state(request)
+    video_id = new_id()
+    loop = asyncio.get_running_loop()
+    tmp_dir = Path(st.settings.data_dir) / "uploads"
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_dir / f"{video_id}.part"
+    key: str | None = None
+    try:
+        with open(tmp, "wb") as out:  # noqa: ASYNC230 - writes go through the executor
+            filename, fields = await stream_file_field(request, "file", out, st.settings.api.max_video_bytes)
+        ext = Path(filename).suffix.lower()
+        if ext not in VIDEO_EXTENSIONS:
+            raise ApiError(415, f"file: unsupported video extension {ext or '(none)'!r}")
+        group = fields.get("camera_group", "default") or "default"
+        try:
+            await st.groups.get(group)
+        except NotFoundError as exc:
+            raise ApiError(422, f"camera_group: unknown id {group!r}",
+                           [{"loc": ["camera_group"], "msg": "unknown id"}]) from exc
+        await loop.run_in_executor(None, probe_video, tmp)
+        key = f"videos/{video_id}{ext}"
+        path = await loop.run_in_executor(None, _store_video, st.media, key, tmp)
+        video = await st.videos.create(video_id, Path(filename).name[:500], key, f"video:{video_id}", group)
+        try:
+            await st.publisher.publish(VIDEO_JOBS, video_id, VideoJob(
+                video_id=video_id, path=path, camera_id=video.camera_id, camera_group=group))
+        except ApiError:
+            await st.videos.delete(video_id)
+            raise
+        key = None  # kept
+        return json_response(video, 201)
+    finally:
+        tmp.unlink(missing_ok=True)
+        if key is not None:
+            await loop.run_in_executor(None, st.media.delete, key)
+
+
+def _store_video(media: object, key: str, tmp: Path) -> str:
+    """Move the upload into the media store; returns the path decoders open (local) or the key (S3)."""
+    local = media.local_path(key)  # type: ignore[attr-defined]
+    if local is not None:
+        local.parent.mkdir(parents=True, exist_ok=True)
+        tmp.replace(local)
+        return str(local)
+    media.put(key, tmp.read_bytes(), content_type_of(key))  # type: ignore[attr-defined]
+    return key
+
+
+@routes.add("GET", "/v1/videos", "List uploaded videos, newest first", "videos", query=ListQuery,
+            response=Page[VideoOut])
+async def list_videos(request: web.Request) -> web.Response:
+    q = read_query(request, ListQuery)
+    return page(*await state(request).videos.list_page(q.limit, q.cursor))
+
+
+@routes.add("GET", "/v1/videos/{id}", "Status and progress of an uploaded video", "videos", response=VideoOut,
+            errors=(404,))
+async def get_video(request: web.Request) -> web.Response:
+    return json_response(await state(request).videos.get(path_id(request)))
+
+
+# --- media --------------------------------------------------------------------------------------------------
+
+@routes.add("GET", "/v1/media/{key:.+}", "A stored image (thumbnail, frame, dossier photo); `?token=` works "
+            "for <img> tags", "media", errors=(404,))
+async def get_media(request: web.Request) -> web.Response:
+    st = state(request)
+    key = request.match_info["key"]
+    try:
+        data = await asyncio.get_running_loop().run_in_executor(None, st.media.get, key)
+    except (MediaNotFoundError, ValueError) as exc:
+        raise ApiError(404, f"no media {key!r}") from exc
+    return web.Response(body=data, content_type=content_type_of(key),
+                        headers={"Cache-Control": "private, max-age=3600"})

@@ -1,0 +1,84 @@
+"""What the API's handlers share: stores, repositories, face models and the publisher to Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from connectors.api.core import ApiError
+from connectors.api.faces import FaceService
+from connectors.media import MediaStore
+from connectors.sql.repositories import (
+    CameraGroupRepository,
+    CameraRepository,
+    DossierRepository,
+    EventRepository,
+    UserRepository,
+    VideoRepository,
+    WatchListRepository,
+)
+from connectors.vectors import VectorStore
+from pipeline.settings import Settings
+from schemas.base import Message
+from schemas.topics import TopicSpec
+
+log = logging.getLogger(__name__)
+PUBLISH_TIMEOUT_S = 15.0
+
+
+class Publisher:
+    """Produces API changes to Kafka and waits for the broker's acknowledgement (503 when it does not come)."""
+
+    def __init__(self, producer: Any | None) -> None:
+        self.producer = producer  # pipeline.kafka.AsyncProducer, or None when no broker is configured
+
+    async def publish(self, spec: TopicSpec, key: str, message: Message) -> None:
+        if self.producer is None:
+            raise ApiError(503, "no Kafka broker configured: the change is stored but not published")
+        try:
+            await asyncio.wait_for(self.producer.send(spec, key, message), PUBLISH_TIMEOUT_S)
+        except Exception as exc:
+            log.warning("publishing to %s failed: %s", spec.name, exc)
+            raise ApiError(503, f"the broker did not acknowledge the change ({spec.name}): {exc}") from exc
+
+
+@dataclass
+class ApiState:
+    settings: Settings
+    engine: AsyncEngine
+    vectors: VectorStore
+    media: MediaStore
+    faces: FaceService
+    publisher: Publisher
+    users: UserRepository = field(init=False)
+    groups: CameraGroupRepository = field(init=False)
+    cameras: CameraRepository = field(init=False)
+    watch_lists: WatchListRepository = field(init=False)
+    dossiers: DossierRepository = field(init=False)
+    events: EventRepository = field(init=False)
+    videos: VideoRepository = field(init=False)
+    started_at: float = field(default_factory=time.time)
+    background: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        url = self.media.url_path
+        self.users = UserRepository(self.engine)
+        self.groups = CameraGroupRepository(self.engine)
+        self.cameras = CameraRepository(self.engine)
+        self.watch_lists = WatchListRepository(self.engine)
+        self.dossiers = DossierRepository(self.engine, url)
+        self.events = EventRepository(self.engine, url)
+        self.videos = VideoRepository(self.engine)
+
+
+STATE: web.AppKey[ApiState] = web.AppKey("facestream_state", ApiState)
+
+
+def state(request: web.Request) -> ApiState:
+    return request.app[STATE]

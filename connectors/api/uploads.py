@@ -1,0 +1,199 @@
+"""Multipart uploads: bounded reading (413 past the limit), image decoding with clear refusals.
+
+Images: the format is sniffed from the magic bytes (unknown -> 415), the pixel count is read from the header
+where the format allows (PNG, JPEG, GIF, BMP) before decoding (-> 413), then OpenCV decodes to a BGR uint8
+array (failure -> 400 corrupt).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import cv2
+import numpy as np
+from aiohttp import BodyPartReader, web
+
+from connectors.api.core import ApiError
+
+CHUNK = 256 * 1024
+
+
+@dataclass(frozen=True)
+class Upload:
+    field: str
+    filename: str
+    content_type: str
+    data: bytes
+
+
+@dataclass
+class Form:
+    fields: dict[str, str]
+    files: dict[str, Upload]
+
+    def file(self, name: str) -> Upload:
+        upload = self.files.get(name)
+        if upload is None:
+            raise ApiError(422, f"{name}: a file field is required", [{"loc": [name], "msg": "field required"}])
+        return upload
+
+
+def _check_multipart(request: web.Request) -> None:
+    if not request.content_type.startswith("multipart/"):
+        raise ApiError(415, "expected multipart/form-data")
+
+
+def _check_length(request: web.Request, limit: int) -> None:
+    if request.content_length is not None and request.content_length > limit + 64 * 1024:
+        raise ApiError(413, f"upload larger than the limit of {limit} bytes")
+
+
+async def read_form(request: web.Request, max_file_bytes: int, max_files: int = 4) -> Form:
+    """Read a whole multipart form into memory; every file at most ``max_file_bytes`` (413 beyond)."""
+    _check_multipart(request)
+    _check_length(request, max_file_bytes * max_files)
+    reader = await request.multipart()
+    form = Form({}, {})
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader) or not part.name:
+            continue
+        if part.filename is None:
+            form.fields[part.name] = (await _read_limited(part, 64 * 1024)).decode("utf-8", "replace")
+            continue
+        if len(form.files) >= max_files:
+            raise ApiError(422, "too many files in the form")
+        data = await _read_limited(part, max_file_bytes)
+        form.files[part.name] = Upload(part.name, part.filename, part.headers.get("Content-Type", ""), data)
+    return form
+
+
+async def _read_limited(part: BodyPartReader, limit: int) -> bytes:
+    chunks, size = [], 0
+    while chunk := await part.read_chunk(CHUNK):
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"{part.name}: larger than the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def stream_file_field(request: web.Request, field_name: str, out: BinaryIO, limit: int
+                            ) -> tuple[str, dict[str, str]]:
+    """Stream the file field ``field_name`` into ``out`` (at most ``limit`` bytes, 413 beyond); returns its
+    file name and the form's text fields. Raises 422 when the field is missing."""
+    _check_multipart(request)
+    _check_length(request, limit)
+    reader = await request.multipart()
+    filename: str | None = None
+    fields: dict[str, str] = {}
+    loop = asyncio.get_running_loop()
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader) or not part.name:
+            continue
+        if part.filename is None:
+            fields[part.name] = (await _read_limited(part, 64 * 1024)).decode("utf-8", "replace")
+            continue
+        if part.name != field_name or filename is not None:
+            await part.release()
+            continue
+        filename, size = part.filename or "upload", 0
+        while chunk := await part.read_chunk(CHUNK):
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(413, f"{field_name}: larger than the limit of {limit} bytes")
+            await loop.run_in_executor(None, out.write, chunk)
+    if filename is None:
+        raise ApiError(422, f"{field_name}: a file field is required", [{"loc": [field_name], "msg": "field required"}])
+    return filename, fields
+
+
+# --- images -------------------------------------------------------------------------------------------------
+
+def sniff_image(data: bytes) -> str | None:
+    """The image format from the magic bytes, or None."""
+    if data[:3] == b"\xff\xd8\xff":
+        return "jpeg"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "png"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if data[:2] == b"BM":
+        return "bmp"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    if data[:4] in (b"II*\x00", b"MM\x00*"):
+        return "tiff"
+    return None
+
+
+def header_size(data: bytes, fmt: str) -> tuple[int, int] | None:
+    """(width, height) read from the header without decoding, where the format allows."""
+    try:
+        if fmt == "png":
+            return struct.unpack(">II", data[16:24])
+        if fmt == "gif":
+            return struct.unpack("<HH", data[6:10])
+        if fmt == "bmp":
+            w, h = struct.unpack("<ii", data[18:26])
+            return abs(w), abs(h)
+        if fmt == "jpeg":
+            return _jpeg_size(data)
+    except struct.error:
+        return None
+    return None
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    i = 2
+    while i + 9 < len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            i += 2
+            continue
+        length = struct.unpack(">H", data[i + 2:i + 4])[0]
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            h, w = struct.unpack(">HH", data[i + 5:i + 9])
+            return w, h
+        i += 2 + length
+    return None
+
+
+def decode_image(data: bytes, max_pixels: int, field_name: str = "photo") -> np.ndarray:
+    """BGR uint8 image (H, W, 3) from uploaded bytes; ApiError 400 (empty, corrupt), 415 (not an image),
+    413 (more than ``max_pixels``). Synchronous: call it in an executor."""
+    if not data:
+        raise ApiError(400, f"{field_name}: the upload is empty")
+    fmt = sniff_image(data)
+    if fmt is None:
+        raise ApiError(415, f"{field_name}: not an image (supported: JPEG, PNG, GIF, BMP, WebP, TIFF)")
+    size = header_size(data, fmt)
+    if size is not None and size[0] * size[1] > max_pixels:
+        raise ApiError(413, f"{field_name}: {size[0]}x{size[1]} is more than {max_pixels} pixels")
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None or image.size == 0:
+        raise ApiError(400, f"{field_name}: the {fmt.upper()} image is corrupt or truncated")
+    if image.shape[0] * image.shape[1] > max_pixels:
+        raise ApiError(413, f"{field_name}: {image.shape[1]}x{image.shape[0]} is more than {max_pixels} pixels")
+    return image
+
+
+VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".ts", ".flv",
+                              ".wmv", ".3gp"})
+
+
+def probe_video(path: Path) -> int:
+    """Frame count of a readable video (>= 1), or ApiError 415. Synchronous."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        ok, frame = capture.read() if capture.isOpened() else (False, None)
+        if not ok or frame is None:
+            raise ApiError(415, "file: not a readable video")
+        return max(1, int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 1))
+    finally:
+        capture.release()
