@@ -360,9 +360,9 @@ class WebhookRepository:
         await self._move_to_delivery(conn, webhook_id, rows, "dead", now, "queue overflow")
         return len(rows)
 
-    async def take_batch(self, webhook_id: str, batch_max: int, linger_s: float) -> Delivery | None:
+    async def take_batch(self, webhook_id: str, batch_max: int, linger_s: float) -> tuple[Delivery, bytes] | None:
         """Move up to ``batch_max`` waiting items into a new pending delivery, once the batch is full or
-        its oldest item has waited ``linger_s``. Returns the delivery, or None."""
+        its oldest item has waited ``linger_s``. Returns the delivery and its body, or None."""
         o = webhook_outbox.c
         now = time.time()
         async with self.engine.begin() as conn:
@@ -370,13 +370,14 @@ class WebhookRepository:
                                        .order_by(o.seq).limit(batch_max))).all()
             if not rows or (len(rows) < batch_max and now - rows[0].created_at < linger_s):
                 return None
-            return await self._move_to_delivery(conn, webhook_id, [(r.item_id, r.body) for r in rows],
-                                                "pending", now, None)
+            d = await self._move_to_delivery(conn, webhook_id, [(r.item_id, r.body) for r in rows],
+                                             "pending", now, None)
+        return d, _batch_body(r.body for r in rows)
 
     async def _move_to_delivery(self, conn: AsyncConnection, webhook_id: str, rows: list[Any], status: str,
                                 now: float, error: str | None) -> Delivery:
         item_ids = [r[0] for r in rows]
-        body = "[" + ",".join(r[1] for r in rows) + "]"
+        body = _batch_body(r[1] for r in rows).decode()
         d = Delivery(delivery_id=new_id(), webhook_id=webhook_id, status=status,  # type: ignore[arg-type]
                      item_ids=item_ids, created_at=now, error=error)
         await conn.execute(webhook_deliveries.insert().values(
@@ -410,6 +411,10 @@ class WebhookRepository:
         async with self.engine.connect() as conn:
             rows = (await conn.execute(q)).mappings().all()
         return [_delivery(r) for r in rows]
+
+
+def _batch_body(bodies: Iterable[str]) -> bytes:
+    return ("[" + ",".join(bodies) + "]").encode()
 
 
 def _webhook_row(w: Webhook) -> dict[str, Any]:

@@ -77,8 +77,8 @@ async def test_webhook_outbox_batches_overflow_and_log(engine) -> None:
     await repo.enqueue([(w.webhook_id, f"i{n}", b'{"n":%d}' % n) for n in range(5)], queue_max=100)
     await repo.enqueue([(w.webhook_id, "i0", b'{"n":0}')], queue_max=100)  # duplicate ignored
     assert await repo.take_batch(w.webhook_id, batch_max=10, linger_s=60) is None  # lingering
-    d = await repo.take_batch(w.webhook_id, batch_max=3, linger_s=60)
-    assert d is not None and d.item_ids == ["i0", "i1", "i2"]
+    d, taken = await repo.take_batch(w.webhook_id, batch_max=3, linger_s=60)
+    assert d.item_ids == ["i0", "i1", "i2"] and taken == b'[{"n":0},{"n":1},{"n":2}]'
     [(pending, body)] = await repo.pending(w.webhook_id)
     assert pending.delivery_id == d.delivery_id and body == b'[{"n":0},{"n":1},{"n":2}]'
     await repo.record_attempt(d.delivery_id, 1, "delivered", 200, None)
@@ -86,7 +86,7 @@ async def test_webhook_outbox_batches_overflow_and_log(engine) -> None:
     assert overflow == 3  # i3, i4, j0 dead
     dead = await repo.deliveries(w.webhook_id, status="dead")
     assert dead[0].item_ids == ["i3", "i4", "j0"] and dead[0].error == "queue overflow"
-    d2 = await repo.take_batch(w.webhook_id, batch_max=10, linger_s=0)
+    d2, _ = await repo.take_batch(w.webhook_id, batch_max=10, linger_s=0)
     assert d2.item_ids == ["j1", "j2", "j3"]
     assert {x.status for x in await repo.deliveries(w.webhook_id)} == {"delivered", "dead", "pending"}
 

@@ -1,0 +1,131 @@
+"""Episodes stage: events -> episodes topic (open / update / close) + SQL, state recoverable on restart.
+
+Per batch, in order: the pure :class:`agents.episode_rules.EpisodeBuilder` takes the events (an end
+marker with a video id closes that file's episodes); the changes are upserted into SQL (idempotent); the
+outputs are the ``EpisodeChanged`` records (topic ``episodes``, key = episode id) and the state records of
+every changed episode (changelog ``episode-state``, key = episode id). The runner produces them and waits
+for the acks *before* committing the input offsets, so the changelog always holds at least the state that
+the committed offsets imply.
+
+Restart: :meth:`EpisodesAgent.start` replays ``episode-state`` from the start (last record per key wins;
+closed markers drop the episode) and then consumes from the committed offsets. The events of the batch
+that was in flight are redelivered; the builder ignores event ids already in its state, so the result is
+the same as an undisturbed run. The embedded broker keeps topics in memory: a *broker* restart loses the
+changelog, and with it the open episodes (SQL keeps what was published).
+
+Scaling: episodes are built per camera group within one instance. Events are keyed by camera, so with
+several instances an episode spans only the cameras of the partitions one instance owns; run one instance
+per deployment unless cross-camera episodes do not matter (the stage is cheap: a few dot products per event).
+
+Similarity: ``episodes.threshold`` is in confidence units, via ``models.faces.confidence`` (the same
+calibration as the matcher).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+import numpy as np
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from agents.episode_rules import EpisodeBuilder, EpisodeRules, identity_confidence
+from connectors.sql.engine import open_sql
+from connectors.sql.notify_repo import EpisodeRepository
+from pipeline.kafka import replay_topic
+from pipeline.settings import Settings
+from pipeline.stage import AgentBase, Incoming, Output
+from schemas.messages import EpisodeChanged, EpisodeStateRecord, FaceEvent, StreamEnd
+from schemas.topics import EPISODE_STATE, EPISODES, EVENTS
+
+log = logging.getLogger(__name__)
+
+REPLAY_TIMEOUT_S = 120.0
+
+
+def confidence_fn() -> Callable[[np.ndarray], np.ndarray]:
+    """The models' cosine -> confidence calibration (identity if the models package lacks it)."""
+    try:
+        from models.faces import confidence
+    except ImportError:  # pragma: no cover - only while models/faces.py is absent
+        log.warning("models.faces.confidence unavailable: episode threshold compared to raw cosine")
+        return identity_confidence
+    return lambda cos: np.asarray(confidence(cos))
+
+
+class EpisodesAgent(AgentBase):
+    name = "episodes"
+    inputs = (EVENTS,)
+
+    def __init__(self, settings: Settings, to_confidence: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+        self.settings = settings
+        self.builder = EpisodeBuilder(EpisodeRules.from_settings(settings.episodes),
+                                      to_confidence or confidence_fn())
+        self.engine: AsyncEngine | None = None
+        self.repo: EpisodeRepository | None = None
+        self.restored = 0
+
+    async def start(self) -> None:
+        self.engine = await open_sql(self.settings)
+        self.repo = EpisodeRepository(self.engine)
+        await self._replay_state()
+
+    async def stop(self) -> None:
+        if self.engine is not None:
+            await self.engine.dispose()
+
+    async def handle(self, batch: list[Incoming]) -> list[Output]:
+        now = time.time()
+        changes: list[EpisodeChanged] = []
+        for item in batch:
+            msg = item.message
+            if isinstance(msg, FaceEvent):
+                changes.extend(self.builder.add(msg, now))
+            elif isinstance(msg, StreamEnd) and msg.video_id is not None:
+                changes.extend(self.builder.end_stream(msg.video_id))
+        return await self._publish(changes)
+
+    async def tick(self, now: float) -> list[Output]:
+        return await self._publish(self.builder.tick(now))
+
+    async def _publish(self, changes: list[EpisodeChanged]) -> list[Output]:
+        states = self.builder.drain_changes()
+        if not changes and not states:
+            return []
+        assert self.repo is not None, "start() first"
+        await self.repo.save((c.episode, c.event_ids) for c in changes)
+        outputs = [Output(EPISODES, c.episode.episode_id, c) for c in changes]
+        outputs += [Output(EPISODE_STATE, s.episode.episode_id, s) for s in states]
+        return outputs
+
+    async def _replay_state(self) -> None:
+        """Rebuild the builder from the changelog (see the module docstring)."""
+        stop, caught_up = asyncio.Event(), asyncio.Event()
+        now = time.time()
+
+        def apply(record: EpisodeStateRecord) -> None:
+            self.builder.restore(record, now)
+            self.restored += 1
+
+        task = asyncio.create_task(replay_topic(self.settings, EPISODE_STATE, apply, stop, caught_up))
+        waiter = asyncio.create_task(caught_up.wait())
+        try:
+            await asyncio.wait({task, waiter}, timeout=REPLAY_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.set()
+            waiter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiter
+            await task  # re-raises a replay failure: the stage must not start with partial state
+        if not caught_up.is_set():
+            raise RuntimeError(f"episode-state replay did not reach the end in {REPLAY_TIMEOUT_S:.0f} s")
+        log.info("episodes: replayed %d state records, %d episodes open", self.restored,
+                 len(self.builder.open_episodes))
+
+
+def build(settings: Settings) -> EpisodesAgent:
+    """Role factory (``facestream run episodes``)."""
+    return EpisodesAgent(settings)
