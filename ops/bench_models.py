@@ -89,9 +89,9 @@ def run(settings: Settings) -> str:
         "## Models",
         "",
         f"Command: `{COMMAND}` (ONNX Runtime on CPU, {model_settings.threads} intra-op threads per session).",
-        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
-        f"load average {load:.1f} when measured (the machine is shared with other jobs, so these are "
-        "lower bounds of what 2 idle cores do).",
+        (f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
+         f"load average {load:.1f} when measured (the machine is shared with other jobs, so these are "
+         "lower bounds of what 2 idle cores do)."),
         "Targets on 2 cores: detector >= 50 frames/s at 640x360, descriptor >= 500 faces/s at batch 32.",
         "",
         "| what | rate |",

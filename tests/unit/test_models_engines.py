@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from models.config import ModelSettings
-from models.engines import OnnxRuntimeEngine, ShapeProfile, cuda_available, open_engine, plan_cache_key, resolve_engine
+from models.engines import (
+    OnnxRuntimeEngine,
+    ShapeProfile,
+    cuda_available,
+    open_engine,
+    plan_cache_key,
+    resolve_engine,
+)
 from models.faces import FaceModels
 from tests.conftest import model_settings
 
