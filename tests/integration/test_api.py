@@ -1,0 +1,313 @@
+"""The query API against real components: embedded broker (Tansu), SQLite, Milvus Lite, local media, the
+prepared face models. One stack for the whole module."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import struct
+import zlib
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import cv2
+import numpy as np
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from agents.store_sink import StoreSink
+from connectors.api.app import build_app
+from ops.broker import EmbeddedBroker
+from pipeline.kafka import AsyncProducer, replay_topic
+from pipeline.settings import Settings
+from pipeline.stage import Incoming
+from schemas.messages import FaceEvent, StreamEnd, VideoProgress
+from schemas.topics import CAMERAS, EVENTS, GALLERY, VIDEO_JOBS, VIDEO_STATUS
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
+
+FACES = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "faces"
+ADMIN_TOKEN = "test-admin-token"
+
+
+def _models_ready(settings: Settings) -> bool:
+    try:
+        from models.prepare import prepared_paths
+
+        prepared_paths(settings.models.cache_dir)
+    except Exception:
+        return False
+    return True
+
+
+need_faces = pytest.mark.skipif(not FACES.is_dir(), reason=f"shared test media absent: {FACES}")
+
+
+class Stack:
+    def __init__(self, settings: Settings, client: TestClient) -> None:
+        self.settings = settings
+        self.client = client
+        self.admin = {"Authorization": f"Token {ADMIN_TOKEN}"}
+
+    async def json(self, method: str, path: str, status: int, headers: dict[str, str] | None = None,
+                   **kwargs: Any) -> Any:
+        resp = await self.client.request(method, path, headers=self.admin if headers is None else headers, **kwargs)
+        body = await resp.json() if resp.content_type == "application/json" else await resp.read()
+        assert resp.status == status, (resp.status, body)
+        return body
+
+    async def upload(self, path: str, status: int, files: dict[str, tuple[str, bytes]],
+                     fields: dict[str, str] | None = None) -> Any:
+        form = aiohttp.FormData()
+        for name, (filename, data) in files.items():
+            form.add_field(name, data, filename=filename, content_type="application/octet-stream")
+        for name, value in (fields or {}).items():
+            form.add_field(name, value)
+        return await self.json("POST", path, status, data=form)
+
+
+@pytest.fixture(scope="module")
+async def stack(tmp_path_factory: pytest.TempPathFactory):
+    data = tmp_path_factory.mktemp("api")
+    async with EmbeddedBroker() as broker:
+        settings = Settings(data_dir=data, bootstrap_servers=broker.bootstrap_servers,
+                            kafka={"topic_prefix": "apitest.", "partitions": 1},
+                            api={"admin_token": ADMIN_TOKEN, "admin_password": "s3cret!"})
+        client = TestClient(TestServer(build_app(settings)))
+        await client.start_server()
+        try:
+            yield Stack(settings, client)
+        finally:
+            await client.close()
+
+
+async def _topic(settings: Settings, spec: Any) -> list[Any]:
+    """Everything in a topic now (reads until an idle fetch)."""
+    got: list[Any] = []
+    stop, caught_up = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(replay_topic(settings, spec, got.append, stop, caught_up))
+    await asyncio.wait_for(caught_up.wait(), 30)
+    stop.set()
+    await task
+    return got
+
+
+def _png_header(width: int, height: int) -> bytes:
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk))
+
+
+def _jpeg(image: np.ndarray) -> bytes:
+    return cv2.imencode(".jpg", image)[1].tobytes()
+
+
+# --- auth, health, docs -------------------------------------------------------------------------------------
+
+async def test_public_health_openapi_metrics(stack: Stack) -> None:
+    health = await stack.json("GET", "/v1/health", 200, headers={})
+    assert health["status"] == "ok" and health["checks"]["sql"] == "ok"
+    doc = await stack.json("GET", "/v1/openapi.json", 200, headers={})
+    assert "/v1/dossiers/{id}/faces" in doc["paths"] and "EventOut" in doc["components"]["schemas"]
+    resp = await stack.client.get("/metrics")
+    assert resp.status == 200 and "facestream_api_requests_total" in await resp.text()
+
+
+async def test_auth_login_roles(stack: Stack) -> None:
+    await stack.json("GET", "/v1/cameras", 401, headers={})
+    await stack.json("GET", "/v1/cameras", 401, headers={"Authorization": "Token nope"})
+    await stack.json("POST", "/v1/auth/login", 401, headers={}, json={"username": "admin", "password": "bad"})
+    login = await stack.json("POST", "/v1/auth/login", 200, headers={},
+                             json={"username": "admin", "password": "s3cret!"})
+    admin = {"Authorization": f"Token {login['token']}"}
+    assert (await stack.json("GET", "/v1/auth/me", 200, headers=admin))["role"] == "admin"
+    await stack.json("POST", "/v1/users", 201, headers=admin,
+                     json={"username": "vic", "password": "viewer-pw", "role": "viewer"})
+    viewer_login = await stack.json("POST", "/v1/auth/login", 200, headers={},
+                                    json={"username": "vic", "password": "viewer-pw"})
+    viewer = {"Authorization": f"Token {viewer_login['token']}"}
+    await stack.json("GET", "/v1/watch-lists", 200, headers=viewer)
+    err = await stack.json("POST", "/v1/watch-lists", 403, headers=viewer, json={"name": "x"})
+    assert "viewer" in err["error"]
+    await stack.json("GET", "/v1/users", 403, headers=viewer)
+    await stack.json("POST", "/v1/auth/logout", 204, headers=viewer)
+    await stack.json("GET", "/v1/watch-lists", 401, headers=viewer)
+
+
+# --- CRUD and bad input -------------------------------------------------------------------------------------
+
+async def test_cameras_crud_publishes_changes(stack: Stack) -> None:
+    group = await stack.json("POST", "/v1/camera-groups", 201, json={"name": "lobby"})
+    made = [await stack.json("POST", "/v1/cameras", 201, json={
+        "name": f"cam{i}", "url": f"rtsp://10.0.0.{i}/s", "camera_group": group["id"],
+        "best_face_mode": "realtime", "filters": {"min_quality": 0.4}}) for i in range(3)]
+    first = await stack.json("GET", "/v1/cameras?limit=2", 200)
+    assert len(first["results"]) == 2 and first["next_cursor"]
+    rest = await stack.json("GET", f"/v1/cameras?limit=2&cursor={first['next_cursor']}", 200)
+    assert [c["id"] for c in first["results"] + rest["results"]] == [c["id"] for c in made]
+    patched = await stack.json("PATCH", f"/v1/cameras/{made[0]['id']}", 200, json={"active": False})
+    assert patched["active"] is False and patched["filters"]["min_quality"] == 0.4
+    await stack.json("DELETE", f"/v1/cameras/{made[1]['id']}", 204)
+    await stack.json("GET", f"/v1/cameras/{made[1]['id']}", 404)
+    await stack.json("DELETE", f"/v1/camera-groups/{group['id']}", 409)
+    changes = [c for c in await _topic(stack.settings, CAMERAS) if c.camera_id in {m["id"] for m in made}]
+    last = {c.camera_id: c for c in changes}
+    assert last[made[0]["id"]].active is False and last[made[0]["id"]].min_quality == 0.4
+    assert last[made[1]["id"]].deleted and last[made[2]["id"]].best_face_mode == "realtime"
+
+
+async def test_validation_lists_fields_and_404s(stack: Stack) -> None:
+    err = await stack.json("POST", "/v1/watch-lists", 422, json={"name": "", "color": "red", "bogus": 1})
+    locs = {tuple(f["loc"]) for f in err["fields"]}
+    assert {("name",), ("color",), ("bogus",)} <= locs
+    err = await stack.json("POST", "/v1/dossiers", 422, json={"name": "x", "watch_lists": ["nope"]})
+    assert err["fields"][0]["loc"] == ["watch_lists"]
+    await stack.json("GET", "/v1/events?matched=maybe", 422)
+    await stack.json("GET", "/v1/dossiers?cursor=zzz", 422)
+    await stack.json("GET", "/v1/dossiers/unknown", 404)
+    await stack.json("GET", "/v1/events/unknown", 404)
+    await stack.json("GET", "/v1/videos/unknown", 404)
+    await stack.json("POST", "/v1/watch-lists", 400, data=b"{not json", headers={
+        **stack.admin, "Content-Type": "application/json"})
+
+
+async def test_bad_images_are_refused_and_leave_nothing(stack: Stack) -> None:
+    dossier = await stack.json("POST", "/v1/dossiers", 201, json={"name": "Nobody"})
+    url = f"/v1/dossiers/{dossier['id']}/faces"
+    await stack.upload(url, 415, {"photo": ("a.txt", b"hello, not an image")})
+    await stack.upload(url, 400, {"photo": ("a.jpg", b"\xff\xd8\xff\xe0" + b"\x00" * 64)})
+    await stack.upload(url, 400, {"photo": ("a.jpg", b"")})
+    await stack.upload(url, 413, {"photo": ("big.png", _png_header(10000, 10000))})
+    await stack.upload(url, 422, {"nophoto": ("a.jpg", b"x")})
+    resp = await stack.client.post(url, headers=stack.admin, json={"photo": "x"})
+    assert resp.status == 415
+    await stack.upload("/v1/dossiers/unknown/faces", 404, {"photo": ("a.jpg", b"x")})
+    blank = np.full((200, 200, 3), 127, np.uint8)
+    err = await stack.upload(url, 422, {"photo": ("blank.jpg", _jpeg(blank))})
+    assert "no face" in err["error"]
+    assert (await stack.json("GET", f"/v1/dossiers/{dossier['id']}", 200))["faces"] == []
+    media = Path(stack.settings.data_dir) / "media" / "dossiers" / dossier["id"]
+    assert not media.exists() or not any(media.iterdir())
+
+
+async def test_video_upload_refusals_and_job(stack: Stack) -> None:
+    await stack.upload("/v1/videos", 415, {"file": ("notes.txt", b"text")})
+    await stack.upload("/v1/videos", 415, {"file": ("fake.mp4", b"not a video at all")})
+    await stack.upload("/v1/videos", 422, {"other": ("a.mp4", b"x")})
+    if not FACES.is_dir():
+        pytest.skip(f"shared test media absent: {FACES}")
+    clip = (FACES / "short_hamilton_clip.mp4").read_bytes()
+    await stack.upload("/v1/videos", 422, {"file": ("clip.mp4", clip)}, {"camera_group": "nope"})
+    video = await stack.upload("/v1/videos", 201, {"file": ("clip.mp4", clip)})
+    assert video["status"] == "queued" and video["camera_id"] == f"video:{video['id']}"
+    jobs = [j for j in await _topic(stack.settings, VIDEO_JOBS) if j.video_id == video["id"]]
+    assert len(jobs) == 1 and Path(jobs[0].path).read_bytes() == clip
+    assert not any((Path(stack.settings.data_dir) / "uploads").iterdir())
+
+
+# --- faces: detect, enrol, verify, search -------------------------------------------------------------------
+
+def _photo(name: str) -> tuple[str, bytes]:
+    return name, (FACES / name).read_bytes()
+
+
+@need_faces
+async def test_detect_and_verify(stack: Stack) -> None:
+    if not _models_ready(stack.settings):
+        pytest.skip("face models not prepared (facestream models prepare)")
+    detected = await stack.upload("/v1/detect", 200, {"photo": _photo("two_people.jpg")})
+    assert len(detected["faces"]) == 2
+    face = detected["faces"][0]
+    assert len(face["landmarks"]) == 5 and 0 <= face["quality"] <= 1 and "emotion" in face["attributes"]
+    same = await stack.upload("/v1/verify", 200, {"photo1": _photo("obama.jpg"), "photo2": _photo("obama2.jpg")})
+    assert same["match"] is True and same["confidence"] > 0.9
+    other = await stack.upload("/v1/verify", 200, {"photo1": _photo("obama.jpg"), "photo2": _photo("biden.jpg")})
+    assert other["match"] is False and other["confidence"] < 0.5
+    await stack.upload("/v1/verify", 422, {"photo1": _photo("obama.jpg")})
+
+
+@need_faces
+async def test_enrol_publish_and_search_dossiers(stack: Stack) -> None:
+    if not _models_ready(stack.settings):
+        pytest.skip("face models not prepared (facestream models prepare)")
+    wl = await stack.json("POST", "/v1/watch-lists", 201, json={"name": "vip", "color": "#00ff00"})
+    obama = await stack.json("POST", "/v1/dossiers", 201, json={
+        "name": "Barack Obama", "meta": {"note": "44th"}, "watch_lists": [wl["id"]]})
+    biden = await stack.json("POST", "/v1/dossiers", 201, json={"name": "Joe Biden", "watch_lists": [wl["id"]]})
+    face = await stack.upload(f"/v1/dossiers/{obama['id']}/faces", 201, {"photo": _photo("obama.jpg")})
+    await stack.upload(f"/v1/dossiers/{biden['id']}/faces", 201, {"photo": _photo("biden.jpg")})
+    err = await stack.upload(f"/v1/dossiers/{obama['id']}/faces", 422, {"photo": _photo("two_people.jpg")})
+    assert "2 faces" in err["error"]
+    photo = await stack.client.get(face["image"], headers=stack.admin)
+    assert photo.status == 200 and photo.content_type == "image/jpeg"
+    found = await stack.upload("/v1/search", 200, {"photo": _photo("obama2.jpg")}, {"target": "dossiers"})
+    assert [r["dossier"]["id"] for r in found["results"]] == [obama["id"]]
+    assert found["results"][0]["confidence"] > 0.9
+    await stack.upload("/v1/search", 422, {"photo": _photo("obama2.jpg")}, {"target": "people"})
+    gallery = [g.dossier for g in await _topic(stack.settings, GALLERY) if g.dossier is not None]
+    last = {d.dossier_id: d for d in gallery}[obama["id"]]
+    assert last.watch_list_ids == [wl["id"]] and len(last.faces) == 1 and last.name == "Barack Obama"
+
+
+# --- events through the store sink, and the websocket --------------------------------------------------------
+
+def _event(i: int, descriptor: list[float], matched: bool, dossier: str | None = None) -> FaceEvent:
+    return FaceEvent(event_id=f"cam9:{i}:0", face_id=f"cam9:{i}:0", camera_id="cam9", track_id=i,
+                     timestamp=1_700_000_000.0 + i, matched=matched, dossier_id=dossier, confidence=0.9 if matched else 0.1,
+                     quality=0.8, bbox=(1, 2, 30, 40), descriptor=descriptor, thumbnail_key=f"thumbs/cam9:{i}:0.jpg")
+
+
+def _incoming(spec: Any, message: Any, offset: int) -> Incoming:
+    return Incoming(topic=spec, key="cam9", message=message, partition=0, offset=offset, timestamp_ms=0)
+
+
+async def test_store_sink_events_api_and_search(stack: Stack) -> None:
+    rng = np.random.default_rng(3)
+    vecs = rng.standard_normal((3, 128)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    sink = StoreSink(stack.settings)
+    await sink.start()
+    try:
+        events = [_event(i, vecs[i].tolist(), i == 0, "d-x" if i == 0 else None) for i in range(3)]
+        batch = [_incoming(EVENTS, e, i) for i, e in enumerate(events)]
+        await sink.handle(batch)
+        await sink.handle(batch)  # redelivery: idempotent
+        sink.media.put("thumbs/cam9:0:0.jpg", b"\xff\xd8\xff thumb", "image/jpeg")  # type: ignore[union-attr]
+        video = {"video_id": "v-sink", "camera_id": "video:v-sink"}
+        await sink.videos.create("v-sink", "x.mp4", "videos/v-sink.mp4", "video:v-sink", "default")  # type: ignore[union-attr]
+        await sink.handle([_incoming(VIDEO_STATUS, VideoProgress(**video, status="processing", frames_done=3,
+                                                                 frames_total=6), 9)])
+        assert (await stack.json("GET", "/v1/videos/v-sink", 200))["progress"] == 0.5
+        await sink.handle([_incoming(EVENTS, StreamEnd(camera_id="video:v-sink", video_id="v-sink",
+                                                       frames_total=6), 10)])
+        assert (await stack.json("GET", "/v1/videos/v-sink", 200))["status"] == "done"
+    finally:
+        await sink.stop()
+    listed = await stack.json("GET", "/v1/events?camera=cam9&limit=2", 200)
+    assert [e["id"] for e in listed["results"]] == ["cam9:2:0", "cam9:1:0"] and listed["next_cursor"]
+    matched = await stack.json("GET", "/v1/events?camera=cam9&matched=true", 200)
+    assert [e["id"] for e in matched["results"]] == ["cam9:0:0"]
+    one = await stack.json("GET", "/v1/events/cam9:0:0", 200)
+    assert one["thumbnail"] == "/v1/media/thumbs/cam9:0:0.jpg" and one["frame"] is None
+    thumb = await stack.client.get(one["thumbnail"], params={"token": ADMIN_TOKEN})
+    assert thumb.status == 200
+    acked = await stack.json("POST", "/v1/events/cam9:0:0/acknowledge", 200)
+    assert acked["acknowledged"] and acked["acknowledged_by"] == "admin-token"
+    unacked = await stack.json("GET", "/v1/events?camera=cam9&acknowledged=false", 200)
+    assert len(unacked["results"]) == 2
+
+
+async def test_websocket_forwards_new_events(stack: Stack) -> None:
+    async with stack.client.ws_connect("/v1/ws/events", params={"token": ADMIN_TOKEN}) as ws:
+        producer = AsyncProducer(stack.settings)
+        try:
+            await asyncio.sleep(1.0)
+            event = _event(42, [1.0] + [0.0] * 127, False)
+            await producer.send(EVENTS, "cam9", event)
+            msg = await asyncio.wait_for(ws.receive_json(), 20)
+        finally:
+            await producer.close()
+    assert msg["event_id"] == "cam9:42:0" and "descriptor" not in msg
+    resp = await stack.client.get("/v1/ws/events")
+    assert resp.status == 401
