@@ -474,19 +474,18 @@ class TelegramRepository:
             if res.rowcount == 0:
                 raise NotFoundError(rule_id)
 
-    async def enqueue(self, messages: list[tuple[str, str, str, str | None, str]], cooldown_s: float,
-                      at: float) -> int:
-        """Queue ``(message id, chat id, caption, thumbnail key, person key)`` unless the chat heard about
-        that person less than ``cooldown_s`` ago (event time ``at``... per message, see the caller).
-        Returns how many were queued. A message id already queued is skipped (replays)."""
+    async def enqueue(self, messages: list[tuple[str, str, str, str | None, str, float]], cooldown_s: float) -> int:
+        """Queue ``(message id, chat id, caption, thumbnail key, person key, event time)`` unless that chat
+        heard about that person less than ``cooldown_s`` (event time) before. A message id already queued is
+        skipped (replays). Returns how many were queued."""
         queued = 0
         now = time.time()
+        c = telegram_cooldowns.c
         async with self.engine.begin() as conn:
-            for msg_id, chat, text, thumb, person in messages:
-                c = telegram_cooldowns.c
+            for msg_id, chat, text, thumb, person, at in messages:
                 last = (await conn.execute(select(c.sent_at).where(and_(c.chat_id == chat, c.person_key == person)))
                         ).scalar_one_or_none()
-                if last is not None and at - last < cooldown_s and at >= last:
+                if last is not None and abs(at - last) < cooldown_s:
                     continue
                 stmt = upsert_statement(conn, telegram_cooldowns).values(chat_id=chat, person_key=person, sent_at=at)
                 await conn.execute(stmt.on_conflict_do_update(index_elements=["chat_id", "person_key"],

@@ -95,10 +95,10 @@ async def test_telegram_rules_cooldown_and_outbox(engine) -> None:
     repo = TelegramRepository(engine)
     r = await repo.create(TelegramRuleIn(chat_id="42"))
     assert (await repo.list_all())[0].filters.matched == "matched"
-    assert await repo.enqueue([("m1", "42", "hi", "thumbs/1.jpg", "dossier:d1")], cooldown_s=60, at=1000) == 1
-    assert await repo.enqueue([("m2", "42", "hi", None, "dossier:d1")], cooldown_s=60, at=1030) == 0
-    assert await repo.enqueue([("m3", "43", "hi", None, "dossier:d1")], cooldown_s=60, at=1030) == 1
-    assert await repo.enqueue([("m4", "42", "hi", None, "dossier:d1")], cooldown_s=60, at=1061) == 1
+    assert await repo.enqueue([("m1", "42", "hi", "thumbs/1.jpg", "dossier:d1", 1000)], cooldown_s=60) == 1
+    assert await repo.enqueue([("m2", "42", "hi", None, "dossier:d1", 1030)], cooldown_s=60) == 0
+    assert await repo.enqueue([("m3", "43", "hi", None, "dossier:d1", 1030)], cooldown_s=60) == 1
+    assert await repo.enqueue([("m4", "42", "hi", None, "dossier:d1", 1061)], cooldown_s=60) == 1
     due = await repo.due()
     assert [m["id"] for m in due] == ["m1", "m3", "m4"]
     await repo.mark("m1", "sent", 1, 0, None)

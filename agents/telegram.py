@@ -1,0 +1,166 @@
+"""Telegram sink: events -> Bot API ``sendPhoto`` per notification rule, one message per person per cooldown.
+
+Like the webhooks sink, two halves that never wait on each other:
+
+1. :class:`TelegramAgent` (consumer group ``telegram``, input ``events``): for every active rule
+   (``/v1/telegram-rules``) whose filters pass, a message (caption: name, watch lists, camera, confidence,
+   time; photo: the event's face thumbnail from the media store) is queued in the SQL outbox unless that
+   chat already heard about that person (the dossier; for unmatched faces the camera track) less than
+   ``telegram.cooldown_s`` before, in event time. Cooldowns live in SQL with the outbox, written before the
+   input offsets are committed: at-least-once, and a replay queues nothing twice (message id =
+   ``"{chat}:{event id}"``).
+2. :class:`TelegramSender`: sends due messages; on 429 waits Telegram's ``retry_after``; on other
+   failures retries with a doubling delay (capped at 100 s) up to ``telegram.max_attempts``, then marks the
+   message ``failed``; permanent errors (400/403/404) fail at once.
+
+Without ``telegram.bot_token`` the role idles (logged once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from agents.notify_rules import backoff_s, caption, event_item, passes, person_key
+from connectors.media import MediaStore, open_media_store
+from connectors.sql.engine import open_sql
+from connectors.sql.notify_repo import TelegramRepository
+from connectors.sql.repositories import CameraRepository, WatchListRepository
+from connectors.telegram_client import TelegramClient
+from pipeline.kafka import AsyncProducer
+from pipeline.settings import Settings, TelegramSettings
+from pipeline.stage import AgentBase, Incoming, Output, StageRunner
+from schemas.messages import FaceEvent
+from schemas.notify import TelegramRule
+from schemas.topics import EVENTS
+
+log = logging.getLogger(__name__)
+
+
+class TelegramAgent(AgentBase):
+    name = "telegram"
+    inputs = (EVENTS,)
+
+    def __init__(self, settings: Settings, engine: AsyncEngine, wake: asyncio.Event | None = None) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.repo = TelegramRepository(engine)
+        self.wake = wake or asyncio.Event()
+        self.rules: list[TelegramRule] = []
+        self.watch_list_names: dict[str, str] = {}
+        self.camera_names: dict[str, str] = {}
+        self._next_refresh = 0.0
+
+    async def handle(self, batch: list[Incoming]) -> list[Output]:
+        await self._refresh()
+        messages = []
+        for incoming in batch:
+            e = incoming.message
+            if not isinstance(e, FaceEvent):
+                continue
+            item = event_item(e)
+            text = caption(e, self.watch_list_names, self.camera_names.get(e.camera_id))
+            for rule in self.rules:
+                if rule.active and passes(rule.filters, item):
+                    messages.append((f"{rule.chat_id}:{e.event_id}", rule.chat_id, text, e.thumbnail_key,
+                                     person_key(e), e.timestamp))
+        if messages and await self.repo.enqueue(messages, self.settings.telegram.cooldown_s):
+            self.wake.set()
+        return []
+
+    async def _refresh(self) -> None:
+        if time.monotonic() < self._next_refresh:
+            return
+        self.rules = await self.repo.list_all()
+        with contextlib.suppress(Exception):  # names are cosmetic: ids stand in for them
+            self.watch_list_names = {w.id: w.name for w in await WatchListRepository(self.engine).list_all()}
+            self.camera_names = {c.id: c.name for c in await CameraRepository(self.engine).list_all()}
+        self._next_refresh = time.monotonic() + self.settings.telegram.refresh_s
+
+
+class TelegramSender:
+    """Sends the outbox (see the module docstring)."""
+
+    def __init__(self, settings: TelegramSettings, repo: TelegramRepository, client: TelegramClient,
+                 media: MediaStore | None, wake: asyncio.Event) -> None:
+        self.settings = settings
+        self.repo = repo
+        self.client = client
+        self.media = media
+        self.wake = wake
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self.wake.clear()
+            sent_any = False
+            for message in await self.repo.due():
+                if stop.is_set():
+                    return
+                await self._send(message)
+                sent_any = True
+            if not sent_any:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), timeout=0.25)
+
+    async def _send(self, m: dict) -> None:
+        photo = await self._thumbnail(m["thumbnail_key"])
+        result = await self.client.send_photo(m["chat_id"], m["caption"], photo)
+        attempts = m["attempts"] + 1
+        now = time.time()
+        if result.ok:
+            await self.repo.mark(m["id"], "sent", attempts, now, None)
+        elif result.retry_after is not None:  # rate limited: not the message's fault, wait as told
+            await self.repo.mark(m["id"], "pending", m["attempts"], now + result.retry_after, result.error)
+        elif result.permanent or attempts >= self.settings.max_attempts:
+            log.warning("telegram: message %s failed after %d attempts: %s", m["id"], attempts, result.error)
+            await self.repo.mark(m["id"], "failed", attempts, now, result.error)
+        else:
+            await self.repo.mark(m["id"], "pending", attempts, now + backoff_s(attempts, 1.0), result.error)
+
+    async def _thumbnail(self, key: str | None) -> bytes | None:
+        if not key or self.media is None:
+            return None
+        try:
+            return await asyncio.get_running_loop().run_in_executor(None, self.media.get, key)
+        except Exception:  # noqa: BLE001 - a missing image still deserves the text
+            log.info("telegram: thumbnail %s unavailable; sending text", key)
+            return None
+
+
+async def run(settings: Settings, stop: asyncio.Event) -> None:
+    """Role entry (``facestream run telegram``)."""
+    token = settings.telegram.bot_token
+    if token is None:
+        log.warning("telegram: no bot token (FACESTREAM_TELEGRAM_BOT_TOKEN); the Telegram sink is idle")
+        await stop.wait()
+        return
+    engine = await open_sql(settings)
+    media = await asyncio.get_running_loop().run_in_executor(None, open_media_store, settings)
+    producer = AsyncProducer(settings, client_id="facestream-telegram")
+    wake = asyncio.Event()
+    inner = asyncio.Event()
+    relay = asyncio.create_task(_relay(stop, inner))
+    try:
+        async with TelegramClient(settings.telegram.api_base_url, token, settings.telegram.timeout_s) as client:
+            agent = TelegramAgent(settings, engine, wake)
+            sender = TelegramSender(settings.telegram, agent.repo, client, media, wake)
+            tasks = [asyncio.create_task(StageRunner(agent, settings, producer).run(inner), name="telegram-stage"),
+                     asyncio.create_task(sender.run(inner), name="telegram-send")]
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            inner.set()
+            for result in await asyncio.gather(*tasks, return_exceptions=True):
+                if isinstance(result, BaseException):
+                    raise result
+    finally:
+        relay.cancel()
+        await producer.close()
+        await engine.dispose()
+
+
+async def _relay(outer: asyncio.Event, inner: asyncio.Event) -> None:
+    await outer.wait()
+    inner.set()
