@@ -80,6 +80,7 @@ class AsyncProducer:
             "linger.ms": settings.kafka.linger_ms,
             "message.max.bytes": settings.kafka.max_message_bytes,
             "compression.type": "none",
+            "log.connection.close": False,  # Tansu and idle brokers close connections: not an error
         })
         self._loop: asyncio.AbstractEventLoop | None = None
         self._running = True
