@@ -128,7 +128,7 @@ class S3MediaStore:
     def exists(self, key: str) -> bool:
         try:
             self._s3.head_object(Bucket=self.bucket, Key=self._key(key))
-        except Exception:  # botocore ClientError 404
+        except self._s3.exceptions.ClientError:  # 404
             return False
         return True
 

@@ -27,6 +27,7 @@ from connectors.api.uploads import VIDEO_EXTENSIONS, probe_video, stream_file_fi
 from connectors.media import MediaNotFoundError, content_type_of
 from connectors.sql.repositories import NotFoundError, new_id
 from schemas.api import EventOut, Page, VideoOut
+from schemas.base import SchemaError
 from schemas.messages import FaceEvent, VideoJob
 from schemas.topics import EVENTS, VIDEO_JOBS
 
@@ -105,7 +106,8 @@ async def _forward_events(settings: object, ws: web.WebSocketResponse, since_ms:
                         continue
                     try:
                         message = EVENTS.decode(record.value)
-                    except Exception:
+                    except SchemaError:
+                        log.debug("websocket feed: skipping an undecodable event record")
                         continue
                     if isinstance(message, FaceEvent):
                         await ws.send_str(message.model_dump_json(exclude={"descriptor"}))

@@ -9,6 +9,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import Field, ValidationError
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
 from connectors.api.core import ApiError, FormField, RouteTable, json_response, validation_fields
 from connectors.api.faces import AnalysedFace, similarity_confidence
@@ -142,7 +143,7 @@ async def health(request: web.Request) -> web.Response:
         async with st.engine.connect() as conn:
             await asyncio.wait_for(conn.execute(text("SELECT 1")), 5)
         checks["sql"] = "ok"
-    except Exception as exc:  # any failure is reported, not raised
+    except (SQLAlchemyError, OSError, TimeoutError) as exc:  # reported, not raised
         checks["sql"] = f"error: {exc}"
     checks["milvus"] = "ok" if st.vectors._client is not None else "error: not open"
     checks["kafka"] = "ok" if st.publisher.producer is not None else "error: no broker configured"

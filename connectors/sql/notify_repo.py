@@ -12,7 +12,20 @@ from typing import Any
 
 import orjson
 from sqlalchemy import (
-    BigInteger, Boolean, Column, Float, MetaData, String, Table, Text, and_, delete, exists, func, or_, select,
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    delete,
+    exists,
+    func,
+    or_,
+    select,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -21,7 +34,14 @@ from connectors.sql import tables as core  # the core events table (helper-3)
 from connectors.sql.repositories import NotFoundError, new_id, upsert_statement
 from schemas.messages import CounterRecord, Episode
 from schemas.notify import (
-    Counter, CounterIn, Delivery, NotifyFilters, TelegramRule, TelegramRuleIn, Webhook, WebhookIn,
+    Counter,
+    CounterIn,
+    Delivery,
+    NotifyFilters,
+    TelegramRule,
+    TelegramRuleIn,
+    Webhook,
+    WebhookIn,
 )
 
 Double = Float(precision=53)

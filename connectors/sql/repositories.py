@@ -61,7 +61,7 @@ class NotFoundError(StoreError, LookupError):
     """No row with that id."""
 
 
-class ReferenceError_(StoreError, ValueError):  # noqa: N801 - the builtin name is taken
+class ReferenceError_(StoreError, ValueError):
     """A field names an id that does not exist (``field``: which one)."""
 
     def __init__(self, field: str, value: str) -> None:

@@ -64,14 +64,20 @@ class Api:
         return await self.call("POST", path, status, data=form)
 
 
+def _start_up(data: Path, port: int) -> tuple[subprocess.Popen[bytes], Any]:
+    """`facestream up` in its own session, logging to data/up.log."""
+    env = {**os.environ, "FACESTREAM_ADMIN_TOKEN": ADMIN_TOKEN, "FACESTREAM_API_ADMIN_PASSWORD": PASSWORD}
+    log = open(data / "up.log", "wb")  # noqa: SIM115 - closed by the fixture
+    proc = subprocess.Popen([sys.executable, "-m", "ops.cli", "up", "--data-dir", str(data), "--api-port", str(port)],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return proc, log
+
+
 @pytest.fixture(scope="module")
 async def api(tmp_path_factory: pytest.TempPathFactory):
     data = tmp_path_factory.mktemp("e2e")
     port = _free_port()
-    env = {**os.environ, "FACESTREAM_ADMIN_TOKEN": ADMIN_TOKEN, "FACESTREAM_API_ADMIN_PASSWORD": PASSWORD}
-    log = open(data / "up.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "ops.cli", "up", "--data-dir", str(data), "--api-port", str(port)],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc, log = _start_up(data, port)
     base = f"http://127.0.0.1:{port}"
     try:
         async with aiohttp.ClientSession() as session:

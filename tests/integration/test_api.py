@@ -4,7 +4,6 @@ prepared face models. One stack for the whole module."""
 from __future__ import annotations
 
 import asyncio
-import io
 import struct
 import zlib
 from pathlib import Path
@@ -32,11 +31,11 @@ ADMIN_TOKEN = "test-admin-token"
 
 
 def _models_ready(settings: Settings) -> bool:
-    try:
-        from models.prepare import prepared_paths
+    from models.prepare import ModelsNotPreparedError, prepared_paths
 
+    try:
         prepared_paths(settings.models.cache_dir)
-    except Exception:
+    except ModelsNotPreparedError:
         return False
     return True
 
