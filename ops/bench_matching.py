@@ -204,7 +204,9 @@ def run(settings: Settings, sizes: Sequence[int] = SIZES, milvus_sizes: Sequence
         "",
         f"Random unit 128-D float32 descriptors; {QUERIES} queries, each an enrolled vector plus noise (its true "
         f"neighbour is known; `correct` is the share found). Single face = one `match`/`search` call with one "
-        f"descriptor; batch = {BATCH} faces in one call, cost per face.",
+        f"descriptor; batch = {BATCH} faces in one call, cost per face. Sub-millisecond single-face figures are "
+        f"sensitive to other load: OpenBLAS threads then wait for a time slice (a run on this machine while "
+        f"other jobs saturated both cores gave ~8 ms p50 at 10k and 100k).",
         "",
         "| engine | gallery | single face p50 (ms) | single face p95 (ms) | batch of 16, per face (ms) | correct "
         "| build / insert (s) |",

@@ -84,7 +84,7 @@ class MetricsSettings(_Section):
 
 
 class EpisodeSettings(_Section):
-    threshold: float = Field(0.6, ge=0, le=1, description="Episode threshold in confidence units (models.faces.confidence of the cosine), lower than the match threshold: a face this similar to a live episode joins it.")
+    threshold: float = Field(0.5, ge=0, le=1, description="Episode threshold in confidence units (models.faces.confidence of the cosine; 0.5 is dlib's same-person distance), lower than the match threshold: a face this similar to a live episode joins it.")
     search_interval_s: float = Field(60.0, gt=0, description="An event joins an episode whose last event is at most this old (event time).")
     max_duration_s: float = Field(300.0, gt=0, description="An episode closes this long after its first event.")
     event_timeout_s: float = Field(30.0, gt=0, description="An episode closes after this long without a new event.")
@@ -93,7 +93,7 @@ class EpisodeSettings(_Section):
 
 class DedupSettings(_Section):
     window_s: float = Field(30.0, gt=0, description="Deduplication window (event time), per camera group.")
-    threshold: float = Field(0.6, ge=0, le=1, description="Unmatched faces at least this similar (confidence units) are the same person.")
+    threshold: float = Field(0.5, ge=0, le=1, description="Unmatched faces at least this similar (confidence units) are the same person.")
     offline: bool = Field(True, description="Deduplicate events of offline videos (events with a video id).")
     live: bool = Field(False, description="Deduplicate events of live cameras.")
 
