@@ -145,6 +145,7 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
             yield
             for task in list(st.background):
                 task.cancel()
+            st.publisher.producer = None  # let librdkafka go once closed (it retries a gone broker otherwise)
     return lifespan
 
 

@@ -16,7 +16,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from agents.store_sink import StoreSink
-from connectors.api.app import build_app
+from connectors.api.app import build_app, republish
+from connectors.api.state import STATE
 from ops.broker import EmbeddedBroker
 from pipeline.kafka import AsyncProducer, replay_topic
 from pipeline.settings import Settings
@@ -247,6 +248,9 @@ async def test_enrol_publish_and_search_dossiers(stack: Stack) -> None:
     gallery = [g.dossier for g in await _topic(stack.settings, GALLERY) if g.dossier is not None]
     last = {d.dossier_id: d for d in gallery}[obama["id"]]
     assert last.watch_list_ids == [wl["id"]] and len(last.faces) == 1 and last.name == "Barack Obama"
+    before = len(await _topic(stack.settings, GALLERY))
+    republished = await republish(stack.client.server.app[STATE])  # what a restart of the API does
+    assert republished >= 3 and len(await _topic(stack.settings, GALLERY)) > before
 
 
 # --- events through the store sink, and the websocket --------------------------------------------------------
