@@ -26,6 +26,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -178,7 +179,7 @@ class EpisodeRepository:
             conds.append(e.opened_at < until)
         if before is not None:
             conds.append(e.opened_at < before)
-        q = select(episodes).where(and_(*conds)).order_by(e.opened_at.desc(), e.id.desc()).limit(limit)
+        q = select(episodes).where(and_(true(), *conds)).order_by(e.opened_at.desc(), e.id.desc()).limit(limit)
         async with self.engine.connect() as conn:
             rows = (await conn.execute(q)).mappings().all()
         return [_episode_out(r) for r in rows]
@@ -267,7 +268,7 @@ class CounterRepository:
             conds.append(r.start_at >= since)
         if until is not None:
             conds.append(r.start_at < until)
-        q = select(counter_records).where(and_(*conds)).order_by(r.start_at).limit(limit)
+        q = select(counter_records).where(and_(true(), *conds)).order_by(r.start_at).limit(limit)
         async with self.engine.connect() as conn:
             rows = (await conn.execute(q)).mappings().all()
         return [CounterRecord(counter_id=x["counter_id"], start=x["start_at"], end=x["end_at"], faces=x["faces"],
@@ -427,7 +428,7 @@ class WebhookRepository:
     async def deliveries(self, webhook_id: str, status: str | None = None, limit: int = 100) -> list[Delivery]:
         d = webhook_deliveries.c
         conds = [d.webhook_id == webhook_id] + ([d.status == status] if status else [])
-        q = select(webhook_deliveries).where(and_(*conds)).order_by(d.created_at.desc()).limit(limit)
+        q = select(webhook_deliveries).where(and_(true(), *conds)).order_by(d.created_at.desc()).limit(limit)
         async with self.engine.connect() as conn:
             rows = (await conn.execute(q)).mappings().all()
         return [_delivery(r) for r in rows]
