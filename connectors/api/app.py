@@ -110,19 +110,26 @@ def build_app(settings: Settings) -> web.Application:
     for table in _route_tables():
         table.install(app)
         infos.extend(table.routes)
-    _add_notify_routes(app)
+    infos.extend(_add_notify_routes(app))
     app[auth.ROUTE_INFO] = {r.handler: r for r in infos}
     app[OPENAPI] = openapi_document(infos)
     app.cleanup_ctx.append(_lifespan(settings))
     return app
 
 
-def _add_notify_routes(app: web.Application) -> None:
-    """Routes of the notification part (``connectors/api/routes_notify.py``), when installed."""
+def _add_notify_routes(app: web.Application) -> list[RouteInfo]:
+    """Routes of the notification part (``connectors/api/routes_notify.py``), when installed. A module-level
+    ``routes: RouteTable`` is installed and documented in the OpenAPI; otherwise ``add_routes(app)`` is
+    called (those routes need a viewer to read and an operator to write, and are not documented)."""
     if importlib.util.find_spec("connectors.api.routes_notify") is None:
-        return
+        return []
     module = importlib.import_module("connectors.api.routes_notify")
+    table = getattr(module, "routes", None)
+    if isinstance(table, RouteTable):
+        table.install(app)
+        return list(table.routes)
     module.add_routes(app)
+    return []
 
 
 def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
