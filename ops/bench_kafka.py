@@ -178,18 +178,18 @@ def run(settings: Settings) -> str:
     lines = [
         "## Kafka frame throughput by JPEG size",
         "",
-        f"Command: `{COMMAND}` (ops/bench_kafka.py). Broker: {broker}. Machine: {platform.machine()}, "
+        (f"Command: `{COMMAND}` (ops/bench_kafka.py). Broker: {broker}. Machine: {platform.machine()}, "
         f"{os.cpu_count()} CPU cores; shared with other jobs while measured. Took "
-        f"{time.perf_counter() - started:.0f} s.",
+        f"{time.perf_counter() - started:.0f} s."),
         "",
-        f"One `Frame` message per frame (JPEG q{settings.decoder.jpeg_quality} of {source}, base64 in JSON as "
+        (f"One `Frame` message per frame (JPEG q{settings.decoder.jpeg_quality} of {source}, base64 in JSON as "
         f"the decoder publishes it), {CAMERAS} camera keys over {PARTITIONS} partitions. Produced with "
         f"confluent-kafka (idempotent, linger {settings.kafka.linger_ms} ms) until every message is acknowledged; "
         f"then consumed with aiokafka from the start of the topic. Producer and consumer run one after the "
-        f"other in one process, so the rates are each side's ceiling on this machine, not a pipelined figure.",
+        f"other in one process, so the rates are each side's ceiling on this machine, not a pipelined figure."),
         "",
-        "| frame | JPEG (KB) | message (KB) | frames | produce (frames/s) | produce (MB/s) | consume (frames/s) "
-        "| consume (MB/s) |",
+        ("| frame | JPEG (KB) | message (KB) | frames | produce (frames/s) | produce (MB/s) | consume (frames/s) "
+        "| consume (MB/s) |"),
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
@@ -200,10 +200,10 @@ def run(settings: Settings) -> str:
     slowest = min(min(r.produce_fps, r.consume_fps) for r in results)
     lines += [
         "",
-        f"At 8 fps per camera (the decoder's default), the slowest row carries about {slowest / 8:,.0f} cameras "
+        (f"At 8 fps per camera (the decoder's default), the slowest row carries about {slowest / 8:,.0f} cameras "
         f"per broker-client pair before Kafka becomes the bottleneck; detection (tens of ms per frame on CPU) "
         f"saturates long before that. Large frames need `max.message.bytes` on the topic and the clients' fetch "
-        f"sizes raised (facestream sets both from `FACESTREAM_KAFKA_MAX_MESSAGE_BYTES`).",
+        f"sizes raised (facestream sets both from `FACESTREAM_KAFKA_MAX_MESSAGE_BYTES`)."),
         "",
     ]
     return "\n".join(lines)

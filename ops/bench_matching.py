@@ -87,7 +87,7 @@ def _gallery(matrix: np.ndarray) -> tuple[object, Callable[[np.ndarray], list[ob
         gallery.apply(GalleryChange(dossier=DossierChanged(dossier_id=f"d{i}", watch_list_ids=["wl"], faces=[face])))
     ids = [f"d{i % DOSSIERS}" for i in range(len(matrix))]
     gallery.match(seed_rows[:1], "default")  # builds the real slice once (checks the apply path)
-    gallery._slices["default"] = _Slice(matrix, ids)  # noqa: SLF001 - see docstring
+    gallery._slices["default"] = _Slice(matrix, ids)
     return gallery, lambda q: gallery.match(q, "default")  # type: ignore[attr-defined]
 
 
@@ -199,17 +199,17 @@ def run(settings: Settings, sizes: Sequence[int] = SIZES, milvus_sizes: Sequence
     lines = [
         "## Matching latency: in-memory cache vs Milvus Lite",
         "",
-        f"Command: `{COMMAND}` (ops/bench_matching.py). Machine: {_machine()}; shared with other jobs while "
-        f"measured, so treat the numbers as upper bounds. Took {time.perf_counter() - started:.0f} s.",
+        (f"Command: `{COMMAND}` (ops/bench_matching.py). Machine: {_machine()}; shared with other jobs while "
+        f"measured, so treat the numbers as upper bounds. Took {time.perf_counter() - started:.0f} s."),
         "",
-        f"Random unit 128-D float32 descriptors; {QUERIES} queries, each an enrolled vector plus noise (its true "
+        (f"Random unit 128-D float32 descriptors; {QUERIES} queries, each an enrolled vector plus noise (its true "
         f"neighbour is known; `correct` is the share found). Single face = one `match`/`search` call with one "
         f"descriptor; batch = {BATCH} faces in one call, cost per face. Sub-millisecond single-face figures are "
         f"sensitive to other load: OpenBLAS threads then wait for a time slice (a run on this machine while "
-        f"other jobs saturated both cores gave ~8 ms p50 at 10k and 100k).",
+        f"other jobs saturated both cores gave ~8 ms p50 at 10k and 100k)."),
         "",
-        "| engine | gallery | single face p50 (ms) | single face p95 (ms) | batch of 16, per face (ms) | correct "
-        "| build / insert (s) |",
+        ("| engine | gallery | single face p50 (ms) | single face p95 (ms) | batch of 16, per face (ms) | correct "
+        "| build / insert (s) |"),
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in memory:
@@ -220,8 +220,8 @@ def run(settings: Settings, sizes: Sequence[int] = SIZES, milvus_sizes: Sequence
                      f"{r['batch_per_face']:.2f} | {r['correct']:.0%} | {r['insert_s']:.1f} |")
     lines += [
         "",
-        f"Building the in-memory gallery from {build_n:,} `GalleryChange` messages (one face per dossier, as the "
-        f"matcher does when it replays gallery-changes at start) took {build_s:.1f} s.",
+        (f"Building the in-memory gallery from {build_n:,} `GalleryChange` messages (one face per dossier, as the "
+        f"matcher does when it replays gallery-changes at start) took {build_s:.1f} s."),
         "",
         _milvus_1m_note(milvus),
         "",
@@ -238,14 +238,14 @@ def run_milvus_1m(settings: Settings) -> str:
     return "\n".join([
         "## Matching latency: Milvus Lite at 1M descriptors (one-off)",
         "",
-        f"Command: `python -m ops.bench_matching --milvus-1m` (not part of `make bench`: it takes "
-        f"{time.perf_counter() - started:.0f} s). Machine: {_machine()}; shared with other jobs while measured.",
+        (f"Command: `python -m ops.bench_matching --milvus-1m` (not part of `make bench`: it takes "
+        f"{time.perf_counter() - started:.0f} s). Machine: {_machine()}; shared with other jobs while measured."),
         "",
-        "| engine | gallery | single face p50 (ms) | single face p95 (ms) | batch of 16, per face (ms) | correct "
-        "| insert + flush + load (s) |",
+        ("| engine | gallery | single face p50 (ms) | single face p95 (ms) | batch of 16, per face (ms) | correct "
+        "| insert + flush + load (s) |"),
         "|---|---:|---:|---:|---:|---:|---:|",
-        f"| Milvus Lite FLAT/IP | 1,000,000 | {r['p50']:.0f} | {r['p95']:.0f} | {r['batch_per_face']:.0f} | "
-        f"{r['correct']:.0%} | {r['insert_s']:.0f} |",
+        (f"| Milvus Lite FLAT/IP | 1,000,000 | {r['p50']:.0f} | {r['p95']:.0f} | {r['batch_per_face']:.0f} | "
+        f"{r['correct']:.0%} | {r['insert_s']:.0f} |"),
         "",
     ])
 

@@ -413,7 +413,7 @@ def _num(value: int | None) -> str:
 def _table(header: list[str], rows: list[list[str]], indent: int) -> list[str]:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     pad = " " * indent
-    fmt = lambda r: pad + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()  # noqa: E731
+    fmt = lambda r: pad + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
     return [fmt(header), *(fmt(r) for r in rows)]
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 OUT = Path(__file__).resolve().parent / "facestream.json"
 import json
+
 P = "${datasource}"
 panels = []
 y = 0
