@@ -210,12 +210,44 @@ class DecoderAgent:
         metrics.SOURCE_UP.labels(camera_id).set(1 if status == "streaming" else 0)
 
     async def _run_jobs(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            tp, offset, job = await self.jobs.get()
-            await self.process_file(job)
-            assert self._consumer is not None
+        """Run up to ``decoder.parallel_jobs`` files at once; commit each partition's jobs in order."""
+        slots = asyncio.Semaphore(self.settings.decoder.parallel_jobs)
+        done: dict[TopicPartition, set[int]] = {}
+        started: dict[TopicPartition, list[int]] = {}
+        running: set[asyncio.Task[None]] = set()
+
+        async def one(tp: TopicPartition, offset: int, job: VideoJob) -> None:
+            try:
+                await self.process_file(job)
+            except Exception as exc:  # noqa: BLE001 - one bad file must not stop the others
+                log.exception("video %s failed", job.video_id)
+                await self._progress_update(job, "failed", 0, 0, f"{type(exc).__name__}: {exc}")
+            finally:
+                slots.release()
+            done.setdefault(tp, set()).add(offset)
+            await self._commit_jobs(tp, started[tp], done[tp])
+
+        try:
+            while not stop.is_set():
+                tp, offset, job = await self.jobs.get()
+                await slots.acquire()
+                started.setdefault(tp, []).append(offset)
+                task = asyncio.create_task(one(tp, offset, job))
+                running.add(task)
+                task.add_done_callback(running.discard)
+        finally:
+            for task in running:
+                task.cancel()
+
+    async def _commit_jobs(self, tp: TopicPartition, started: list[int], done: set[int]) -> None:
+        """Commit past the jobs finished without a gap (a crash redoes the unfinished ones)."""
+        upto = None
+        while started and started[0] in done:
+            upto = started.pop(0)
+            done.discard(upto)
+        if upto is not None and self._consumer is not None:
             with contextlib.suppress(Exception):  # lost partition: the new owner redoes the job (same ids)
-                await self._consumer.commit({tp: OffsetAndMetadata(offset + 1, "")})
+                await self._consumer.commit({tp: OffsetAndMetadata(upto + 1, "")})
 
     async def process_file(self, job: VideoJob) -> None:
         """Publish every sampled frame of a file, then a StreamEnd; progress goes to video-status."""

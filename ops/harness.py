@@ -93,10 +93,14 @@ class LocalPipeline:
 
     async def process(self, video: Path, video_id: str, timeout_s: float = 600) -> VideoResult:
         """Submit a file as a video job and wait until its StreamEnd reaches the events topic."""
+        return await self.process_as(video, video_id, f"video:{video_id}", timeout_s)
+
+    async def process_as(self, video: Path, video_id: str, camera_id: str, timeout_s: float = 600) -> VideoResult:
+        """``process`` with the frames published under a given camera id."""
         future = self._ends[video_id] = asyncio.get_running_loop().create_future()
         started = time.perf_counter()
         await self.producer.send(VIDEO_JOBS, video_id, VideoJob(
-            video_id=video_id, path=str(video.resolve()), camera_id=f"video:{video_id}"))
+            video_id=video_id, path=str(video.resolve()), camera_id=camera_id))
         frames = await asyncio.wait_for(future, timeout_s)
         elapsed = time.perf_counter() - started
         return VideoResult([e for e in self.events if e.video_id == video_id], frames, elapsed)

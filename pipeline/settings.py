@@ -39,6 +39,7 @@ class DecoderSettings(_Section):
     max_width: int = Field(1280, ge=64, description="Frames wider than this are downscaled before publishing.")
     jpeg_quality: int = Field(90, ge=10, le=100, description="JPEG quality of published frames.")
     reconnect_max_s: float = Field(30.0, gt=0, description="Cap of the reconnect back-off for live streams.")
+    parallel_jobs: int = Field(4, ge=1, description="Video files one decoder processes at once.")
     max_in_flight: int = Field(256, ge=8, description="Offline files: frames published but not yet detected (back-pressure).")
 
 

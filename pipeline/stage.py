@@ -25,6 +25,7 @@ from aiokafka.structs import OffsetAndMetadata
 from pipeline import metrics
 from pipeline.kafka import AsyncProducer, group_id, make_consumer
 from pipeline.settings import Settings
+from ops.status import AssignmentReporter, member_client_id
 from schemas.base import Message, SchemaError
 from schemas.messages import DeadLetter
 from schemas.topics import DEAD_LETTER, TopicSpec
@@ -100,7 +101,10 @@ class StageRunner:
     async def run(self, stop: asyncio.Event) -> None:
         name = self.agent.name
         await self.agent.start()
-        consumer = self._consumer = make_consumer(self.settings, self.agent.inputs, group_id(self.settings, name))
+        group = group_id(self.settings, name)
+        consumer = self._consumer = make_consumer(self.settings, self.agent.inputs, group,
+                                                  client_id=member_client_id(name))
+        reporter = AssignmentReporter(self.settings, group, member_client_id(name))
         await consumer.start()
         metrics.HEALTHY.labels(name).set(1)
         log.info("stage %s consuming %s", name, ", ".join(self._by_topic))
@@ -108,6 +112,7 @@ class StageRunner:
         try:
             while not stop.is_set():
                 records = await consumer.getmany(timeout_ms=200, max_records=self.settings.kafka.max_batch)
+                reporter.update(consumer.assignment())  # who owns which partitions, for `facestream ops status`
                 flat = [r for batch in records.values() for r in batch]
                 if flat:
                     await self._process(flat)
@@ -117,6 +122,7 @@ class StageRunner:
         finally:
             metrics.HEALTHY.labels(name).set(0)
             await consumer.stop()  # leaves the group at once so partitions move to the others
+            reporter.close()
             await self.agent.stop()
             log.info("stage %s stopped", name)
 
