@@ -57,7 +57,7 @@ class _Kept:
 @dataclass
 class Deduplicator:
     rules: DedupRules = field(default_factory=DedupRules)
-    to_confidence: ToConfidence = lambda c: c  # noqa: E731 - cosine itself by default
+    to_confidence: ToConfidence = lambda c: c
     _kept: dict[tuple[str, str | None], list[_Kept]] = field(default_factory=dict)
 
     def applies(self, event: FaceEvent) -> bool:

@@ -32,7 +32,7 @@ import time
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from agents.dedup import DedupRules, Deduplicator
+from agents.dedup import Deduplicator, DedupRules
 from agents.notify_rules import Item, backoff_s, item_of, passes
 from connectors.sql.engine import open_sql
 from connectors.sql.notify_repo import WebhookRepository
@@ -158,7 +158,7 @@ class Dispatcher:
                 await self._deliver(webhook_id, *taken, stop)
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001 - a store hiccup must not end deliveries: the loop restarts it
+        except Exception:
             log.exception("webhook %s: delivery task failed; restarting", webhook_id)
             await asyncio.sleep(1.0)
 

@@ -5,6 +5,7 @@ token goes in the path as the Bot API requires (``{base}/bot{token}/sendPhoto``)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Self
 
 import aiohttp
 from pydantic import SecretStr
@@ -27,7 +28,7 @@ class TelegramClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
 
-    async def __aenter__(self) -> TelegramClient:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

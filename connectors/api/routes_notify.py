@@ -37,7 +37,6 @@ from schemas.notify import (
     Counter,
     CounterIn,
     CounterPatch,
-    Delivery,
     TelegramRule,
     TelegramRuleIn,
     TelegramRulePatch,
@@ -109,7 +108,7 @@ async def acknowledge_episode(request: web.Request) -> web.Response:
 # --- counters ---------------------------------------------------------------------------------------------
 
 
-@routes.add("GET", "/v1/counters", "List counters", "counters", response=list[Counter])
+@routes.add("GET", "/v1/counters", "List counters", "counters")
 async def list_counters(request: web.Request) -> web.Response:
     return json_response(await CounterRepository(_engine(request)).list_all())
 
@@ -165,7 +164,7 @@ async def counter_records(request: web.Request) -> web.Response:
 # --- webhooks ---------------------------------------------------------------------------------------------
 
 
-@routes.add("GET", "/v1/webhooks", "List webhooks", "webhooks", response=list[WebhookView])
+@routes.add("GET", "/v1/webhooks", "List webhooks", "webhooks")
 async def list_webhooks(request: web.Request) -> web.Response:
     return json_response([WebhookView.of(w) for w in await WebhookRepository(_engine(request)).list_all()])
 
@@ -201,7 +200,7 @@ async def delete_webhook(request: web.Request) -> web.Response:
 
 
 @routes.add("GET", "/v1/webhooks/{id}/deliveries", "The delivery log (newest first)", "webhooks",
-            query=DeliveryQuery, response=list[Delivery], errors=(404,))
+            query=DeliveryQuery, errors=(404,))
 async def list_deliveries(request: web.Request) -> web.Response:
     q = read_query(request, DeliveryQuery)
     repo = WebhookRepository(_engine(request))
@@ -214,7 +213,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
 
 
 @routes.add("GET", "/v1/telegram-rules", "List Telegram notification rules", "telegram",
-            response=list[TelegramRule])
+            )
 async def list_rules(request: web.Request) -> web.Response:
     return json_response(await TelegramRepository(_engine(request)).list_all())
 

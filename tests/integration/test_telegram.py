@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import time
 from pathlib import Path
+from typing import Self
 
 from aiohttp import web
 from pydantic import SecretStr
@@ -53,7 +54,7 @@ class FakeBotApi:
                                   "at": time.monotonic()})
         return web.json_response({"ok": True, "result": {"message_id": len(self.messages)}})
 
-    async def __aenter__(self) -> FakeBotApi:
+    async def __aenter__(self) -> Self:
         app = web.Application()
         app.router.add_post("/bot{token}/{method}", self.send)
         self._runner = web.AppRunner(app)

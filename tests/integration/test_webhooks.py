@@ -110,60 +110,57 @@ async def running_receiver():
 
 
 async def test_signed_batched_filtered_deliveries(tmp_path: Path) -> None:
-    async with running_receiver() as receiver:
-        async with sink(tmp_path, batch_max=10) as (agent, repo):
-            w = await repo.create(WebhookIn(url=receiver.url, secret=SECRET, topics=["events"],
-                                            filters=NotifyFilters(camera_ids=["cam1"])))
-            events = [event(f"e{i}", 1000 + i, person(i), camera="cam1" if i % 5 else "cam2") for i in range(30)]
-            await agent.handle(incoming(events))
-            await agent.handle(incoming(events[:3]))  # a replayed batch adds nothing
-            expected = [e.event_id for e in events if e.camera_id == "cam1"]
-            await wait_for(lambda: len(receiver.items) >= len(expected), 10)
-            await asyncio.sleep(0.5)
-            assert [i["id"] for i in receiver.items] == expected
-            assert receiver.items[0]["type"] == "event" and receiver.items[0]["version"] == 1
-            assert receiver.bad_signatures == 0 and len(receiver.deliveries) == 3  # 24 items, batches of 10
-            log = await repo.deliveries(w.webhook_id)
-            assert {d.status for d in log} == {"delivered"} and sum(len(d.item_ids) for d in log) == 24
+    async with running_receiver() as receiver, sink(tmp_path, batch_max=10) as (agent, repo):
+        w = await repo.create(WebhookIn(url=receiver.url, secret=SECRET, topics=["events"],
+                                    filters=NotifyFilters(camera_ids=["cam1"])))
+        events = [event(f"e{i}", 1000 + i, person(i), camera="cam1" if i % 5 else "cam2") for i in range(30)]
+        await agent.handle(incoming(events))
+        await agent.handle(incoming(events[:3]))  # a replayed batch adds nothing
+        expected = [e.event_id for e in events if e.camera_id == "cam1"]
+        await wait_for(lambda: len(receiver.items) >= len(expected), 10)
+        await asyncio.sleep(0.5)
+        assert [i["id"] for i in receiver.items] == expected
+        assert receiver.items[0]["type"] == "event" and receiver.items[0]["version"] == 1
+        assert receiver.bad_signatures == 0 and len(receiver.deliveries) == 3  # 24 items, batches of 10
+        log = await repo.deliveries(w.webhook_id)
+        assert {d.status for d in log} == {"delivered"} and sum(len(d.item_ids) for d in log) == 24
 
 
 async def test_receiver_down_30s_then_back_gets_everything(tmp_path: Path) -> None:
-    async with running_receiver() as receiver:
-        async with sink(tmp_path, batch_max=50, backoff_base_s=1.0, max_attempts=10) as (agent, repo):
-            await repo.create(WebhookIn(url=receiver.url, secret=SECRET))
-            await receiver.stop()  # down: connection refused
-            t0 = time.monotonic()
-            for k in range(3):  # events keep coming while it is down; handle stays fast
-                started = time.monotonic()
-                await agent.handle(incoming([event(f"d{k}-{i}", 1000 + i, person(i)) for i in range(20)]))
-                assert time.monotonic() - started < 1.0
-                await asyncio.sleep(1.0)
-            await asyncio.sleep(max(0.0, 30 - (time.monotonic() - t0)))
-            await receiver.start()  # back, on the same port
-            await wait_for(lambda: len(receiver.items) >= 60, 35)
-            assert sorted(i["id"] for i in receiver.items) == sorted(f"d{k}-{i}" for k in range(3) for i in range(20))
-            assert receiver.bad_signatures == 0
+    async with running_receiver() as receiver, sink(tmp_path, batch_max=50, backoff_base_s=1.0, max_attempts=10) as (agent, repo):
+        await repo.create(WebhookIn(url=receiver.url, secret=SECRET))
+        await receiver.stop()  # down: connection refused
+        t0 = time.monotonic()
+        for k in range(3):  # events keep coming while it is down; handle stays fast
+            started = time.monotonic()
+            await agent.handle(incoming([event(f"d{k}-{i}", 1000 + i, person(i)) for i in range(20)]))
+            assert time.monotonic() - started < 1.0
+            await asyncio.sleep(1.0)
+        await asyncio.sleep(max(0.0, 30 - (time.monotonic() - t0)))
+        await receiver.start()  # back, on the same port
+        await wait_for(lambda: len(receiver.items) >= 60, 35)
+        assert sorted(i["id"] for i in receiver.items) == sorted(f"d{k}-{i}" for k in range(3) for i in range(20))
+        assert receiver.bad_signatures == 0
 
 
 async def test_dead_letter_after_max_attempts_and_slow_receiver_isolated(tmp_path: Path) -> None:
-    async with running_receiver() as receiver:
-        async with sink(tmp_path, backoff_base_s=0.2, max_attempts=3, queue_max=25) as (agent, repo):
-            receiver.status = 500
-            w = await repo.create(WebhookIn(url=receiver.url, secret=SECRET))
-            await agent.handle(incoming([event("x", 1000, person(1))]))
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                dead = await repo.deliveries(w.webhook_id, status="dead")
-                if dead:
-                    break
-                await asyncio.sleep(0.1)
-            assert dead and dead[0].attempts == 3 and dead[0].http_status == 500 and dead[0].item_ids == ["x"]
-            # a slow receiver: consumption is not slowed, and the outbox stays bounded
-            receiver.status, receiver.delay_s = 200, 5.0
-            started = time.monotonic()
-            for k in range(4):
-                await agent.handle(incoming([event(f"s{k}-{i}", 1000 + i, person(i)) for i in range(20)]))
-            assert time.monotonic() - started < 2.0
-            assert agent.overflowed > 0
-            overflow = [d for d in await repo.deliveries(w.webhook_id, status="dead") if d.error == "queue overflow"]
-            assert overflow
+    async with running_receiver() as receiver, sink(tmp_path, backoff_base_s=0.2, max_attempts=3, queue_max=25) as (agent, repo):
+        receiver.status = 500
+        w = await repo.create(WebhookIn(url=receiver.url, secret=SECRET))
+        await agent.handle(incoming([event("x", 1000, person(1))]))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            dead = await repo.deliveries(w.webhook_id, status="dead")
+            if dead:
+                break
+            await asyncio.sleep(0.1)
+        assert dead and dead[0].attempts == 3 and dead[0].http_status == 500 and dead[0].item_ids == ["x"]
+        # a slow receiver: consumption is not slowed, and the outbox stays bounded
+        receiver.status, receiver.delay_s = 200, 5.0
+        started = time.monotonic()
+        for k in range(4):
+            await agent.handle(incoming([event(f"s{k}-{i}", 1000 + i, person(i)) for i in range(20)]))
+        assert time.monotonic() - started < 2.0
+        assert agent.overflowed > 0
+        overflow = [d for d in await repo.deliveries(w.webhook_id, status="dead") if d.error == "queue overflow"]
+        assert overflow

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agents.dedup import DedupRules, Deduplicator
+from agents.dedup import Deduplicator, DedupRules
 from tests.unit.notify_helpers import event, near, person
 
 RULES = DedupRules(window_s=30, threshold=0.6, offline=True, live=False)

@@ -9,7 +9,11 @@ import pytest
 from agents.episode_rules import EpisodeBuilder
 from connectors.sql.engine import open_sql
 from connectors.sql.notify_repo import (
-    CounterRepository, EpisodeRepository, TelegramRepository, WebhookRepository, aggregate,
+    CounterRepository,
+    EpisodeRepository,
+    TelegramRepository,
+    WebhookRepository,
+    aggregate,
 )
 from connectors.sql.repositories import EventRepository, NotFoundError
 from pipeline.settings import Settings

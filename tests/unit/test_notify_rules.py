@@ -5,7 +5,16 @@ from __future__ import annotations
 import orjson
 
 from agents.episode_rules import EpisodeBuilder
-from agents.notify_rules import backoff_s, batch_body, caption, counter_item, episode_item, event_item, passes, person_key
+from agents.notify_rules import (
+    backoff_s,
+    batch_body,
+    caption,
+    counter_item,
+    episode_item,
+    event_item,
+    passes,
+    person_key,
+)
 from schemas.messages import CounterRecord
 from schemas.notify import NotifyFilters
 from tests.unit.notify_helpers import event, person
