@@ -129,7 +129,7 @@ def _bootstrap(settings: Settings, bootstrap: str | None) -> str:
 
 
 def _admin(servers: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": servers, "log_level": 3, "log.connection.close": False})
+    return AdminClient({"bootstrap.servers": servers, "log_level": 0, "log.connection.close": False})
 
 
 async def collect(
@@ -418,8 +418,14 @@ def _table(header: list[str], rows: list[list[str]], indent: int) -> list[str]:
 
 
 def run(settings: Settings, *, bootstrap: str | None = None, embedded: bool | None = None) -> str:
-    """Blocking entry for the CLI: the rendered status of every stage group."""
-    status = asyncio.run(collect(settings, bootstrap=bootstrap, embedded=embedded))
+    """Blocking entry for the CLI: the rendered status of every stage group.
+
+    Raises ``SystemExit`` with a one-line reason when no broker is configured or it cannot be reached.
+    """
+    try:
+        status = asyncio.run(collect(settings, bootstrap=bootstrap, embedded=embedded))
+    except (RuntimeError, KafkaException) as exc:
+        raise SystemExit(f"facestream ops status: {exc}") from exc
     return render(status, settings.kafka.topic_prefix)
 
 
