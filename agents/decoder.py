@@ -22,6 +22,7 @@ import numpy as np
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
+from ops.status import AssignmentReporter, member_client_id
 from pipeline import metrics
 from pipeline.kafka import AsyncProducer, group_id, make_consumer, topic_name
 from pipeline.settings import DecoderSettings, Settings
@@ -112,7 +113,9 @@ class DecoderAgent:
         self._cameras_topic = topic_name(settings, CAMERAS)
 
     async def run(self, stop: asyncio.Event) -> None:
-        consumer = self._consumer = make_consumer(self.settings, [], group_id(self.settings, self.name))
+        group = group_id(self.settings, self.name)
+        consumer = self._consumer = make_consumer(self.settings, [], group, client_id=member_client_id(self.name))
+        reporter = AssignmentReporter(self.settings, group, member_client_id(self.name))
         consumer.subscribe([self._cameras_topic, topic_name(self.settings, VIDEO_JOBS)], listener=_Rebalance(self))
         self._progress = make_consumer(self.settings, [], group_id(self.settings, "detector"))
         await consumer.start()
@@ -122,6 +125,7 @@ class DecoderAgent:
         try:
             while not stop.is_set():
                 batches = await consumer.getmany(timeout_ms=200)
+                reporter.update(consumer.assignment())
                 for tp, records in batches.items():
                     for record in records:
                         self._on_record(tp, record.offset, record.value)
@@ -132,6 +136,7 @@ class DecoderAgent:
                 task.cancel()
             await asyncio.gather(worker, *self.camera_tasks.values(), return_exceptions=True)
             await consumer.stop()
+            reporter.close()
             await self._progress.stop()
 
     def _on_record(self, tp: TopicPartition, offset: int, value: bytes | None) -> None:

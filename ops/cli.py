@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pipeline.roles import ROLES, available_roles
+from pipeline.roles import ROLES
 from pipeline.settings import Settings, load_settings, setting_paths
 
 log = logging.getLogger("facestream")
@@ -108,8 +108,9 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from ops.bench import run_bench
         return run_bench(settings, args.name, write=not args.no_write)
     if args.command == "ops":
+        from ops.stack import running_embedded_broker
         from ops.status import run as status
-        print(status(settings))
+        print(status(settings, bootstrap=settings.bootstrap_servers or running_embedded_broker(settings)))
         return 0
     return 2
 

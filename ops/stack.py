@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from pathlib import Path
 
 from ops.broker import EmbeddedBroker
 from pipeline.roles import ROLES, available_roles
@@ -20,8 +21,23 @@ async def broker_for(settings: Settings):  # type: ignore[no-untyped-def]
         yield settings
         return
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    address = broker_address_file(settings)
     async with EmbeddedBroker(log_file=settings.data_dir / "broker.log") as broker:
-        yield settings.model_copy(update={"bootstrap_servers": broker.bootstrap_servers})
+        address.write_text(broker.bootstrap_servers + "\n")  # `facestream ops status` finds it here
+        try:
+            yield settings.model_copy(update={"bootstrap_servers": broker.bootstrap_servers})
+        finally:
+            address.unlink(missing_ok=True)
+
+
+def broker_address_file(settings: Settings) -> Path:
+    return settings.data_dir / "broker.address"
+
+
+def running_embedded_broker(settings: Settings) -> str | None:
+    """The address of the embedded broker a `facestream up` on this data dir is running, if any."""
+    address = broker_address_file(settings)
+    return address.read_text().strip() if address.exists() else None
 
 
 async def run_up(settings: Settings) -> int:
