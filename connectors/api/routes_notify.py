@@ -3,9 +3,9 @@
 ``add_routes(app)`` installs them (called by ``connectors/api/app.py``); ``routes`` is the table, for the
 OpenAPI document. Access: viewers read, operators write (the RouteTable defaults).
 
-- ``GET /v1/episodes``: ``closed`` (true/false), ``camera_id``, ``watch_list_id``, ``dossier_id``,
-  ``since``/``until`` (UNIX s; overlap with the episode's span), ``limit``, ``before`` (page: the last
-  item's ``opened_at``). ``GET /v1/episodes/{id}`` adds ``event_ids``.
+- ``GET /v1/episodes``: ``closed`` (true/false), ``camera``, ``watch_list``, ``dossier`` (the same names
+  as the event filters), ``since``/``until`` (UNIX s; overlap with the episode's span), ``limit``,
+  ``cursor`` (the previous page's ``next_cursor``). ``GET /v1/episodes/{id}`` adds ``event_ids``.
   ``POST /v1/episodes/{id}/acknowledge`` acknowledges the episode and every event in it.
 - ``/v1/counters`` CRUD; ``GET /v1/counters/{id}/records``: ``since``, ``until``, optional ``step``
   (seconds: sums into buckets from ``since``; without it the stored windows are returned).
@@ -51,12 +51,12 @@ MAX_BUCKETS = 10_000
 
 class EpisodeQuery(ApiModel):
     closed: bool | None = Field(None, description="true: closed only; false: open only.")
-    camera_id: str | None = None
-    watch_list_id: str | None = None
-    dossier_id: str | None = None
+    camera: str | None = Field(None, description="Episodes that include this camera id.")
+    watch_list: str | None = Field(None, description="Episodes that include this watch list id.")
+    dossier: str | None = Field(None, description="Episodes matched to this dossier id.")
     since: float | None = Field(None, description="Episodes still running at or after this time (UNIX s).")
     until: float | None = Field(None, description="Episodes opened before this time (UNIX s).")
-    before: float | None = Field(None, description="Page: `opened_at` of the last item of the previous page.")
+    cursor: float | None = Field(None, description="Page: the `next_cursor` of the previous page.")
     limit: int = Field(50, ge=1, le=1000)
 
 
@@ -87,10 +87,10 @@ def _engine(request: web.Request):  # type: ignore[no-untyped-def]
 async def list_episodes(request: web.Request) -> web.Response:
     q = read_query(request, EpisodeQuery)
     items = await EpisodeRepository(_engine(request)).list(
-        closed=q.closed, camera_id=q.camera_id, watch_list_id=q.watch_list_id, dossier_id=q.dossier_id,
-        since=q.since, until=q.until, limit=q.limit, before=q.before)
+        closed=q.closed, camera_id=q.camera, watch_list_id=q.watch_list, dossier_id=q.dossier,
+        since=q.since, until=q.until, limit=q.limit, before=q.cursor)
     nxt = items[-1]["opened_at"] if len(items) == q.limit else None
-    return json_response({"results": items, "next_before": nxt})
+    return json_response({"results": items, "next_cursor": nxt})
 
 
 @routes.add("GET", "/v1/episodes/{id}", "One episode with its event ids", "episodes", errors=(404,))

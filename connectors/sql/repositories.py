@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import Table, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Table, and_, column, delete, func, insert, or_, select, table, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Row
@@ -606,14 +606,25 @@ class EventRepository:
             for r in await conn.execute(select(c.event_id, c.watch_list_id).where(c.event_id.in_(ids))
                                         .order_by(c.watch_list_id)):
                 wls.setdefault(r.event_id, []).append(r.watch_list_id)
-        return [self._event(r, wls.get(r["id"], [])) for r in rows]
+        episodes = await self._episodes_of(conn, ids)
+        return [self._event(r, wls.get(r["id"], []), episodes.get(r["id"])) for r in rows]
 
-    def _event(self, r: Any, watch_lists: list[str]) -> EventOut:
+    @staticmethod
+    async def _episodes_of(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, str]:
+        """event id -> episode id, from the episodes stage's links (it may store them before or after the
+        store sink stores the event, so they are joined at read time)."""
+        if not ids:
+            return {}
+        links = table("episode_events", column("event_id"), column("episode_id"))
+        query = select(links.c.event_id, links.c.episode_id).where(links.c.event_id.in_(list(ids)))
+        return {r.event_id: r.episode_id for r in await conn.execute(query)}
+
+    def _event(self, r: Any, watch_lists: list[str], episode: str | None = None) -> EventOut:
         return EventOut(
             id=r["id"], camera=r["camera_id"], camera_group=r["camera_group"], timestamp=r["timestamp"],
             matched=bool(r["matched"]), dossier=r["dossier_id"], dossier_name=r["dossier_name"],
             watch_lists=watch_lists, confidence=r["confidence"], quality=r["quality"], bbox=tuple(r["bbox"]),
-            attributes=r["attributes"], episode=r["episode_id"], acknowledged=bool(r["acknowledged"]),
+            attributes=r["attributes"], episode=r["episode_id"] or episode, acknowledged=bool(r["acknowledged"]),
             acknowledged_at=r["acknowledged_at"], acknowledged_by=r["acknowledged_by"], video=r["video_id"],
             thumbnail=self.url_path(r["thumbnail_key"]) if r["thumbnail_key"] else None,
             frame=self.url_path(r["frame_key"]) if r["frame_key"] else None)

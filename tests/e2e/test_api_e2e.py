@@ -137,6 +137,17 @@ async def test_integrator_flow(api: Api) -> None:
     one = await api.call("GET", f"/v1/events/{events['results'][0]['id']}", 200)
     assert one["frame"] and one["thumbnail"]
 
+    for _ in range(30):  # the episodes stage runs beside the store sink: give it a moment
+        episodes = (await api.call("GET", f"/v1/episodes?dossier={lin}&closed=true", 200))["results"]
+        if episodes:
+            break
+        await asyncio.sleep(1.0)
+    assert episodes, "no closed episode for Lin-Manuel Miranda"
+    episode = await api.call("GET", f"/v1/episodes/{episodes[0]['episode_id']}", 200)
+    assert set(episode["event_ids"]) & {e["id"] for e in events["results"]}
+    linked = await api.call("GET", f"/v1/events/{episode['event_ids'][0]}", 200)
+    assert linked["episode"] == episode["episode_id"]
+
     found = await api.upload("/v1/search", 200, {"photo": "lin-manuel-miranda.png"},
                              {"target": "events", "limit": "50", "camera": video["camera_id"]})
     found_ids = {r["event"]["id"] for r in found["results"]}

@@ -42,9 +42,9 @@ async def test_notify_routes(tmp_path: Path) -> None:
         await EpisodeRepository(engine).save((c.episode, c.event_ids) for e in evs for c in b.add(e, now=0))
         page = await call(client, "GET", "/v1/episodes?closed=false", 200)
         assert [e["episode_id"] for e in page["results"]] == ["ep:x", "ep:e1"]
-        assert [e["episode_id"] for e in (await call(client, "GET", "/v1/episodes?watch_list_id=wl", 200))["results"]] \
+        assert [e["episode_id"] for e in (await call(client, "GET", "/v1/episodes?watch_list=wl", 200))["results"]] \
             == ["ep:e1"]
-        assert (await call(client, "GET", "/v1/episodes?camera_id=c2&since=50&until=150", 200))["results"][0][
+        assert (await call(client, "GET", "/v1/episodes?camera=c2&since=50&until=150", 200))["results"][0][
             "event_count"] == 2
         acked = await call(client, "POST", "/v1/episodes/ep:e1/acknowledge", 200)
         assert acked["acknowledged"] and acked["event_ids"] == ["e1", "e2"]

