@@ -13,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -257,11 +259,27 @@ class DecoderAgent:
     async def process_file(self, job: VideoJob) -> None:
         """Publish every sampled frame of a file, then a StreamEnd; progress goes to video-status."""
         loop = asyncio.get_running_loop()
-        try:
-            source = await loop.run_in_executor(None, FrameSource, job.path, self.settings.decoder)
-        except SourceError as exc:
-            await self._progress_update(job, "failed", 0, 0, str(exc))
-            return
+        with tempfile.TemporaryDirectory(prefix="facestream-video-") as tmp:
+            try:
+                path = await loop.run_in_executor(None, self._local_copy, job.path, Path(tmp))
+                source = await loop.run_in_executor(None, FrameSource, path, self.settings.decoder)
+            except (SourceError, KeyError, OSError) as exc:
+                await self._progress_update(job, "failed", 0, 0, f"{type(exc).__name__}: {exc}")
+                return
+            await self._publish_file(job, source)
+
+    def _local_copy(self, path: str, tmp: Path) -> str:
+        """A readable path for the job: a local file as is, else a media-store key (S3) copied to ``tmp``."""
+        if Path(path).is_file() or "://" in path:
+            return path
+        from connectors.media import open_media_store
+
+        target = tmp / Path(path).name
+        target.write_bytes(open_media_store(self.settings).get(path))
+        return str(target)
+
+    async def _publish_file(self, job: VideoJob, source: FrameSource) -> None:
+        loop = asyncio.get_running_loop()
         base = time.time()
         done, last_report = 0, 0.0
         try:
@@ -286,6 +304,9 @@ class DecoderAgent:
                     last_report = time.monotonic()
                     await self._progress_update(job, "processing", done, max(total, done))
             await asyncio.gather(*pending)
+            if done == 0:
+                await self._progress_update(job, "failed", 0, 0, "no decodable frame in the file")
+                return
             await self.producer.send(FRAMES, job.camera_id, StreamEnd(
                 camera_id=job.camera_id, video_id=job.video_id, frames_total=done))
             await self._progress_update(job, "processing", done, done)

@@ -1,0 +1,43 @@
+"""Frame sources: sampling to the target fps, downscaling, and clean refusal of what is not a video."""
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from agents.decoder import FrameSource, SourceError
+from pipeline.settings import DecoderSettings
+
+
+def write_clip(path: Path, frames: int = 30, fps: int = 30, size: tuple[int, int] = (1920, 1080)) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+    for i in range(frames):
+        writer.write(np.full((size[1], size[0], 3), i * 8 % 255, np.uint8))
+    writer.release()
+    return path
+
+
+def read_all(source: FrameSource) -> list:
+    out = []
+    while (frame := source.read()) is not None:
+        out.append(frame)
+    return out
+
+
+def test_a_30fps_file_is_sampled_to_the_target_rate_and_downscaled(tmp_path: Path) -> None:
+    source = FrameSource(str(write_clip(tmp_path / "c.avi")), DecoderSettings(target_fps=10, max_width=640))
+    frames = read_all(source)
+    assert [f.index for f in frames] == list(range(0, 30, 3))
+    assert {(f.width, f.height) for f in frames} == {(640, 360)}
+    assert frames[1].position_s == pytest.approx(0.1)
+    assert all(f.jpeg[:2] == b"\xff\xd8" for f in frames)
+
+
+def test_files_that_are_not_videos_are_refused(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"this is not a video" * 100)
+    with pytest.raises(SourceError):
+        FrameSource(str(junk), DecoderSettings())
+    with pytest.raises(SourceError):
+        FrameSource(str(tmp_path / "missing.mp4"), DecoderSettings())
