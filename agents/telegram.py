@@ -33,6 +33,7 @@ from connectors.sql.repositories import CameraRepository, WatchListRepository
 from connectors.telegram_client import TelegramClient
 from pipeline.kafka import AsyncProducer
 from pipeline.settings import Settings, TelegramSettings
+from pipeline.runtime import run_together
 from pipeline.stage import AgentBase, Incoming, Output, StageRunner
 from schemas.messages import FaceEvent
 from schemas.notify import TelegramRule
@@ -142,25 +143,11 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     media = await asyncio.get_running_loop().run_in_executor(None, open_media_store, settings)
     producer = AsyncProducer(settings, client_id="facestream-telegram")
     wake = asyncio.Event()
-    inner = asyncio.Event()
-    relay = asyncio.create_task(_relay(stop, inner))
     try:
         async with TelegramClient(settings.telegram.api_base_url, token, settings.telegram.timeout_s) as client:
             agent = TelegramAgent(settings, engine, wake)
             sender = TelegramSender(settings.telegram, agent.repo, client, media, wake)
-            tasks = [asyncio.create_task(StageRunner(agent, settings, producer).run(inner), name="telegram-stage"),
-                     asyncio.create_task(sender.run(inner), name="telegram-send")]
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            inner.set()
-            for result in await asyncio.gather(*tasks, return_exceptions=True):
-                if isinstance(result, BaseException):
-                    raise result
+            await run_together(stop, StageRunner(agent, settings, producer).run, sender.run)
     finally:
-        relay.cancel()
         await producer.close()
         await engine.dispose()
-
-
-async def _relay(outer: asyncio.Event, inner: asyncio.Event) -> None:
-    await outer.wait()
-    inner.set()

@@ -39,6 +39,7 @@ from connectors.sql.notify_repo import WebhookRepository
 from connectors.webhook_client import WebhookClient
 from pipeline.kafka import AsyncProducer
 from pipeline.settings import Settings, WebhookSettings
+from pipeline.runtime import run_together
 from pipeline.stage import AgentBase, Incoming, Output, StageRunner
 from schemas.messages import FaceEvent, StreamEnd
 from schemas.notify import Delivery, Webhook
@@ -192,26 +193,11 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     book = WebhookBook(repo, settings.webhooks.refresh_s)
     wake = asyncio.Event()
     producer = AsyncProducer(settings, client_id="facestream-webhooks")
-    inner = asyncio.Event()  # stops both halves: the caller's stop, or one half failing
-    relay = asyncio.create_task(_relay(stop, inner))
     try:
         async with WebhookClient(settings.webhooks.timeout_s) as client:
             dispatcher = Dispatcher(settings.webhooks, repo, book, client, wake)
             agent = WebhooksAgent(settings, repo, book, wake)
-            tasks = [asyncio.create_task(StageRunner(agent, settings, producer).run(inner), name="webhooks-stage"),
-                     asyncio.create_task(dispatcher.run(inner), name="webhooks-dispatch")]
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            inner.set()
-            results = await asyncio.gather(*tasks, return_exceptions=True)
-            for result in results:
-                if isinstance(result, BaseException):
-                    raise result
+            await run_together(stop, StageRunner(agent, settings, producer).run, dispatcher.run)
     finally:
-        relay.cancel()
         await producer.close()
         await engine.dispose()
-
-
-async def _relay(outer: asyncio.Event, inner: asyncio.Event) -> None:
-    await outer.wait()
-    inner.set()

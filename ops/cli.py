@@ -80,7 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = load_settings(overrides_from(args))
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    # Libraries that log alarming noise for normal operation: aiokafka's rebalances, faiss probing CPU
+    # features, and Milvus Lite's in-process gRPC server answering an RPC pymilvus probes but it lacks.
+    for name, level in (("aiokafka", logging.WARNING), ("faiss.loader", logging.WARNING),
+                        ("grpc._server", logging.CRITICAL)):
+        logging.getLogger(name).setLevel(level)
     try:
         return dispatch(args, settings)
     except KeyboardInterrupt:

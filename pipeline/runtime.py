@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 from pipeline import metrics
 from pipeline.kafka import AsyncProducer, provision_topics
@@ -48,6 +48,28 @@ async def supervise(spec: RoleSpec, settings: Settings, producer: AsyncProducer,
             log.exception("role %s crashed; restarting in %.0f s", spec.name, backoff)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 30)
+
+
+async def run_together(stop: asyncio.Event, *jobs: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run jobs that share one stop (e.g. a consuming stage and its sender): when ``stop`` is set or any job
+    ends, every job is stopped; the first failure is re-raised."""
+    inner = asyncio.Event()
+    relay = asyncio.create_task(_relay(stop, inner))
+    tasks = [asyncio.create_task(job(inner)) for job in jobs]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        inner.set()
+        relay.cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+
+
+async def _relay(outer: asyncio.Event, inner: asyncio.Event) -> None:
+    await outer.wait()
+    inner.set()
 
 
 @contextlib.asynccontextmanager
