@@ -226,7 +226,7 @@ class DecoderAgent:
         async def one(tp: TopicPartition, offset: int, job: VideoJob) -> None:
             try:
                 await self.process_file(job)
-            except Exception as exc:  # noqa: BLE001 - one bad file must not stop the others
+            except Exception as exc:
                 log.exception("video %s failed", job.video_id)
                 await self._progress_update(job, "failed", 0, 0, f"{type(exc).__name__}: {exc}")
             finally:

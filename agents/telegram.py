@@ -32,8 +32,8 @@ from connectors.sql.notify_repo import TelegramRepository
 from connectors.sql.repositories import CameraRepository, WatchListRepository
 from connectors.telegram_client import TelegramClient
 from pipeline.kafka import AsyncProducer
-from pipeline.settings import Settings, TelegramSettings
 from pipeline.runtime import run_together
+from pipeline.settings import Settings, TelegramSettings
 from pipeline.stage import AgentBase, Incoming, Output, StageRunner
 from schemas.messages import FaceEvent
 from schemas.notify import TelegramRule

@@ -38,8 +38,8 @@ from connectors.sql.engine import open_sql
 from connectors.sql.notify_repo import WebhookRepository
 from connectors.webhook_client import WebhookClient
 from pipeline.kafka import AsyncProducer
-from pipeline.settings import Settings, WebhookSettings
 from pipeline.runtime import run_together
+from pipeline.settings import Settings, WebhookSettings
 from pipeline.stage import AgentBase, Incoming, Output, StageRunner
 from schemas.messages import FaceEvent, StreamEnd
 from schemas.notify import Delivery, Webhook

@@ -37,7 +37,7 @@ def record(section: str) -> None:
     """Replace the section with the same '## ' heading in BENCHMARKS.md, or append it."""
     heading = section.strip().splitlines()[0]
     text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
+    pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.DOTALL | re.MULTILINE)
     if pattern.search(text):
         text = pattern.sub(lambda _: section.strip() + "\n\n", text)
     else:

@@ -22,7 +22,7 @@ from models.faces import FaceModels
 from ops.demo import synthesize_clip
 from ops.harness import LocalPipeline
 from pipeline.settings import Settings
-from schemas.messages import CameraChanged, FaceEvent
+from schemas.messages import CameraChanged
 
 SHARED_CLIP = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "faces" / "short_hamilton_clip.mp4"
 

@@ -12,7 +12,6 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from types import TracebackType
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +77,7 @@ class EmbeddedBroker:
         await asyncio.get_running_loop().run_in_executor(None, self.start)
         return self
 
-    async def __aexit__(self, *exc: object | TracebackType) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         self.stop()
 
     def __enter__(self) -> EmbeddedBroker:

@@ -19,6 +19,7 @@ import numpy as np
 from ops.harness import LocalPipeline, VideoResult
 from pipeline.settings import Settings
 from schemas.messages import FaceEvent
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 

@@ -21,7 +21,14 @@ from pipeline.kafka import AsyncProducer, provision_topics, replay_topic
 from pipeline.runtime import run_roles
 from pipeline.settings import Settings
 from schemas.messages import (
-    CameraChanged, DossierChanged, DossierFace, FaceEvent, GalleryChange, StreamEnd, VideoJob, WatchListChanged,
+    CameraChanged,
+    DossierChanged,
+    DossierFace,
+    FaceEvent,
+    GalleryChange,
+    StreamEnd,
+    VideoJob,
+    WatchListChanged,
 )
 from schemas.topics import CAMERAS, CORE_TOPICS, EVENTS, GALLERY, VIDEO_JOBS
 

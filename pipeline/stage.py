@@ -22,10 +22,10 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import OffsetAndMetadata
 
+from ops.status import AssignmentReporter, member_client_id
 from pipeline import metrics
 from pipeline.kafka import AsyncProducer, group_id, make_consumer
 from pipeline.settings import Settings
-from ops.status import AssignmentReporter, member_client_id
 from schemas.base import Message, SchemaError
 from schemas.messages import DeadLetter
 from schemas.topics import DEAD_LETTER, TopicSpec
@@ -156,7 +156,7 @@ class StageRunner:
     async def _handle(self, batch: list[Incoming], dead: list[Output]) -> list[Output]:
         try:
             return await self.agent.handle(batch)
-        except Exception:  # noqa: BLE001 - isolate the poison message below
+        except Exception:
             metrics.ERRORS.labels(self.agent.name).inc()
             log.exception("stage %s: batch of %d failed; retrying one by one", self.agent.name, len(batch))
         outputs: list[Output] = []

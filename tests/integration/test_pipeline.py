@@ -13,9 +13,9 @@ from pathlib import Path
 import cv2
 import pytest
 
+from models.faces import FaceModels
 from ops.demo import process_video
 from ops.harness import gallery_changes
-from models.faces import FaceModels
 from pipeline.kafka import AsyncProducer, provision_topics, replay_topic
 from schemas.messages import FaceEvent, StreamEnd, VideoJob
 from schemas.topics import CORE_TOPICS, EVENTS, GALLERY, VIDEO_JOBS
