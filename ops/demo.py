@@ -9,16 +9,18 @@ and enrols her from a different crop, so it needs nothing outside the installed 
 from __future__ import annotations
 
 import hashlib
+import sys
 import tempfile
 from datetime import datetime
 from pathlib import Path
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from ops.harness import LocalPipeline, VideoResult
 from pipeline.settings import Settings
-from schemas.messages import FaceEvent
+from schemas.messages import FaceEvent, VideoProgress
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
@@ -57,19 +59,33 @@ def load_portraits(folder: Path) -> dict[str, np.ndarray]:
 async def process_video(settings: Settings, video: Path, people: dict[str, np.ndarray],
                         timeout_s: float = 600, quiet: bool = False) -> VideoResult:
     """Run the spine on one video with a watch list of ``people``; collect its events."""
-    pipeline = LocalPipeline(settings, on_event=None if quiet else print_event)
-    async with pipeline.running():
-        await pipeline.enrol(people)
-        video_id = "demo-" + hashlib.sha1(str(video.resolve()).encode()).hexdigest()[:8]
-        return await pipeline.process(video, video_id, timeout_s)
+    bar = None if quiet else tqdm(desc="frames decoded", unit="frame", leave=False, file=sys.stderr)
+
+    def progress(update: VideoProgress) -> None:
+        if bar is not None and update.frames_total:
+            bar.total = update.frames_total
+            bar.update(update.frames_done - bar.n)
+
+    def on_event(event: FaceEvent) -> None:
+        (bar.write if bar is not None else print)(format_event(event))
+
+    pipeline = LocalPipeline(settings, on_event=None if quiet else on_event, on_progress=progress)
+    try:
+        async with pipeline.running():
+            await pipeline.enrol(people)
+            video_id = "demo-" + hashlib.sha1(str(video.resolve()).encode()).hexdigest()[:8]
+            return await pipeline.process(video, video_id, timeout_s)
+    finally:
+        if bar is not None:
+            bar.close()
 
 
-def print_event(e: FaceEvent) -> None:
+def format_event(e: FaceEvent) -> str:
     when = datetime.fromtimestamp(e.timestamp).strftime("%H:%M:%S.%f")[:-3]
     who = f"{e.dossier_name} (match)" if e.matched else "unknown"
     emotion = max(e.attributes.get("emotion", {"-": 0}).items(), key=lambda kv: kv[1])[0]
-    print(f"  {when}  camera={e.camera_id:<18} {who:<28} confidence={e.confidence:.3f} "
-          f"quality={e.quality:.2f} emotion={emotion}", flush=True)
+    return (f"  {when}  camera={e.camera_id:<18} {who:<28} confidence={e.confidence:.3f} "
+            f"quality={e.quality:.2f} emotion={emotion}")
 
 
 def print_summary(result: VideoResult, people: dict[str, np.ndarray]) -> None:

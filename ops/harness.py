@@ -28,9 +28,10 @@ from schemas.messages import (
     GalleryChange,
     StreamEnd,
     VideoJob,
+    VideoProgress,
     WatchListChanged,
 )
-from schemas.topics import CAMERAS, CORE_TOPICS, EVENTS, GALLERY, VIDEO_JOBS
+from schemas.topics import CAMERAS, CORE_TOPICS, EVENTS, GALLERY, VIDEO_JOBS, VIDEO_STATUS
 
 SPINE_ROLES = ("decoder", "detector", "extractor", "matcher")
 
@@ -58,9 +59,11 @@ def gallery_changes(models: FaceModels, people: dict[str, np.ndarray], watch_lis
 
 
 class LocalPipeline:
-    def __init__(self, settings: Settings, on_event: Callable[[FaceEvent], None] | None = None) -> None:
+    def __init__(self, settings: Settings, on_event: Callable[[FaceEvent], None] | None = None,
+                 on_progress: Callable[[VideoProgress], None] | None = None) -> None:
         self.settings = settings
         self.on_event = on_event
+        self.on_progress = on_progress
         self.events: list[FaceEvent] = []
         self._ends: dict[str, asyncio.Future[int]] = {}
         self._producer: AsyncProducer | None = None
@@ -73,6 +76,8 @@ class LocalPipeline:
             self._producer = AsyncProducer(live, client_id="facestream-harness")
             stop = asyncio.Event()
             tasks = [asyncio.create_task(replay_topic(live, EVENTS, self._collect, stop))]
+            if self.on_progress:
+                tasks.append(asyncio.create_task(replay_topic(live, VIDEO_STATUS, self.on_progress, stop)))
             if roles:
                 tasks.append(asyncio.create_task(run_roles(live, list(roles), stop)))
             try:

@@ -81,7 +81,7 @@ class AsyncProducer:
             "message.max.bytes": settings.kafka.max_message_bytes,
             "compression.type": "none",
             "log.connection.close": False,  # Tansu and idle brokers close connections: not an error
-        })
+        }, logger=logging.getLogger("librdkafka"))
         self._loop: asyncio.AbstractEventLoop | None = None
         self._running = True
         self._thread = threading.Thread(target=self._poll_forever, name="kafka-producer-poll", daemon=True)
@@ -121,6 +121,7 @@ class AsyncProducer:
         await asyncio.get_running_loop().run_in_executor(None, self._producer.flush, 10)
         self._running = False
         self._thread.join(timeout=2)
+        del self._producer  # librdkafka disconnects when the handle goes, rather than retrying a stopped broker
 
 
 def _resolve(future: asyncio.Future[Any], result: Any, error: Exception | None) -> None:
