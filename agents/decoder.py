@@ -107,6 +107,7 @@ class DecoderAgent:
         self.producer = producer
         self.cameras: dict[str, CameraChanged] = {}
         self.camera_tasks: dict[str, asyncio.Task[None]] = {}
+        self.camera_partition: dict[str, int] = {}  # partition of the cameras topic that holds each camera
         self.jobs: asyncio.Queue[tuple[TopicPartition, int, VideoJob]] = asyncio.Queue()
         self.status: dict[str, str] = {}  # camera id -> "streaming" | "reconnecting" | error text
         self._consumer: AIOKafkaConsumer | None = None
@@ -154,6 +155,10 @@ class DecoderAgent:
             self.jobs.put_nowait((tp, offset, message))
 
     def _apply_camera(self, camera: CameraChanged, partition: int) -> None:
+        running = self.camera_tasks.get(camera.camera_id)
+        if running is not None and not running.done() and self.cameras.get(camera.camera_id) == camera:
+            return  # a replay after a rebalance repeats the config: keep streaming
+        self.camera_partition[camera.camera_id] = partition
         task = self.camera_tasks.pop(camera.camera_id, None)
         if task:
             task.cancel()
@@ -162,20 +167,16 @@ class DecoderAgent:
             log.info("camera %s stopped", camera.camera_id)
             return
         self.cameras[camera.camera_id] = camera
-        self.camera_tasks[camera.camera_id] = asyncio.create_task(self._stream(camera, partition))
+        self.camera_tasks[camera.camera_id] = asyncio.create_task(self._stream(camera))
 
     def revoke(self, partitions: set[int]) -> None:
         """Cameras on partitions this instance lost stop here; their new owner starts them."""
         for camera_id in list(self.camera_tasks):
-            if self._camera_partition.get(camera_id) in partitions:
+            if self.camera_partition.get(camera_id) in partitions:
                 self.camera_tasks.pop(camera_id).cancel()
+                self.cameras.pop(camera_id, None)
 
-    @property
-    def _camera_partition(self) -> dict[str, int]:
-        return {cid: getattr(t, "partition", -1) for cid, t in self.camera_tasks.items()}
-
-    async def _stream(self, camera: CameraChanged, partition: int) -> None:
-        asyncio.current_task().partition = partition  # type: ignore[union-attr]
+    async def _stream(self, camera: CameraChanged) -> None:
         backoff = 1.0
         loop = asyncio.get_running_loop()
         while True:
