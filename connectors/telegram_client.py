@@ -5,10 +5,11 @@ token goes in the path as the Bot API requires (``{base}/bot{token}/sendPhoto``)
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Self
 
 import aiohttp
 from pydantic import SecretStr
+
+from connectors.http_session import HttpSessionClient
 
 CAPTION_MAX = 1024  # Bot API limit for photo captions
 
@@ -21,40 +22,26 @@ class SendResult:
     permanent: bool = False  # 400/403/404: retrying will not help (bad chat, bot blocked)
 
 
-class TelegramClient:
+class TelegramClient(HttpSessionClient):
     def __init__(self, base_url: str, token: SecretStr, timeout_s: float = 20.0) -> None:
+        super().__init__(timeout_s)
         self._base = base_url.rstrip("/")
         self._token = token
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self._session: aiohttp.ClientSession | None = None
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
 
     def _url(self, method: str) -> str:
         return f"{self._base}/bot{self._token.get_secret_value()}/{method}"
 
     async def send_photo(self, chat_id: str, caption: str, photo: bytes | None) -> SendResult:
         """Send one message; never raises for HTTP or network failures."""
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
         try:
             if photo:
                 form = aiohttp.FormData()
                 form.add_field("chat_id", chat_id)
                 form.add_field("caption", caption[:CAPTION_MAX])
                 form.add_field("photo", photo, filename="face.jpg", content_type="image/jpeg")
-                request = self._session.post(self._url("sendPhoto"), data=form)
+                request = self.session.post(self._url("sendPhoto"), data=form)
             else:
-                request = self._session.post(self._url("sendMessage"), json={"chat_id": chat_id, "text": caption})
+                request = self.session.post(self._url("sendMessage"), json={"chat_id": chat_id, "text": caption})
             async with request as resp:
                 try:
                     body = await resp.json(content_type=None)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
-from typing import Self
 
 import aiohttp
+
+from connectors.http_session import HttpSessionClient
 
 SIGNATURE_HEADER = "X-Facestream-Signature"
 DELIVERY_HEADER = "X-Facestream-Delivery"
@@ -35,34 +36,20 @@ class Attempt:
     error: str | None
 
 
-class WebhookClient:
+class WebhookClient(HttpSessionClient):
     """One aiohttp session for every webhook. Use ``async with`` or call :meth:`close`."""
 
     def __init__(self, timeout_s: float = 10.0) -> None:
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self._session: aiohttp.ClientSession | None = None
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        super().__init__(timeout_s)
 
     async def post(self, url: str, body: bytes, secret: str, delivery_id: str) -> Attempt:
         """POST ``body`` (a JSON array); never raises for HTTP or network failures."""
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
         headers = {"Content-Type": "application/json", DELIVERY_HEADER: delivery_id,
                    "User-Agent": "facestream-webhooks/1"}
         if secret:
             headers[SIGNATURE_HEADER] = sign(body, secret)
         try:
-            async with self._session.post(url, data=body, headers=headers) as resp:
+            async with self.session.post(url, data=body, headers=headers) as resp:
                 await resp.read()
                 ok = 200 <= resp.status < 300
                 return Attempt(ok, resp.status, None if ok else f"HTTP {resp.status}")

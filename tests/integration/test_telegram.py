@@ -17,10 +17,8 @@ from connectors.media import open_media_store
 from connectors.sql.engine import open_sql
 from connectors.telegram_client import TelegramClient
 from pipeline.settings import Settings
-from pipeline.stage import Incoming
 from schemas.notify import NotifyFilters, TelegramRuleIn
-from schemas.topics import EVENTS
-from tests.unit.notify_helpers import event, person
+from tests.unit.notify_helpers import event, incoming, person, wait_for
 
 TOKEN = "123:abc"
 JPEG = b"\xff\xd8\xff\xe0fake-jpeg\xff\xd9"
@@ -85,17 +83,6 @@ async def telegram_sink(tmp_path: Path, api: FakeBotApi):
             stop.set()
             await task
             await engine.dispose()
-
-
-def incoming(events) -> list[Incoming]:
-    return [Incoming(EVENTS, e.camera_id, e, 0, n, 0) for n, e in enumerate(events)]
-
-
-async def wait_for(predicate, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.05)
 
 
 async def test_one_message_per_person_per_cooldown_with_photo(tmp_path: Path) -> None:

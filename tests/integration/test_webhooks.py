@@ -16,10 +16,8 @@ from connectors.sql.engine import open_sql
 from connectors.sql.notify_repo import WebhookRepository
 from connectors.webhook_client import DELIVERY_HEADER, SIGNATURE_HEADER, WebhookClient, verify
 from pipeline.settings import Settings
-from pipeline.stage import Incoming
 from schemas.notify import NotifyFilters, WebhookIn
-from schemas.topics import EVENTS
-from tests.unit.notify_helpers import event, person
+from tests.unit.notify_helpers import event, incoming, person, wait_for
 
 SECRET = "s3cret"
 
@@ -85,17 +83,6 @@ async def sink(tmp_path: Path, **webhooks: object):
             stop.set()
             await task
             await engine.dispose()
-
-
-def incoming(events) -> list[Incoming]:
-    return [Incoming(EVENTS, e.camera_id, e, 0, n, 0) for n, e in enumerate(events)]
-
-
-async def wait_for(predicate, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.05)
 
 
 @contextlib.asynccontextmanager

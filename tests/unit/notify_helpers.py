@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Callable
+
 import numpy as np
 
+from pipeline.stage import Incoming
 from schemas.messages import FaceEvent
+from schemas.topics import EVENTS
 
 
 def person(seed: int) -> np.ndarray:
@@ -53,3 +59,15 @@ def event(
         thumbnail_key=f"thumbs/{event_id}.jpg",
         video_id=video_id,
     )
+
+
+def incoming(events: list[FaceEvent]) -> list[Incoming]:
+    """Events as a stage receives them (offsets in order)."""
+    return [Incoming(EVENTS, e.camera_id, e, 0, n, 0) for n, e in enumerate(events)]
+
+
+async def wait_for(predicate: Callable[[], bool], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.05)
