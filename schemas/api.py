@@ -7,9 +7,10 @@ published frame (faces whose box centre lies outside are ignored). Every created
 
 from __future__ import annotations
 
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+import orjson
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from schemas.messages import Attributes, BBox, Point
 
@@ -17,11 +18,32 @@ Role = Literal["admin", "operator", "viewer"]
 VideoStatus = Literal["queued", "processing", "done", "failed"]
 T = TypeVar("T")
 
+# Bounds of every field a client sends (stated in the OpenAPI document as maxLength / maxItems /
+# maxProperties): ids, names, lists of ids and free-form JSON.
+MAX_ID = 128
+MAX_IDS = 256
+MAX_META_BYTES = 64 * 1024
+MAX_META_KEYS = 256
+Id = Annotated[str, Field(min_length=1, max_length=MAX_ID)]
+IdList = Annotated[list[Id], Field(max_length=MAX_IDS)]
+
+
+def _meta_bounded(meta: dict[str, Any]) -> dict[str, Any]:
+    if len(orjson.dumps(meta)) > MAX_META_BYTES:
+        raise ValueError(f"meta is larger than {MAX_META_BYTES} bytes as JSON")
+    return meta
+
+
+Meta = Annotated[dict[str, Any], Field(max_length=MAX_META_KEYS,
+                                       description=f"Free-form JSON object, at most {MAX_META_KEYS} keys and "
+                                                   f"{MAX_META_BYTES} bytes as JSON."),
+                 AfterValidator(_meta_bounded)]
+
 
 class ApiModel(BaseModel):
     """Base of API bodies: unknown fields are refused (422)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Page(ApiModel, Generic[T]):
@@ -82,17 +104,17 @@ class CameraGroupOut(CameraGroupIn):
 class CameraFilters(ApiModel):
     """Per-camera overrides of the detector's filters (null: the global setting)."""
 
-    min_face_size: int | None = Field(None, ge=1, description="Faces narrower than this (pixels) are ignored.")
+    min_face_size: int | None = Field(None, ge=1, le=100_000, description="Faces narrower than this (pixels) are ignored.")
     min_quality: float | None = Field(None, ge=0, le=1, description="Faces below this quality are not posted.")
 
 
-Polygon = list[Point]
+Polygon = Annotated[list[Point], Field(max_length=64)]
 
 
 class CameraIn(ApiModel):
     name: str = Field(min_length=1, max_length=256)
     url: str = Field(min_length=1, max_length=4096, description="File path, rtsp://, http(s):// or a webcam index.")
-    camera_group: str = Field("default", description="Camera group id.")
+    camera_group: Id = Field("default", description="Camera group id.")
     active: bool = True
     roi: Polygon | None = Field(None, description="Region of interest: a polygon of >= 3 (x, y) points in frame pixels.")
     best_face_mode: Literal["overall", "realtime"] | None = Field(None, description="null: the global setting.")
@@ -107,7 +129,7 @@ class CameraIn(ApiModel):
 class CameraPatch(ApiModel):
     name: str | None = Field(None, min_length=1, max_length=256)
     url: str | None = Field(None, min_length=1, max_length=4096)
-    camera_group: str | None = None
+    camera_group: Id | None = None
     active: bool | None = None
     roi: Polygon | None = None
     best_face_mode: Literal["overall", "realtime"] | None = None
@@ -141,18 +163,18 @@ Color = str
 
 class WatchListIn(ApiModel):
     name: str = Field(min_length=1, max_length=256)
-    color: Color = Field("#e53935", pattern=r"^#[0-9a-fA-F]{6}$", description="#RRGGBB")
+    color: Color = Field("#e53935", pattern=r"^#[0-9a-fA-F]{6}$", max_length=7, description="#RRGGBB")
     active: bool = True
     threshold: float | None = Field(None, ge=0, le=1, description="Overrides the global match threshold (confidence).")
-    camera_groups: list[str] = Field(default_factory=list, description="Camera group ids; empty: every group.")
+    camera_groups: IdList = Field(default_factory=list, description="Camera group ids; empty: every group.")
 
 
 class WatchListPatch(ApiModel):
     name: str | None = Field(None, min_length=1, max_length=256)
-    color: Color | None = Field(None, pattern=r"^#[0-9a-fA-F]{6}$")
+    color: Color | None = Field(None, pattern=r"^#[0-9a-fA-F]{6}$", max_length=7)
     active: bool | None = None
     threshold: float | None = Field(None, ge=0, le=1)
-    camera_groups: list[str] | None = None
+    camera_groups: IdList | None = None
 
 
 class WatchListOut(WatchListIn):
@@ -164,16 +186,16 @@ class WatchListOut(WatchListIn):
 class DossierIn(ApiModel):
     name: str = Field(min_length=1, max_length=256)
     comment: str = Field("", max_length=4096)
-    meta: dict[str, Any] = Field(default_factory=dict, description="Free-form JSON object.")
-    watch_lists: list[str] = Field(default_factory=list, description="Watch list ids.")
+    meta: Meta = Field(default_factory=dict)
+    watch_lists: IdList = Field(default_factory=list, description="Watch list ids.")
     active: bool = True
 
 
 class DossierPatch(ApiModel):
     name: str | None = Field(None, min_length=1, max_length=256)
     comment: str | None = Field(None, max_length=4096)
-    meta: dict[str, Any] | None = None
-    watch_lists: list[str] | None = None
+    meta: Meta | None = None
+    watch_lists: IdList | None = None
     active: bool | None = None
 
 
@@ -198,10 +220,10 @@ class DossierOut(DossierIn):
 class EventFilters(ApiModel):
     """Query parameters shared by ``GET /v1/events`` and event search."""
 
-    camera: str | None = None
-    camera_group: str | None = None
-    watch_list: str | None = None
-    dossier: str | None = None
+    camera: Id | None = None
+    camera_group: Id | None = None
+    watch_list: Id | None = None
+    dossier: Id | None = None
     matched: bool | None = None
     acknowledged: bool | None = None
     since: float | None = Field(None, description="UNIX seconds, inclusive.")

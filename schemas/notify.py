@@ -10,39 +10,45 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.api import IdList
+
+MAX_NAME = 256
+MAX_URL = 2048
+MAX_SECRET = 256
+
 WebhookTopic = Literal["events", "episode_open", "episode_update", "episode_close", "counter_records"]
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class NotifyFilters(_Body):
     """What a webhook or a Telegram rule lets through. Empty lists mean "any"."""
 
-    camera_ids: list[str] = Field(default_factory=list)
-    camera_groups: list[str] = Field(default_factory=list)
-    watch_list_ids: list[str] = Field(default_factory=list, description="Only items matched to one of these.")
+    camera_ids: IdList = Field(default_factory=list)
+    camera_groups: IdList = Field(default_factory=list)
+    watch_list_ids: IdList = Field(default_factory=list, description="Only items matched to one of these.")
     matched: Literal["any", "matched", "unmatched"] = "any"
     min_confidence: float = Field(0.0, ge=0, le=1, description="Only items at least this confident (matched ones).")
-    counter_ids: list[str] = Field(default_factory=list, description="Counter records: only these counters.")
+    counter_ids: IdList = Field(default_factory=list, description="Counter records: only these counters.")
 
 
 # -- counters ------------------------------------------------------------------------------------
 
 
 class CounterIn(_Body):
-    name: str = ""
-    camera_ids: list[str] = Field(default_factory=list, description="Cameras counted (or use camera_groups).")
-    camera_groups: list[str] = Field(default_factory=list, description="Camera groups counted.")
+    name: str = Field("", max_length=MAX_NAME)
+    camera_ids: IdList = Field(default_factory=list, description="Cameras counted (or use camera_groups).")
+    camera_groups: IdList = Field(default_factory=list, description="Camera groups counted.")
     interval_s: float = Field(60.0, gt=0, le=86400, description="Length of a counting window.")
     active: bool = True
 
 
 class CounterPatch(_Body):
-    name: str | None = None
-    camera_ids: list[str] | None = None
-    camera_groups: list[str] | None = None
+    name: str | None = Field(None, max_length=MAX_NAME)
+    camera_ids: IdList | None = None
+    camera_groups: IdList | None = None
     interval_s: float | None = Field(None, gt=0, le=86400)
     active: bool | None = None
 
@@ -56,18 +62,18 @@ class Counter(CounterIn):
 
 
 class WebhookIn(_Body):
-    url: str = Field(pattern=r"^https?://", description="Receiver URL (POST, JSON array body).")
-    secret: str = Field("", description="HMAC-SHA256 key of the X-Facestream-Signature header ('' : unsigned).")
-    topics: list[WebhookTopic] = Field(default_factory=lambda: ["events"], min_length=1)
+    url: str = Field(pattern=r"^https?://", max_length=MAX_URL, description="Receiver URL (POST, JSON array body).")
+    secret: str = Field("", max_length=MAX_SECRET, description="HMAC-SHA256 key of the X-Facestream-Signature header ('' : unsigned).")
+    topics: list[WebhookTopic] = Field(default_factory=lambda: ["events"], min_length=1, max_length=5)
     filters: NotifyFilters = Field(default_factory=NotifyFilters)
     active: bool = True
     max_attempts: int | None = Field(None, ge=1, le=100, description="Overrides webhooks.max_attempts.")
 
 
 class WebhookPatch(_Body):
-    url: str | None = Field(None, pattern=r"^https?://")
-    secret: str | None = None
-    topics: list[WebhookTopic] | None = None
+    url: str | None = Field(None, pattern=r"^https?://", max_length=MAX_URL)
+    secret: str | None = Field(None, max_length=MAX_SECRET)
+    topics: list[WebhookTopic] | None = Field(None, min_length=1, max_length=5)
     filters: NotifyFilters | None = None
     active: bool | None = None
     max_attempts: int | None = Field(None, ge=1, le=100)
@@ -114,15 +120,15 @@ class Delivery(_Body):
 
 
 class TelegramRuleIn(_Body):
-    name: str = ""
-    chat_id: str = Field(min_length=1, description="Telegram chat id (or @channelname).")
+    name: str = Field("", max_length=MAX_NAME)
+    chat_id: str = Field(min_length=1, max_length=MAX_NAME, description="Telegram chat id (or @channelname).")
     filters: NotifyFilters = Field(default_factory=lambda: NotifyFilters(matched="matched"))
     active: bool = True
 
 
 class TelegramRulePatch(_Body):
-    name: str | None = None
-    chat_id: str | None = None
+    name: str | None = Field(None, max_length=MAX_NAME)
+    chat_id: str | None = Field(None, min_length=1, max_length=MAX_NAME)
     filters: NotifyFilters | None = None
     active: bool | None = None
 

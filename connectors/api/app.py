@@ -79,8 +79,9 @@ async def error_middleware(request: web.Request, handler: web.RequestHandler) ->
         status = 422
         return json_response({"error": str(exc), "fields": [{"loc": [exc.field], "msg": "unknown id"}]}, 422)
     except InvalidCursorError:
-        status = 422
-        return json_response({"error": "cursor: invalid", "fields": [{"loc": ["cursor"], "msg": "invalid"}]}, 422)
+        status = 400
+        return json_response({"error": "cursor: not a cursor this API issued (pass back `next_cursor`)",
+                              "fields": [{"loc": ["cursor"], "msg": "invalid"}]}, 400)
     except NotFoundError as exc:
         status = 404
         return json_response({"error": f"not found: {exc}", "fields": None}, 404)

@@ -18,6 +18,7 @@ Access = Literal["public", "viewer", "operator", "admin"]
 M = TypeVar("M", bound=BaseModel)
 RANK = {"viewer": 0, "operator": 1, "admin": 2}
 MAX_PAGE = 500
+MAX_FORM_FIELD = 64 * 1024  # bytes of one text field of a multipart form
 
 
 class ApiError(Exception):
@@ -84,12 +85,12 @@ class RouteTable:
 
 class ListQuery(ApiModel):
     limit: int = Field(50, ge=1, le=MAX_PAGE, description="Page size.")
-    cursor: str | None = Field(None, description="`next_cursor` of the previous page.")
+    cursor: str | None = Field(None, max_length=1024, description="`next_cursor` of the previous page.")
 
 
 class EventQuery(EventFilters):
     limit: int = Field(50, ge=1, le=MAX_PAGE, description="Page size.")
-    cursor: str | None = Field(None, description="`next_cursor` of the previous page.")
+    cursor: str | None = Field(None, max_length=1024, description="`next_cursor` of the previous page.")
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
@@ -107,11 +108,19 @@ def page(items: list[Any], next_cursor: str | None) -> web.Response:
     return json_response({"results": [i.model_dump(mode="json") for i in items], "next_cursor": next_cursor})
 
 
+MAX_JSON_BODY = 1024 * 1024
+
+
 async def read_body(request: web.Request, model: type[M]) -> M:
-    """The JSON body validated into ``model`` (ValidationError -> 422; bad JSON -> 400; no JSON -> 415)."""
+    """The JSON body validated into ``model`` (ValidationError -> 422; bad JSON -> 400; no JSON -> 415; more
+    than ``MAX_JSON_BODY`` bytes -> 413, read no further)."""
     if request.content_type not in ("application/json", "") and not request.content_type.endswith("+json"):
         raise ApiError(415, "expected a JSON body (Content-Type: application/json)")
-    raw = await request.read()
+    if request.content_length is not None and request.content_length > MAX_JSON_BODY:
+        raise ApiError(413, f"JSON body larger than the limit of {MAX_JSON_BODY} bytes")
+    raw = await request.content.read(MAX_JSON_BODY + 1)
+    if len(raw) > MAX_JSON_BODY:
+        raise ApiError(413, f"JSON body larger than the limit of {MAX_JSON_BODY} bytes")
     try:
         data = orjson.loads(raw) if raw else {}
     except orjson.JSONDecodeError as exc:
@@ -124,7 +133,20 @@ async def read_body(request: web.Request, model: type[M]) -> M:
 def read_query(request: web.Request, model: type[M]) -> M:
     """Query parameters validated into ``model`` (``token`` is the auth parameter and is skipped)."""
     params = {k: v for k, v in request.query.items() if k != "token"}
-    return model.model_validate(params)
+    return validate_params(model, params)
+
+
+def validate_params(model: type[M], params: dict[str, str]) -> M:
+    """Text parameters (query or form fields) validated into ``model``: a non-finite number (``nan``,
+    ``inf``) is a malformed request (400), any other invalid value a 422 naming its field."""
+    try:
+        return model.model_validate(params)
+    except ValidationError as exc:
+        bad = [e for e in exc.errors(include_url=False) if e["type"] == "finite_number"]
+        if bad:
+            names = ", ".join(str(e["loc"][0]) for e in bad)
+            raise ApiError(400, f"{names}: must be a finite number", validation_fields(exc)) from exc
+        raise
 
 
 def path_id(request: web.Request, name: str = "id") -> str:

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from connectors.api.core import RouteInfo
+from connectors.api.core import MAX_FORM_FIELD, RouteInfo
 from schemas.api import ErrorBody
 
 REF = "#/components/schemas/{model}"
@@ -66,7 +66,8 @@ def _operation(route: RouteInfo, mapping: dict[Any, Any]) -> dict[str, Any]:
         op["requestBody"] = {"required": True, "content": {
             "application/json": {"schema": _ref(mapping, route.body, "validation")}}}
     elif route.form:
-        props = {f.name: ({"type": "string", "format": "binary"} if f.file else {"type": "string"})
+        text = {"type": "string", "maxLength": MAX_FORM_FIELD}
+        props = {f.name: ({"type": "string", "format": "binary"} if f.file else text)
                  | {"description": f.description} for f in route.form}
         required = [f.name for f in route.form if f.required]
         op["requestBody"] = {"required": True, "content": {"multipart/form-data": {

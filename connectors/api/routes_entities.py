@@ -9,6 +9,7 @@ import logging
 
 import cv2
 from aiohttp import web
+from pydantic import Field
 
 from connectors.api.core import (
     ApiError,
@@ -184,7 +185,7 @@ async def delete_watch_list(request: web.Request) -> web.Response:
 # --- dossiers -----------------------------------------------------------------------------------------------
 
 class DossierQuery(ListQuery):
-    watch_list: str | None = None
+    watch_list: str | None = Field(None, max_length=128)
 
 
 async def publish_dossier(st: ApiState, dossier_id: str) -> None:

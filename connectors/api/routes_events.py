@@ -139,6 +139,8 @@ async def upload_video(request: web.Request) -> web.Response:
         if ext not in VIDEO_EXTENSIONS:
             raise ApiError(415, f"file: unsupported video extension {ext or '(none)'!r}")
         group = fields.get("camera_group", "default") or "default"
+        if len(group) > 128:
+            raise ApiError(422, "camera_group: at most 128 characters", [{"loc": ["camera_group"], "msg": "too long"}])
         try:
             await st.groups.get(group)
         except NotFoundError as exc:

@@ -11,7 +11,7 @@ from pydantic import Field, ValidationError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from connectors.api.core import ApiError, FormField, RouteTable, json_response, validation_fields
+from connectors.api.core import ApiError, FormField, RouteTable, json_response, validate_params, validation_fields
 from connectors.api.faces import AnalysedFace, similarity_confidence
 from connectors.api.state import ApiState, state
 from connectors.api.uploads import Form, decode_image, read_form
@@ -83,7 +83,7 @@ async def search(request: web.Request) -> web.Response:
     st = state(request)
     form = await read_form(request, st.settings.api.max_upload_bytes)
     try:
-        params = SearchForm.model_validate({k: v for k, v in form.fields.items() if v != ""})
+        params = validate_params(SearchForm, {k: v for k, v in form.fields.items() if v != ""})
     except ValidationError as exc:
         raise ApiError(422, "invalid search fields", validation_fields(exc)) from exc
     face = await _largest(st, form, "photo")

@@ -51,9 +51,9 @@ MAX_BUCKETS = 10_000
 
 class EpisodeQuery(ApiModel):
     closed: bool | None = Field(None, description="true: closed only; false: open only.")
-    camera: str | None = Field(None, description="Episodes that include this camera id.")
-    watch_list: str | None = Field(None, description="Episodes that include this watch list id.")
-    dossier: str | None = Field(None, description="Episodes matched to this dossier id.")
+    camera: str | None = Field(None, max_length=128, description="Episodes that include this camera id.")
+    watch_list: str | None = Field(None, max_length=128, description="Episodes that include this watch list id.")
+    dossier: str | None = Field(None, max_length=128, description="Episodes matched to this dossier id.")
     since: float | None = Field(None, description="Episodes still running at or after this time (UNIX s).")
     until: float | None = Field(None, description="Episodes opened before this time (UNIX s).")
     cursor: float | None = Field(None, description="Page: the `next_cursor` of the previous page.")

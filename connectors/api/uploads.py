@@ -1,8 +1,9 @@
 """Multipart uploads: bounded reading (413 past the limit), image decoding with clear refusals.
 
 Images: the format is sniffed from the magic bytes (unknown -> 415), the pixel count is read from the header
-where the format allows (PNG, JPEG, GIF, BMP) before decoding (-> 413), then OpenCV decodes to a BGR uint8
-array (failure -> 400 corrupt).
+from the header of every accepted format (PNG, JPEG, GIF, BMP, WebP, TIFF) before decoding (-> 413; a header
+that does not state it -> 400, nothing is decoded blind), then OpenCV decodes to a BGR uint8 array (failure ->
+400 corrupt).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import cv2
 import numpy as np
 from aiohttp import BodyPartReader, web
 
-from connectors.api.core import ApiError
+from connectors.api.core import MAX_FORM_FIELD, ApiError
 
 CHUNK = 256 * 1024
 
@@ -62,7 +63,7 @@ async def read_form(request: web.Request, max_file_bytes: int, max_files: int = 
         if not isinstance(part, BodyPartReader) or not part.name:
             continue
         if part.filename is None:
-            form.fields[part.name] = (await _read_limited(part, 64 * 1024)).decode("utf-8", "replace")
+            form.fields[part.name] = (await _read_limited(part, MAX_FORM_FIELD)).decode("utf-8", "replace")
             continue
         if len(form.files) >= max_files:
             raise ApiError(422, "too many files in the form")
@@ -95,7 +96,7 @@ async def stream_file_field(request: web.Request, field_name: str, out: BinaryIO
         if not isinstance(part, BodyPartReader) or not part.name:
             continue
         if part.filename is None:
-            fields[part.name] = (await _read_limited(part, 64 * 1024)).decode("utf-8", "replace")
+            fields[part.name] = (await _read_limited(part, MAX_FORM_FIELD)).decode("utf-8", "replace")
             continue
         if part.name != field_name or filename is not None:
             await part.release()
@@ -131,20 +132,36 @@ def sniff_image(data: bytes) -> str | None:
 
 
 def header_size(data: bytes, fmt: str) -> tuple[int, int] | None:
-    """(width, height) read from the header without decoding, where the format allows."""
+    """(width, height) read from the header without decoding, or None when the header does not say (the
+    upload is then refused: nothing is decoded whose size is unknown). WebP: the largest of the canvas
+    (VP8X) and every image chunk (VP8, VP8L); TIFF: the first directory (the page OpenCV decodes)."""
     try:
         if fmt == "png":
-            return struct.unpack(">II", data[16:24])
+            return _nonzero(struct.unpack(">II", data[16:24]))
         if fmt == "gif":
-            return struct.unpack("<HH", data[6:10])
+            return _nonzero(struct.unpack("<HH", data[6:10]))
         if fmt == "bmp":
-            w, h = struct.unpack("<ii", data[18:26])
-            return abs(w), abs(h)
+            return _bmp_size(data)
         if fmt == "jpeg":
             return _jpeg_size(data)
-    except struct.error:
+        if fmt == "webp":
+            return _webp_size(data)
+        if fmt == "tiff":
+            return _tiff_size(data)
+    except (struct.error, IndexError):
         return None
     return None
+
+
+def _nonzero(size: tuple[int, int]) -> tuple[int, int] | None:
+    return size if size[0] > 0 and size[1] > 0 else None
+
+
+def _bmp_size(data: bytes) -> tuple[int, int] | None:
+    if struct.unpack("<I", data[14:18])[0] == 12:  # BITMAPCOREHEADER: 16-bit dimensions
+        return _nonzero(struct.unpack("<HH", data[18:22]))
+    w, h = struct.unpack("<ii", data[18:26])
+    return _nonzero((abs(w), abs(h)))
 
 
 def _jpeg_size(data: bytes) -> tuple[int, int] | None:
@@ -153,15 +170,57 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
         if data[i] != 0xFF:
             return None
         marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
         if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
             i += 2
             continue
         length = struct.unpack(">H", data[i + 2:i + 4])[0]
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
             h, w = struct.unpack(">HH", data[i + 5:i + 9])
-            return w, h
+            return _nonzero((w, h))
         i += 2 + length
     return None
+
+
+def _webp_size(data: bytes) -> tuple[int, int] | None:
+    best: tuple[int, int] | None = None
+    i = 12
+    while i + 8 <= len(data):
+        fourcc, length = data[i:i + 4], struct.unpack("<I", data[i + 4:i + 8])[0]
+        body = data[i + 8:i + 8 + length]
+        size: tuple[int, int] | None = None
+        if fourcc == b"VP8X" and len(body) >= 10:
+            size = (int.from_bytes(body[4:7], "little") + 1, int.from_bytes(body[7:10], "little") + 1)
+        elif fourcc == b"VP8 " and len(body) >= 10 and body[3:6] == b"\x9d\x01\x2a":
+            w, h = struct.unpack("<HH", body[6:10])
+            size = (w & 0x3FFF, h & 0x3FFF)
+        elif fourcc == b"VP8L" and len(body) >= 5 and body[0] == 0x2F:
+            bits = struct.unpack("<I", body[1:5])[0]
+            size = ((bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1)
+        if size is not None and (best is None or size[0] * size[1] > best[0] * best[1]):
+            best = size
+        i += 8 + length + (length & 1)
+    return _nonzero(best) if best else None
+
+
+def _tiff_size(data: bytes) -> tuple[int, int] | None:
+    order = "<" if data[:2] == b"II" else ">"
+    offset = struct.unpack(order + "I", data[4:8])[0]
+    count = struct.unpack(order + "H", data[offset:offset + 2])[0]
+    dims: dict[int, int] = {}
+    for k in range(count):
+        entry = data[offset + 2 + 12 * k:offset + 14 + 12 * k]
+        tag, kind = struct.unpack(order + "HH", entry[:4])
+        if tag in (256, 257):  # ImageWidth, ImageLength: SHORT or LONG
+            fmt = {3: "H", 4: "I"}.get(kind)
+            if fmt is None:
+                return None
+            dims[tag] = struct.unpack(order + fmt, entry[8:8 + struct.calcsize(fmt)])[0]
+    if 256 not in dims or 257 not in dims:
+        return None
+    return _nonzero((dims[256], dims[257]))
 
 
 def decode_image(data: bytes, max_pixels: int, field_name: str = "photo") -> np.ndarray:
@@ -173,7 +232,9 @@ def decode_image(data: bytes, max_pixels: int, field_name: str = "photo") -> np.
     if fmt is None:
         raise ApiError(415, f"{field_name}: not an image (supported: JPEG, PNG, GIF, BMP, WebP, TIFF)")
     size = header_size(data, fmt)
-    if size is not None and size[0] * size[1] > max_pixels:
+    if size is None:
+        raise ApiError(400, f"{field_name}: the {fmt.upper()} header does not state the image size (corrupt?)")
+    if size[0] * size[1] > max_pixels:
         raise ApiError(413, f"{field_name}: {size[0]}x{size[1]} is more than {max_pixels} pixels")
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None or image.size == 0:

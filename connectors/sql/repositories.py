@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import math
 import secrets
 import time
 import uuid
@@ -96,6 +97,17 @@ def decode_cursor(cursor: str, arity: int = 2) -> list[Any]:
     return values
 
 
+def _keyset_values(cursor: str) -> tuple[float, str]:
+    """(sort value, id) of a keyset cursor; InvalidCursorError unless it holds a finite number and an id."""
+    values = decode_cursor(cursor)
+    value, ident = values
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidCursorError("invalid cursor")
+    if not isinstance(ident, str) or len(ident) > 256:
+        raise InvalidCursorError("invalid cursor")
+    return float(value), ident
+
+
 def upsert_statement(engine_or_conn: AsyncEngine | AsyncConnection, table: Table) -> Any:
     """A dialect-specific INSERT supporting ``on_conflict_do_update`` (SQLite and PostgreSQL)."""
     return (pg_insert if engine_or_conn.dialect.name == "postgresql" else sqlite_insert)(table)
@@ -105,7 +117,7 @@ def _keyset_after(order: ColumnElement[Any], key: ColumnElement[Any], cursor: st
                   ) -> ColumnElement[bool] | None:
     if not cursor:
         return None
-    value, ident = decode_cursor(cursor)
+    value, ident = _keyset_values(cursor)
     if descending:
         return or_(order < value, and_(order == value, key < ident))
     return or_(order > value, and_(order == value, key > ident))

@@ -164,7 +164,7 @@ async def test_validation_lists_fields_and_404s(stack: Stack) -> None:
     err = await stack.json("POST", "/v1/dossiers", 422, json={"name": "x", "watch_lists": ["nope"]})
     assert err["fields"][0]["loc"] == ["watch_lists"]
     await stack.json("GET", "/v1/events?matched=maybe", 422)
-    await stack.json("GET", "/v1/dossiers?cursor=zzz", 422)
+    await stack.json("GET", "/v1/dossiers?cursor=zzz", 400)
     await stack.json("GET", "/v1/dossiers/unknown", 404)
     await stack.json("GET", "/v1/events/unknown", 404)
     await stack.json("GET", "/v1/videos/unknown", 404)
