@@ -1,6 +1,8 @@
 """Detector agent: frames -> faces. Detects, tracks per camera, picks the best face per track.
 
-Inference and JPEG work run in the default executor. A camera's frames arrive in order on one partition,
+Inference and JPEG work run in the default executor. Each frame's JPEG is decoded once: detection,
+alignment (once per face, its chip also feeds the quality score) and the thumbnail crop all read that one
+image; the chip then travels to the extractor raw (``detector.chip_encoding``), not re-encoded. A camera's frames arrive in order on one partition,
 so this instance owns that camera's tracker. Offsets are committed no further than the first frame of any
 open track (``hold_commits``): a detector that dies mid-track replays those frames and posts the same
 faces with the same ids.
@@ -41,6 +43,7 @@ class Shot:
     frame: Frame
     detection: Detection
     chip: np.ndarray  # 150x150x3 BGR uint8
+    thumb: np.ndarray  # the face box grown by THUMB_MARGIN, BGR uint8 (a copy: the frame is not kept)
 
 
 def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
@@ -148,27 +151,33 @@ class DetectorAgent(AgentBase):
                 max_track_s=d.max_track_s))
         return self.trackers[camera_id]
 
-    def _analyse(self, frames: list[Frame]) -> list[list[tuple[Detection, float, np.ndarray]]]:
-        """Blocking: decode, detect in one batch, then quality and aligned chip per face."""
+    def _analyse(self, frames: list[Frame]) -> list[list[tuple[float, Shot]]]:
+        """Blocking: decode each frame once, detect in one batch, then per face one alignment (its chip
+        also feeds the quality score) and the thumbnail crop."""
         assert self.models is not None
         images = [decode_jpeg(f.jpeg) for f in frames]
         if not images:
             return []
         detections = self.models.detect(images)
         out = []
-        for image, dets in zip(images, detections, strict=True):
+        for frame, image, dets in zip(frames, images, detections, strict=True):
             metrics.FACES_DETECTED.labels(self.name).inc(len(dets))
-            out.append([(d, self.models.quality(image, d), self.models.align(image, d)) for d in dets])
+            faces = []
+            for det in dets:
+                chip = self.models.align(image, det)
+                shot = Shot(frame, det, chip, thumbnail(image, det.bbox).copy())
+                faces.append((self.models.quality(image, det, chip), shot))
+            out.append(faces)
         return out
 
-    def _candidates(self, frame: Frame, faces: list[tuple[Detection, float, np.ndarray]], offset: int) -> list[Candidate[Shot]]:
+    def _candidates(self, frame: Frame, faces: list[tuple[float, Shot]], offset: int) -> list[Candidate[Shot]]:
         camera = self.cameras.get(frame.camera_id)
         cands = []
-        for det, quality, chip in faces:
+        for quality, shot in faces:
+            det = shot.detection
             cands.append(Candidate(
                 frame_no=frame.frame_no, timestamp=frame.timestamp, bbox=det.bbox, quality=quality,
-                eligible=self._eligible(camera, det, quality), payload=Shot(frame, det, chip),
-                source_offset=offset))
+                eligible=self._eligible(camera, det, quality), payload=shot, source_offset=offset))
         return cands
 
     def _eligible(self, camera: CameraChanged | None, det: Detection, quality: float) -> bool:
@@ -189,6 +198,7 @@ class DetectorAgent(AgentBase):
     def _to_faces(self, posts: list[Post[Shot]]) -> list[Face]:
         """Blocking: store the full frame and the thumbnail, build the messages."""
         assert self.media is not None
+        encoding = self.settings.detector.chip_encoding
         faces = []
         for post in posts:
             shot = post.candidate.payload
@@ -196,16 +206,16 @@ class DetectorAgent(AgentBase):
             face_id = f"{frame.camera_id}:{post.track_id}:{post.seq}"
             frame_key = f"frames/{_safe(frame.camera_id)}/{frame.frame_no}.jpg"
             thumb_key = f"thumbs/{_safe(face_id)}.jpg"
-            image = decode_jpeg(frame.jpeg)
             self.media.put(frame_key, frame.jpeg, "image/jpeg")
-            self.media.put(thumb_key, encode_jpeg(thumbnail(image, det.bbox)), "image/jpeg")
+            self.media.put(thumb_key, encode_jpeg(shot.thumb), "image/jpeg")
+            chip = shot.chip.tobytes() if encoding == "bgr" else encode_jpeg(shot.chip, CHIP_JPEG_QUALITY)
             faces.append(Face(
                 face_id=face_id, camera_id=frame.camera_id, camera_group=frame.camera_group,
                 track_id=post.track_id, seq=post.seq, frame_no=frame.frame_no, timestamp=frame.timestamp,
                 bbox=tuple(float(v) for v in det.bbox),  # type: ignore[arg-type]
                 landmarks=tuple((float(x), float(y)) for x, y in det.landmarks),  # type: ignore[arg-type]
                 det_score=float(det.score), quality=float(post.candidate.quality),
-                chip_jpeg=encode_jpeg(shot.chip, CHIP_JPEG_QUALITY), frame_key=frame_key,
+                chip=chip, chip_encoding=encoding, frame_key=frame_key,
                 thumbnail_key=thumb_key, video_id=frame.video_id,
             ))
         return faces

@@ -1,4 +1,7 @@
-"""Extractor agent: faces -> descriptors. Batches the aligned chips through the descriptor and attribute models."""
+"""Extractor agent: faces -> descriptors. Batches the aligned chips through the descriptor and attribute models.
+
+The chip arrives raw (or as JPEG, see ``Face``) and is dropped from the face passed on: the matcher and
+everything after it need the descriptor, not the pixels."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from agents.detector import decode_jpeg
+from models.align import CHIP_SIZE
 from models.faces import FaceModels
 from pipeline.settings import Settings
 from pipeline.stage import AgentBase, Incoming, Output
@@ -41,13 +45,27 @@ class ExtractorAgent(AgentBase):
         assert self.models is not None
         if not faces:
             return []
-        chips = [decode_jpeg(f.chip_jpeg) for f in faces]
+        chips = [chip_image(f) for f in faces]
         descriptors = self.models.describe(chips)
         attributes = self.models.attributes(chips)
         return [
-            DescribedFace(face=f, descriptor=np.asarray(d, np.float32).tolist(), attributes=a)
+            DescribedFace(face=f.model_copy(update={"chip": b""}), descriptor=np.asarray(d, np.float32).tolist(),
+                          attributes=a)
             for f, d, a in zip(faces, descriptors, attributes, strict=True)
         ]
+
+
+def chip_image(face: Face) -> np.ndarray:
+    """The face's aligned chip as a 150x150x3 BGR uint8 array. Raises ``ValueError`` when it is not one."""
+    if face.chip_encoding == "jpeg":
+        chip = decode_jpeg(face.chip)
+        if chip.shape != (CHIP_SIZE, CHIP_SIZE, 3):
+            raise ValueError(f"chip JPEG is {chip.shape[1]}x{chip.shape[0]}, not {CHIP_SIZE}x{CHIP_SIZE}")
+        return chip
+    expected = CHIP_SIZE * CHIP_SIZE * 3
+    if len(face.chip) != expected:
+        raise ValueError(f"raw BGR chip has {len(face.chip)} bytes, expected {expected} ({CHIP_SIZE}x{CHIP_SIZE}x3)")
+    return np.frombuffer(face.chip, np.uint8).reshape(CHIP_SIZE, CHIP_SIZE, 3)
 
 
 def build(settings: Settings) -> Any:

@@ -160,9 +160,10 @@ class FaceModels:
         """The 150x150x3 BGR uint8 chip of ``det`` (see ``models.align``), the input of ``describe``."""
         return align_chip(_as_bgr(image), det.landmarks)
 
-    def quality(self, image: np.ndarray, det: Detection) -> float:
-        """Quality of ``det`` in [0, 1] (scale in ``models.quality``)."""
-        return quality_score(det.score, det.landmarks, self.align(image, det))
+    def quality(self, image: np.ndarray, det: Detection, chip: np.ndarray | None = None) -> float:
+        """Quality of ``det`` in [0, 1] (scale in ``models.quality``). Pass ``chip`` (``align``'s output for
+        ``det``) when it is at hand, so the face is not aligned twice."""
+        return quality_score(det.score, det.landmarks, self.align(image, det) if chip is None else chip)
 
     def describe(self, chips: Sequence[np.ndarray]) -> np.ndarray:
         """(N, 128) float32 L2-normalised descriptors of 150x150 BGR uint8 chips (from ``align``)."""

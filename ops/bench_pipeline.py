@@ -55,7 +55,7 @@ def ceiling(settings: Settings, video: Path) -> tuple[int, float]:
         image = decode_jpeg(jpeg)
         dets = models.detect([image])[0]
         chips = [models.align(image, d) for d in dets]
-        _ = [models.quality(image, d) for d in dets]
+        _ = [models.quality(image, d, c) for d, c in zip(dets, chips, strict=True)]
         if chips:
             models.describe(chips)
             models.attributes(chips)

@@ -52,6 +52,7 @@ class DetectorSettings(_Section):
     min_face_size: int = Field(40, ge=1, description="Faces narrower than this (pixels) are ignored.")
     min_quality: float = Field(0.25, ge=0, le=1, description="Faces below this quality are not posted.")
     max_track_s: float = Field(30.0, gt=0, description="overall mode: a long track still posts after this long.")
+    chip_encoding: Literal["bgr", "jpeg"] = Field("bgr", description="How a face's aligned chip travels to the extractor: raw BGR pixels (67.5 KB, no encode or decode, lossless) or JPEG q95 (~8 KB, for thin links).")
 
 
 class MatcherSettings(_Section):

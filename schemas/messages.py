@@ -3,12 +3,13 @@
 Conventions: times are UNIX seconds (float, UTC); boxes are ``(x1, y1, x2, y2)`` in pixels of the
 published frame; landmarks are five ``(x, y)`` points in the same frame (left eye, right eye, nose,
 left mouth corner, right mouth corner, as seen in the image); descriptors are 128 float32 values,
-L2-normalised; confidences lie in [0, 1]; binary blobs travel base64-encoded.
+L2-normalised; confidences lie in [0, 1]. Frames and faces travel as a binary envelope (their JPEG or
+chip bytes raw, see ``schemas.base``); other messages are JSON, where binary blobs travel base64-encoded.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -31,7 +32,9 @@ class StreamEnd(Message):
 
 
 class Frame(Message):
-    """decoder -> detector. Keyed by camera id."""
+    """decoder -> detector. Keyed by camera id. ``jpeg`` travels raw in the binary envelope."""
+
+    blob_fields: ClassVar[tuple[str, ...]] = ("jpeg",)
 
     kind: Literal["frame"] = "frame"
     camera_id: str
@@ -45,7 +48,14 @@ class Frame(Message):
 
 
 class Face(Message):
-    """detector -> extractor: the best face of a track (or of a realtime interval). Keyed by camera id."""
+    """detector -> extractor: the best face of a track (or of a realtime interval). Keyed by camera id.
+
+    ``chip`` is the aligned 150x150 chip the descriptor reads, as ``chip_encoding`` says: ``"bgr"`` raw
+    BGR uint8 pixels in C order (67,500 bytes: no JPEG encode in the detector, no decode in the extractor,
+    no loss), or ``"jpeg"``. It travels raw in the binary envelope; the extractor drops it (``b""``) from
+    the face it passes on, since nothing downstream of the descriptor reads it."""
+
+    blob_fields: ClassVar[tuple[str, ...]] = ("chip",)
 
     kind: Literal["face"] = "face"
     face_id: str  # deterministic: f"{camera_id}:{track_id}:{seq}"
@@ -59,7 +69,8 @@ class Face(Message):
     landmarks: tuple[Point, Point, Point, Point, Point]
     det_score: float
     quality: float
-    chip_jpeg: bytes  # aligned 150x150 BGR chip, JPEG q95
+    chip: bytes = b""  # aligned 150x150 chip (see the class docstring)
+    chip_encoding: Literal["bgr", "jpeg"] = "bgr"
     frame_key: str | None = None  # media-store key of the full frame
     thumbnail_key: str | None = None  # media-store key of the face crop
     video_id: str | None = None

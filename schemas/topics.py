@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, TypeAdapter, ValidationError
 
-from schemas.base import Message, SchemaError
+from schemas.base import Message, SchemaError, is_envelope, open_envelope
 from schemas.messages import (
     CameraChanged,
     CounterRecord,
@@ -42,6 +42,8 @@ class TopicSpec:
         if raw is None:
             raise SchemaError(f"{self.name}: empty message")
         try:
+            if is_envelope(raw):  # binary: frames, faces (see schemas.base)
+                return self._adapter.validate_python(open_envelope(raw))
             return self._adapter.validate_json(raw)
         except ValidationError as exc:
             raise SchemaError(f"{self.name}: {exc}") from exc

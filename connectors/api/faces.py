@@ -96,7 +96,7 @@ def _analyse(models: object, image: np.ndarray, describe: bool, attributes: bool
     if not detections:
         return []
     chips = [models.align(image, d) for d in detections]  # type: ignore[attr-defined]
-    qualities = [models.quality(image, d) for d in detections]  # type: ignore[attr-defined]
+    qualities = [models.quality(image, d, c) for d, c in zip(detections, chips, strict=True)]  # type: ignore[attr-defined]
     descriptors = models.describe(chips) if describe else [None] * len(chips)  # type: ignore[attr-defined]
     attrs = models.attributes(chips) if attributes else [{} for _ in chips]  # type: ignore[attr-defined]
     out = []
