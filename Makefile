@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup models demo test bench clean
+.PHONY: setup models demo lint test bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -20,7 +20,12 @@ models: setup
 demo: models
 	$(BIN)/facestream demo
 
-test: models
+# The rules CI holds: ruff over everything, mypy strict over schemas/, pipeline/, agents/ (pyproject.toml).
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: lint models
 	$(BIN)/python -m pytest -q tests
 
 bench: models

@@ -86,7 +86,7 @@ class FrameSource:
         h, w = image.shape[:2]
         if w > self.cfg.max_width:
             scale = self.cfg.max_width / w
-            image = cv2.resize(image, (self.cfg.max_width, int(round(h * scale))), interpolation=cv2.INTER_AREA)
+            image = cv2.resize(image, (self.cfg.max_width, round(h * scale)), interpolation=cv2.INTER_AREA)
             h, w = image.shape[:2]
         ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.cfg.jpeg_quality])
         if not ok:
@@ -326,7 +326,8 @@ class DecoderAgent:
                 return
             await asyncio.sleep(0.05)
 
-    async def _progress_update(self, job: VideoJob, status: Any, done: int, total: int, error: str | None = None) -> None:
+    async def _progress_update(self, job: VideoJob, status: Any, done: int, total: int,
+                               error: str | None = None) -> None:
         await self.producer.send(VIDEO_STATUS, job.video_id, VideoProgress(
             video_id=job.video_id, camera_id=job.camera_id, status=status, frames_done=done,
             frames_total=total, error=error))

@@ -21,4 +21,5 @@ def largest_face(models: FaceModels, image: np.ndarray) -> Detection:
 def portrait_descriptor(models: FaceModels, image: np.ndarray) -> np.ndarray:
     """(128,) float32 L2-normalised descriptor of the largest face of a BGR image."""
     face = largest_face(models, image)
-    return models.describe([models.align(image, face)])[0]
+    descriptor: np.ndarray = models.describe([models.align(image, face)])[0]
+    return descriptor

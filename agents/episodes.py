@@ -32,9 +32,10 @@ from collections.abc import Callable
 import numpy as np
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from agents.episode_rules import EpisodeBuilder, EpisodeRules, identity_confidence
+from agents.episode_rules import EpisodeBuilder, EpisodeRules
 from connectors.sql.engine import open_sql
 from connectors.sql.notify_repo import EpisodeRepository
+from models.faces import confidence
 from pipeline.kafka import replay_topic
 from pipeline.settings import Settings
 from pipeline.stage import AgentBase, Incoming, Output
@@ -47,12 +48,7 @@ REPLAY_TIMEOUT_S = 120.0
 
 
 def confidence_fn() -> Callable[[np.ndarray], np.ndarray]:
-    """The models' cosine -> confidence calibration (identity if the models package lacks it)."""
-    try:
-        from models.faces import confidence
-    except ImportError:  # pragma: no cover - only while models/faces.py is absent
-        log.warning("models.faces.confidence unavailable: episode threshold compared to raw cosine")
-        return identity_confidence
+    """The models' cosine -> confidence calibration."""
     return lambda cos: np.asarray(confidence(cos))
 
 

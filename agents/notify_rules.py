@@ -94,7 +94,7 @@ def passes(f: NotifyFilters, item: Item) -> bool:
         return False
     if f.camera_groups and item.camera_group not in f.camera_groups:
         return False
-    if f.matched == "matched" and not item.matched or f.matched == "unmatched" and item.matched:
+    if (f.matched == "matched" and not item.matched) or (f.matched == "unmatched" and item.matched):
         return False
     if f.watch_list_ids and not (item.matched and set(f.watch_list_ids) & set(item.watch_list_ids)):
         return False
@@ -108,7 +108,7 @@ def batch_body(bodies: list[bytes]) -> bytes:
 
 def backoff_s(attempt: int, base_s: float, cap_s: float = 100.0) -> float:
     """Delay before retry number ``attempt`` (1-based): ``base * 2**(attempt-1)``, capped at ``cap_s``."""
-    return min(cap_s, base_s * 2 ** max(0, attempt - 1))
+    return min(cap_s, base_s * 2.0 ** max(0, attempt - 1))
 
 
 # -- Telegram ------------------------------------------------------------------------------------------

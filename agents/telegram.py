@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -107,7 +108,7 @@ class TelegramSender:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), timeout=0.25)
 
-    async def _send(self, m: dict) -> None:
+    async def _send(self, m: dict[str, Any]) -> None:
         photo = await self._thumbnail(m["thumbnail_key"])
         result = await self.client.send_photo(m["chat_id"], m["caption"], photo)
         attempts = m["attempts"] + 1

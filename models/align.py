@@ -7,7 +7,8 @@ taking their nominal positions in the 68-point mean face (eye means, point 30, p
 L2 0.12-0.37 (median 0.19) away from dlib's own descriptor of the same face. So the template below is the
 mean position of CenterFace's 5 points inside dlib's own chips, over the 14 whole faces of
 ``shared/data/faces`` and skimage's astronaut (per-point spread 2-4 px); with it the descriptor lands
-L2 0.08-0.24 (median 0.13; partial faces up to 0.31) from dlib's, against 0.6 for "same person", part of which is the two
+L2 0.08-0.24 (median 0.13; partial faces up to 0.31) from dlib's, against 0.6 for "same person", part of which is
+the two
 detectors' landmark noise. Coordinates are normalised to dlib's unit mean-face square, then padded as
 dlib does, ``(p + padding) / (1 + 2 padding) * size``. A least-squares similarity transform (Umeyama,
 as dlib's ``find_similarity_transform``) maps the detected points onto the template; large faces are

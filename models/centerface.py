@@ -118,7 +118,8 @@ def decode(maps: tuple[np.ndarray, ...], threshold: float, nms_iou: float) -> Ra
     y1 = cy - box_h / 2
     boxes = np.stack([x1, y1, x1 + box_w, y1 + box_h], axis=1)
     pts = lms[:, ys, xs].T.reshape(-1, 5, 2)  # (y, x) pairs relative to the box
-    landmarks = np.stack([pts[:, :, 1] * box_w[:, None] + x1[:, None], pts[:, :, 0] * box_h[:, None] + y1[:, None]], axis=2)
+    landmarks = np.stack([pts[:, :, 1] * box_w[:, None] + x1[:, None],
+                          pts[:, :, 0] * box_h[:, None] + y1[:, None]], axis=2)
     keep = nms(boxes, scores, nms_iou)
     return RawDetections(boxes[keep].astype(np.float32), scores[keep].astype(np.float32),
                          landmarks[keep].astype(np.float32))

@@ -29,6 +29,7 @@ the preceding convolution; a residual add whose operands differ in shape zero-pa
 
 from __future__ import annotations
 
+import builtins
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ __all__ = [
 ]
 
 OPSET = 17
+CONVERTER_VERSION = "dlib-resnet-1"  # recorded in the model manifest: bump to force a re-conversion
 DESCRIPTOR_DIM = 128
 
 
@@ -160,7 +162,7 @@ class DlibStream:
         except UnicodeDecodeError:
             raise DlibFormatError(f"expected a layer name, found non-ASCII bytes (at byte {start})") from None
 
-    def expect_int(self, expected: int, what: str) -> None:
+    def expect_int(self, expected: object, what: str) -> None:
         start = self.pos
         value = self.int()
         if value != expected:
@@ -182,7 +184,7 @@ class DlibStream:
         data = np.frombuffer(self._take(4 * count), dtype="<f4").astype(np.float32)
         return data.reshape(shape)
 
-    def alias_shape(self) -> tuple[int, int, int, int]:
+    def alias_shape(self) -> tuple[builtins.int, builtins.int, builtins.int, builtins.int]:
         """An ``alias_tensor``: only its shape (n, k, nr, nc); the values live in the layer's params."""
         self.expect_int(1, "alias_tensor version")
         n, k, nr, nc = (self.int() for _ in range(4))
@@ -380,7 +382,7 @@ class _GraphBuilder:
     ) -> str:
         """Append one node; returns its output name (``output`` when given, else a fresh one)."""
         out = output or self.name(stem)
-        self.nodes.append(helper.make_node(op_type, inputs, [out], name=out, **attrs))
+        self.nodes.append(helper.make_node(op_type, inputs, [out], name=out, **attrs))  # type: ignore[arg-type]
         return out
 
 

@@ -158,7 +158,8 @@ class TensorRTEngine:
         if plan_path.is_file():
             return plan_path.read_bytes()
         log.info("building TensorRT engine for %s (fp16=%s); cached as %s", onnx_path.name, fp16, plan_path)
-        flags = 0 if int(trt.__version__.split(".")[0]) >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+        explicit = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+        flags = 0 if int(trt.__version__.split(".")[0]) >= 10 else explicit
         network = builder.create_network(flags)
         parser = trt.OnnxParser(network, self._logger)
         if not parser.parse(onnx_bytes):

@@ -72,7 +72,8 @@ class Detection:
 
     bbox: tuple[float, float, float, float]  # x1, y1, x2, y2 in pixels of the input image
     score: float  # detector confidence in [0, 1]
-    landmarks: np.ndarray  # (5, 2) float32 (x, y): left eye, right eye, nose, mouth left, mouth right (image left/right)
+    # (5, 2) float32 (x, y): left eye, right eye, nose, mouth left, mouth right (image left/right)
+    landmarks: np.ndarray
 
 
 def _as_bgr(image: np.ndarray) -> np.ndarray:
@@ -113,7 +114,8 @@ class FaceModels:
         model = attribute_plugins.lookup(name)
         path = paths.get(name, attribute_plugins.model_path(model, settings.cache_dir))
         if not path.is_file():
-            raise ModelsNotPreparedError(f"attribute model {name!r} ({path}) is missing: run `facestream models prepare`")
+            raise ModelsNotPreparedError(
+                f"attribute model {name!r} ({path}) is missing: run `facestream models prepare`")
         channels = 1 if model.input.colour == "gray" else 3
         size = model.input.size
         batch = settings.max_batch

@@ -9,7 +9,6 @@ no download and no conversion. Files are written under temporary names and renam
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from models import centerface, emotion
+from models import centerface, dlib_resnet, emotion
 from models.config import ModelSettings
 from models.sources import (
     CENTERFACE,
@@ -75,24 +74,13 @@ class Artefact:
     converter: str
 
 
-def _convert_dlib_resnet(dat: Path, onnx_path: Path) -> None:
-    module = importlib.import_module("models.dlib_resnet")
-    module.convert_dlib_resnet(dat, onnx_path)
-
-
-def _dlib_converter_version() -> str:
-    try:
-        module = importlib.import_module("models.dlib_resnet")
-    except ImportError:
-        return "dlib-resnet-missing"
-    return str(getattr(module, "CONVERTER_VERSION", "dlib-resnet-1"))
-
-
 def artefacts() -> list[Artefact]:
     """Every model the cache holds, in preparation order."""
     return [
-        Artefact("detector", CENTERFACE, "centerface.onnx", centerface.convert_centerface, centerface.CONVERTER_VERSION),
-        Artefact("descriptor", DLIB_RESNET, "dlib_resnet.onnx", _convert_dlib_resnet, _dlib_converter_version()),
+        Artefact("detector", CENTERFACE, "centerface.onnx", centerface.convert_centerface,
+                 centerface.CONVERTER_VERSION),
+        Artefact("descriptor", DLIB_RESNET, "dlib_resnet.onnx", dlib_resnet.convert_dlib_resnet,
+                 dlib_resnet.CONVERTER_VERSION),
         Artefact("emotion", FER_EMOTION, "emotion.onnx", emotion.convert_emotion, emotion.CONVERTER_VERSION),
     ]
 

@@ -18,10 +18,13 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.roles import ROLES
 from pipeline.settings import Settings, load_settings, setting_paths
+
+if TYPE_CHECKING:
+    from models.prepare import Manifest
 
 log = logging.getLogger("facestream")
 
@@ -119,9 +122,8 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
     return 2
 
 
-def _manifest_lines(manifest: Any) -> list[str]:
-    entries = getattr(manifest, "entries", None) or getattr(manifest, "files", None) or []
-    return [str(e) for e in entries]
+def _manifest_lines(manifest: Manifest) -> list[str]:
+    return [f"{role}: {e.file} ({e.source_dist} {e.source_version})" for role, e in manifest.models.items()]
 
 
 if __name__ == "__main__":

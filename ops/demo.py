@@ -8,6 +8,7 @@ and enrols her from a different crop, so it needs nothing outside the installed 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import sys
 import tempfile
@@ -73,7 +74,8 @@ async def process_video(settings: Settings, video: Path, people: dict[str, np.nd
     try:
         async with pipeline.running():
             await pipeline.enrol(people)
-            video_id = "demo-" + hashlib.sha1(str(video.resolve()).encode()).hexdigest()[:8]
+            path = await asyncio.to_thread(video.resolve)
+            video_id = "demo-" + hashlib.sha1(str(path).encode()).hexdigest()[:8]
             return await pipeline.process(video, video_id, timeout_s)
     finally:
         if bar is not None:

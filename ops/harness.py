@@ -111,8 +111,8 @@ class LocalPipeline:
         """``process`` with the frames published under a given camera id."""
         future = self._ends[video_id] = asyncio.get_running_loop().create_future()
         started = time.perf_counter()
-        await self.producer.send(VIDEO_JOBS, video_id, VideoJob(
-            video_id=video_id, path=str(video.resolve()), camera_id=camera_id))
+        path = await asyncio.to_thread(video.resolve)
+        await self.producer.send(VIDEO_JOBS, video_id, VideoJob(video_id=video_id, path=str(path), camera_id=camera_id))
         frames = await asyncio.wait_for(future, timeout_s)
         elapsed = time.perf_counter() - started
         return VideoResult([e for e in self.events if e.video_id == video_id], frames, elapsed)

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from ops.broker import EmbeddedBroker
-from pipeline.roles import ROLES, available_roles
+from pipeline.roles import ROLES
 from pipeline.runtime import RoleFailed, run_roles, shutdown_on_signals
 from pipeline.settings import Settings
 
@@ -41,7 +41,7 @@ def running_embedded_broker(settings: Settings) -> str | None:
 
 
 async def run_up(settings: Settings) -> int:
-    roles = available_roles()
+    roles = list(ROLES)
     async with shutdown_on_signals() as stop, broker_for(settings) as live:
         log.info("facestream up: broker %s, data in %s, roles: %s", live.bootstrap_servers,
                  live.data_dir.resolve(), ", ".join(roles))

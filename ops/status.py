@@ -26,8 +26,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, OffsetSpec
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._listoffsets import OffsetSpec
 
+from pipeline.roles import ROLES
 from pipeline.settings import Settings
 from schemas.base import SchemaError
 from schemas.messages import MemberReport
@@ -35,10 +37,6 @@ from schemas.topics import STAGE_MEMBERS
 
 log = logging.getLogger(__name__)
 
-# The stage roles until pipeline.roles.ROLES exists (it is preferred when importable).
-FALLBACK_ROLES: tuple[str, ...] = (
-    "decoder", "detector", "extractor", "matcher", "store", "episodes", "counters", "webhooks", "telegram", "api",
-)
 EMBEDDED_NOTE = (
     "NOTE: the embedded broker (Tansu) misreports end offsets (end = first offset of the last batch + 1), "
     "so end offsets and lag are not shown; committed offsets are exact. Run on Apache Kafka for lag."
@@ -109,15 +107,6 @@ class ClusterStatus:
 # ---------------------------------------------------------------- collecting
 
 
-def stage_roles() -> tuple[str, ...]:
-    """Role names from the roles registry, or the fixed list while the registry is absent."""
-    try:
-        from pipeline.roles import ROLES
-    except ImportError:
-        return FALLBACK_ROLES
-    return tuple(ROLES)
-
-
 def _bootstrap(settings: Settings, bootstrap: str | None) -> str:
     servers = bootstrap or settings.bootstrap_servers
     if not servers:
@@ -147,7 +136,7 @@ async def collect(
     cluster_id = str(metadata.cluster_id or "")
     is_embedded = embedded if embedded is not None else cluster_id.startswith("tansu")
     prefix = settings.kafka.topic_prefix
-    roles = {f"{prefix}{role}": role for role in stage_roles()}
+    roles = {f"{prefix}{role}": role for role in ROLES}
     listed = await loop.run_in_executor(None, _list_groups, admin, timeout)
     for group in listed:
         if group.startswith(prefix) and group not in roles:

@@ -38,12 +38,3 @@ ROLES: dict[str, RoleSpec] = {r.name: r for r in (
     RoleSpec("api", "connectors.api.app:run_api", "service", scalable=False, description="query API"),
 )}
 
-
-def available_roles() -> list[str]:
-    """Roles whose code is importable in this installation."""
-    names = []
-    for spec in ROLES.values():
-        module = spec.target.split(":")[0]
-        if importlib.util.find_spec(module) is not None:
-            names.append(spec.name)
-    return names

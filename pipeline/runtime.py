@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
+from typing import Any
 
 from pipeline import metrics
 from pipeline.kafka import AsyncProducer, provision_topics
@@ -50,7 +51,7 @@ async def supervise(spec: RoleSpec, settings: Settings, producer: AsyncProducer,
             backoff = min(backoff * 2, 30)
 
 
-async def run_together(stop: asyncio.Event, *jobs: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+async def run_together(stop: asyncio.Event, *jobs: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
     """Run jobs that share one stop (e.g. a consuming stage and its sender): when ``stop`` is set or any job
     ends, every job is stopped; the first failure is re-raised."""
     inner = asyncio.Event()
@@ -95,7 +96,7 @@ async def run_roles(settings: Settings, names: Iterable[str], stop: asyncio.Even
     lag = asyncio.create_task(metrics.watch_loop_lag(stop))
     tasks = [asyncio.create_task(supervise(ROLES[n], settings, producer, stop, restart), name=n) for n in names]
     try:
-        done, _ = await asyncio.wait(tasks + [asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait([*tasks, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             if task in tasks and task.exception() is not None:
                 stop.set()

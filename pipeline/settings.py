@@ -181,7 +181,7 @@ def setting_paths(model: type[BaseModel] = Settings, prefix: tuple[str, ...] = (
     for name, field in model.model_fields.items():
         ann = field.annotation
         if isinstance(ann, type) and issubclass(ann, BaseModel):
-            leaves.extend(setting_paths(ann, prefix + (name,)))
+            leaves.extend(setting_paths(ann, (*prefix, name)))
         else:
-            leaves.append((prefix + (name,), field))
+            leaves.append(((*prefix, name), field))
     return leaves

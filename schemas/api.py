@@ -104,7 +104,8 @@ class CameraGroupOut(CameraGroupIn):
 class CameraFilters(ApiModel):
     """Per-camera overrides of the detector's filters (null: the global setting)."""
 
-    min_face_size: int | None = Field(None, ge=1, le=100_000, description="Faces narrower than this (pixels) are ignored.")
+    min_face_size: int | None = Field(None, ge=1, le=100_000,
+                                      description="Faces narrower than this (pixels) are ignored.")
     min_quality: float | None = Field(None, ge=0, le=1, description="Faces below this quality are not posted.")
 
 
@@ -116,7 +117,8 @@ class CameraIn(ApiModel):
     url: str = Field(min_length=1, max_length=4096, description="File path, rtsp://, http(s):// or a webcam index.")
     camera_group: Id = Field("default", description="Camera group id.")
     active: bool = True
-    roi: Polygon | None = Field(None, description="Region of interest: a polygon of >= 3 (x, y) points in frame pixels.")
+    roi: Polygon | None = Field(
+        None, description="Region of interest: a polygon of >= 3 (x, y) points in frame pixels.")
     best_face_mode: Literal["overall", "realtime"] | None = Field(None, description="null: the global setting.")
     filters: CameraFilters = Field(default_factory=CameraFilters)
 

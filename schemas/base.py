@@ -8,7 +8,8 @@ neither base64-encoded nor parsed as JSON::
            | per blob field: u8 name length | name (ASCII) | u32 big-endian length | the raw bytes
 
 The envelope is self-contained (a dead letter or a replay copies one record value), and a JSON record of
-the same schema still decodes (``from_bytes`` and ``TopicSpec.decode`` accept both), so old records on a topic stay readable.
+the same schema still decodes (``from_bytes`` and ``TopicSpec.decode`` accept both), so old records on a topic
+stay readable.
 """
 
 from __future__ import annotations

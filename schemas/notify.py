@@ -63,8 +63,10 @@ class Counter(CounterIn):
 
 class WebhookIn(_Body):
     url: str = Field(pattern=r"^https?://", max_length=MAX_URL, description="Receiver URL (POST, JSON array body).")
-    secret: str = Field("", max_length=MAX_SECRET, description="HMAC-SHA256 key of the X-Facestream-Signature header ('' : unsigned).")
-    topics: list[WebhookTopic] = Field(default_factory=lambda: ["events"], min_length=1, max_length=5)
+    secret: str = Field("", max_length=MAX_SECRET,
+                        description="HMAC-SHA256 key of the X-Facestream-Signature header ('' : unsigned).")
+    topics: list[WebhookTopic] = Field(default_factory=lambda: list[WebhookTopic](["events"]), min_length=1,
+                                       max_length=5)
     filters: NotifyFilters = Field(default_factory=NotifyFilters)
     active: bool = True
     max_attempts: int | None = Field(None, ge=1, le=100, description="Overrides webhooks.max_attempts.")

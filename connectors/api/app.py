@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
-import importlib.util
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -21,7 +19,7 @@ from aiohttp import web
 from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
 
-from connectors.api import auth, routes_entities, routes_events, routes_faces
+from connectors.api import auth, routes_entities, routes_events, routes_faces, routes_notify
 from connectors.api.core import ApiError, RouteInfo, RouteTable, json_response, validation_fields
 from connectors.api.faces import FaceService
 from connectors.api.openapi import openapi_document
@@ -56,14 +54,16 @@ async def openapi_json(request: web.Request) -> web.Response:
 
 
 def _route_tables() -> list[RouteTable]:
-    return [auth.routes, routes_entities.routes, routes_events.routes, routes_faces.routes, docs]
+    return [auth.routes, routes_entities.routes, routes_events.routes, routes_faces.routes, routes_notify.routes,
+            docs]
 
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: web.RequestHandler) -> web.StreamResponse:
     """Every failure answers JSON ``{"error": ..., "fields": ...}`` with the right status; counts requests."""
     started = time.perf_counter()
-    route = getattr(request.match_info.route.resource, "canonical", "unmatched") if request.match_info.route.resource else "unmatched"
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
     status = 500
     try:
         response = await handler(request)
@@ -111,26 +111,10 @@ def build_app(settings: Settings) -> web.Application:
     for table in _route_tables():
         table.install(app)
         infos.extend(table.routes)
-    infos.extend(_add_notify_routes(app))
     app[auth.ROUTE_INFO] = {r.handler: r for r in infos}
     app[OPENAPI] = openapi_document(infos)
     app.cleanup_ctx.append(_lifespan(settings))
     return app
-
-
-def _add_notify_routes(app: web.Application) -> list[RouteInfo]:
-    """Routes of the notification part (``connectors/api/routes_notify.py``), when installed. A module-level
-    ``routes: RouteTable`` is installed and documented in the OpenAPI; otherwise ``add_routes(app)`` is
-    called (those routes need a viewer to read and an operator to write, and are not documented)."""
-    if importlib.util.find_spec("connectors.api.routes_notify") is None:
-        return []
-    module = importlib.import_module("connectors.api.routes_notify")
-    table = getattr(module, "routes", None)
-    if isinstance(table, RouteTable):
-        table.install(app)
-        return list(table.routes)
-    module.add_routes(app)
-    return []
 
 
 def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]

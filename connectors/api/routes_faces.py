@@ -11,7 +11,14 @@ from pydantic import Field, ValidationError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from connectors.api.core import ApiError, FormField, RouteTable, json_response, validate_params, validation_fields
+from connectors.api.core import (
+    ApiError,
+    FormField,
+    RouteTable,
+    json_response,
+    validate_params,
+    validation_fields,
+)
 from connectors.api.faces import AnalysedFace, similarity_confidence
 from connectors.api.state import ApiState, state
 from connectors.api.uploads import Form, decode_image, read_form

@@ -1,7 +1,7 @@
 """API routes of episodes, counters, webhooks (with the delivery log) and Telegram rules.
 
-``add_routes(app)`` installs them (called by ``connectors/api/app.py``); ``routes`` is the table, for the
-OpenAPI document. Access: viewers read, operators write (the RouteTable defaults).
+``routes`` is the table, installed and documented (OpenAPI) by ``connectors/api/app.py``. Access: viewers
+read, operators write (the RouteTable defaults).
 
 - ``GET /v1/episodes``: ``closed`` (true/false), ``camera``, ``watch_list``, ``dossier`` (the same names
   as the event filters), ``since``/``until`` (UNIX s; overlap with the episode's span), ``limit``,
@@ -69,11 +69,6 @@ class RecordsQuery(ApiModel):
 class DeliveryQuery(ApiModel):
     status: Literal["pending", "delivered", "dead"] | None = None
     limit: int = Field(100, ge=1, le=1000)
-
-
-def add_routes(app: web.Application) -> None:
-    """Install the routes on the API application."""
-    routes.install(app)
 
 
 def _engine(request: web.Request):  # type: ignore[no-untyped-def]
@@ -152,7 +147,8 @@ async def counter_records(request: web.Request) -> web.Response:
     records: list[CounterRecord] = await repo.records(counter_id, q.since, q.until)
     if q.step is None:
         return json_response({"counter_id": counter_id,
-                              "records": [r.model_dump(mode="json", exclude={"schema_version", "kind"}) for r in records]})
+                              "records": [r.model_dump(mode="json", exclude={"schema_version", "kind"})
+                                          for r in records]})
     since = q.since if q.since is not None else (records[0].start if records else time.time())
     until = q.until if q.until is not None else time.time()
     if (until - since) / q.step > MAX_BUCKETS:

@@ -7,7 +7,7 @@ counter records, outbox items) are idempotent upserts / insert-if-absent keyed b
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -30,6 +30,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.elements import ColumnElement
 
 from connectors.sql import tables as core  # the core events table (helper-3)
 from connectors.sql.repositories import NotFoundError, new_id, upsert_statement
@@ -162,7 +163,7 @@ class EpisodeRepository:
         """Newest first (by ``opened_at``); ``since``/``until`` bound the episode's time span overlap;
         ``before`` pages (pass the last item's ``opened_at``)."""
         e = episodes.c
-        conds = []
+        conds: list[ColumnElement[bool]] = []
         if closed is not None:
             conds.append(e.closed.is_(closed))
         if camera_id:
@@ -395,7 +396,7 @@ class WebhookRepository:
                                              "pending", now, None)
         return d, _batch_body(r.body for r in rows)
 
-    async def _move_to_delivery(self, conn: AsyncConnection, webhook_id: str, rows: list[Any], status: str,
+    async def _move_to_delivery(self, conn: AsyncConnection, webhook_id: str, rows: Sequence[Any], status: str,
                                 now: float, error: str | None) -> Delivery:
         item_ids = [r[0] for r in rows]
         body = _batch_body(r[1] for r in rows).decode()

@@ -257,7 +257,8 @@ class _EntityRepository:
             query = query.where(after)
         async with self.engine.connect() as conn:
             rows = [r._mapping for r in await conn.execute(query)]
-        next_cursor = encode_cursor([rows[limit - 1]["created_at"], rows[limit - 1]["id"]]) if len(rows) > limit else None
+        last = rows[limit - 1] if len(rows) > limit else None
+        next_cursor = encode_cursor([last["created_at"], last["id"]]) if last is not None else None
         return [self._to_out(r) for r in rows[:limit]], next_cursor
 
     async def list_all(self) -> list[Any]:
@@ -405,7 +406,8 @@ class DossierRepository:
         async with self.engine.connect() as conn:
             rows = [r._mapping for r in await conn.execute(query)]
             items = await self._assemble(conn, rows[:limit])
-        next_cursor = encode_cursor([rows[limit - 1]["created_at"], rows[limit - 1]["id"]]) if len(rows) > limit else None
+        last = rows[limit - 1] if len(rows) > limit else None
+        next_cursor = encode_cursor([last["created_at"], last["id"]]) if last is not None else None
         return items, next_cursor
 
     async def all_ids(self) -> list[str]:
@@ -554,7 +556,8 @@ class EventRepository:
         async with self.engine.connect() as conn:
             rows = [r._mapping for r in await conn.execute(query)]
             items = await self._assemble(conn, rows[:limit])
-        next_cursor = encode_cursor([rows[limit - 1]["timestamp"], rows[limit - 1]["id"]]) if len(rows) > limit else None
+        last = rows[limit - 1] if len(rows) > limit else None
+        next_cursor = encode_cursor([last["timestamp"], last["id"]]) if last is not None else None
         return items, next_cursor
 
     async def acknowledge(self, ident: str, by: str) -> EventOut:
@@ -710,7 +713,8 @@ class VideoRepository:
             query = query.where(after)
         async with self.engine.connect() as conn:
             rows = [r._mapping for r in await conn.execute(query)]
-        next_cursor = encode_cursor([rows[limit - 1]["created_at"], rows[limit - 1]["id"]]) if len(rows) > limit else None
+        last = rows[limit - 1] if len(rows) > limit else None
+        next_cursor = encode_cursor([last["created_at"], last["id"]]) if last is not None else None
         return [_video(r) for r in rows[:limit]], next_cursor
 
     async def delete(self, ident: str) -> None:

@@ -3,10 +3,10 @@
 Panels over the metric names of pipeline/metrics.py and connectors/api/app.py, plus kafka-exporter lag.
 """
 
+import json
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parent / "facestream.json"
-import json
 
 P = "${datasource}"
 panels = []

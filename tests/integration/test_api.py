@@ -257,7 +257,8 @@ async def test_enrol_publish_and_search_dossiers(stack: Stack) -> None:
 
 def _event(i: int, descriptor: list[float], matched: bool, dossier: str | None = None) -> FaceEvent:
     return FaceEvent(event_id=f"cam9:{i}:0", face_id=f"cam9:{i}:0", camera_id="cam9", track_id=i,
-                     timestamp=1_700_000_000.0 + i, matched=matched, dossier_id=dossier, confidence=0.9 if matched else 0.1,
+                     timestamp=1_700_000_000.0 + i, matched=matched, dossier_id=dossier,
+                     confidence=0.9 if matched else 0.1,
                      quality=0.8, bbox=(1, 2, 30, 40), descriptor=descriptor, thumbnail_key=f"thumbs/cam9:{i}:0.jpg")
 
 

@@ -74,8 +74,8 @@ async def test_notify_routes(tmp_path: Path) -> None:
         assert w["has_secret"] and "secret" not in w
         await call(client, "POST", "/v1/webhooks", 422, json={"url": "ftp://x", "topics": ["events"]})
         await call(client, "POST", "/v1/webhooks", 422, json={"url": "http://x", "topics": ["nonsense"]})
-        p = await call(client, "PATCH", f"/v1/webhooks/{w['webhook_id']}", 200, json={"active": False,
-                                                                                      "filters": {"camera_ids": ["c1"]}})
+        patch = {"active": False, "filters": {"camera_ids": ["c1"]}}
+        p = await call(client, "PATCH", f"/v1/webhooks/{w['webhook_id']}", 200, json=patch)
         assert not p["active"] and p["filters"]["camera_ids"] == ["c1"] and p["has_secret"]
         await WebhookRepository(engine).enqueue([(w["webhook_id"], "i1", b"{}")], queue_max=0)  # overflow -> dead
         log = await call(client, "GET", f"/v1/webhooks/{w['webhook_id']}/deliveries?status=dead", 200)

@@ -79,7 +79,8 @@ def test_a_stage_killed_mid_clip_loses_no_event(victim, undisturbed, broker, sha
         producer = AsyncProducer(settings)
         for change in gallery_changes(models, portraits(shared_faces)):
             await producer.send(GALLERY, "k", change)
-        procs = {r: _start_role(r, settings, tmp_path / f"{r}.log") for r in ("decoder", "detector", "extractor", "matcher")}
+        spine = ("decoder", "detector", "extractor", "matcher")
+        procs = {r: _start_role(r, settings, tmp_path / f"{r}.log") for r in spine}
         stop, done = asyncio.Event(), asyncio.Event()
 
         def collect(msg: object) -> None:

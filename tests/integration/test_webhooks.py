@@ -114,7 +114,8 @@ async def test_signed_batched_filtered_deliveries(tmp_path: Path) -> None:
 
 
 async def test_receiver_down_30s_then_back_gets_everything(tmp_path: Path) -> None:
-    async with running_receiver() as receiver, sink(tmp_path, batch_max=50, backoff_base_s=1.0, max_attempts=10) as (agent, repo):
+    async with running_receiver() as receiver, \
+            sink(tmp_path, batch_max=50, backoff_base_s=1.0, max_attempts=10) as (agent, repo):
         await repo.create(WebhookIn(url=receiver.url, secret=SECRET))
         await receiver.stop()  # down: connection refused
         t0 = time.monotonic()
@@ -131,7 +132,8 @@ async def test_receiver_down_30s_then_back_gets_everything(tmp_path: Path) -> No
 
 
 async def test_dead_letter_after_max_attempts_and_slow_receiver_isolated(tmp_path: Path) -> None:
-    async with running_receiver() as receiver, sink(tmp_path, backoff_base_s=0.2, max_attempts=3, queue_max=25) as (agent, repo):
+    async with running_receiver() as receiver, \
+            sink(tmp_path, backoff_base_s=0.2, max_attempts=3, queue_max=25) as (agent, repo):
         receiver.status = 500
         w = await repo.create(WebhookIn(url=receiver.url, secret=SECRET))
         await agent.handle(incoming([event("x", 1000, person(1))]))

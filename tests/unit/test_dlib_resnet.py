@@ -1,7 +1,8 @@
 """The dlib face-descriptor ResNet converted to ONNX without dlib matches dlib itself on real face chips.
 
 Needs the pinned ``face_recognition_models-0.3.0.tar.gz`` (from ``$FACESTREAM_MODELS_WHEELHOUSE``, the
-``wheelhouse`` folder beside the repository, or else downloaded from PyPI) and, for the comparison, ``dlib`` (the ``dlib-bin`` test extra)
+``wheelhouse`` folder beside the repository, or else downloaded from PyPI) and, for the comparison, ``dlib``
+(the ``dlib-bin`` test extra)
 and the test media in ``../shared/data/faces``. Each is skipped with its reason when absent.
 """
 

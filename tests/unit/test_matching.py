@@ -21,8 +21,9 @@ def gallery(threshold: float = 0.8, wl_threshold: float | None = None, groups: l
     g.apply(GalleryChange(watch_list=WatchListChanged(watch_list_id="wl", threshold=wl_threshold,
                                                       camera_groups=groups or [])))
     for i, name in enumerate(["ann", "bob"]):
+        face = DossierFace(face_id=f"{name}-1", descriptor=unit(i).tolist())
         g.apply(GalleryChange(dossier=DossierChanged(dossier_id=name, name=name.title(), watch_list_ids=["wl"],
-                                                     faces=[DossierFace(face_id=f"{name}-1", descriptor=unit(i).tolist())])))
+                                                     faces=[face])))
     return g
 
 

@@ -35,7 +35,8 @@ def test_plan_key_changes_with_every_input() -> None:
 
 def test_emotion_engine_runs_a_batch(face_models: FaceModels) -> None:
     settings = model_settings()
-    engine = open_engine(settings.cache_dir / "emotion.onnx", settings, ShapeProfile((1, 1, 64, 64), (8, 1, 64, 64), (32, 1, 64, 64)))
+    profile = ShapeProfile((1, 1, 64, 64), (8, 1, 64, 64), (32, 1, 64, 64))
+    engine = open_engine(settings.cache_dir / "emotion.onnx", settings, profile)
     assert isinstance(engine, OnnxRuntimeEngine)
     probs = engine.run(np.zeros((3, 1, 64, 64), np.float32))[0]
     assert probs.shape == (3, 7)

@@ -52,7 +52,7 @@ def test_faces_carry_the_raw_chip_and_descriptors_leave_it_behind() -> None:
 
 @pytest.mark.parametrize("cut", [6, 12, -10])
 def test_a_truncated_envelope_is_a_schema_error(cut: int) -> None:
-    with pytest.raises(SchemaError, match="envelope|validation"):
+    with pytest.raises(SchemaError, match=r"envelope|validation"):
         FRAMES.decode(frame().to_bytes()[:cut])
 
 
