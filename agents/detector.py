@@ -2,11 +2,10 @@
 
 Inference and JPEG work run in the default executor. Each frame's JPEG is decoded once: detection,
 alignment (once per face, its chip also feeds the quality score) and the thumbnail crop all read that one
-image; the chip then travels to the extractor raw (``detector.chip_encoding``), not re-encoded. A camera's frames
-arrive in order on one partition,
-so this instance owns that camera's tracker. Offsets are committed no further than the first frame of any
-open track (``hold_commits``): a detector that dies mid-track replays those frames and posts the same
-faces with the same ids.
+image; the chip then travels to the extractor raw (``detector.chip_encoding``), not re-encoded. A camera's
+frames arrive in order on one partition, so this instance owns that camera's tracker. Offsets are committed
+no further than the first frame of any open track (``hold_commits``): a detector that dies mid-track replays
+those frames and posts the same faces with the same ids.
 """
 
 from __future__ import annotations
