@@ -4,7 +4,8 @@ Per scope (camera group and video id) and window (event time):
 
 - a *matched* event whose dossier already has a kept event less than ``window_s`` older is folded into
   it (dropped; the kept one's ``folded`` count grows);
-- an *unmatched* event similar (confidence ``>= threshold``) to a kept unmatched event less than
+- an *unmatched* event similar (confidence ``>= threshold``, through the injected ``Similarity``
+  calibration, never a raw cosine) to a kept unmatched event less than
   ``window_s`` older is the same person: it is kept only when its quality is higher than the best kept
   one's (which it then replaces as the reference), otherwise folded.
 
@@ -15,15 +16,13 @@ when ``offline`` is set (the default), live cameras when ``live`` is set.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from agents.ports import Similarity
 from pipeline.settings import DedupSettings
 from schemas.messages import FaceEvent
-
-ToConfidence = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -56,8 +55,8 @@ class _Kept:
 
 @dataclass
 class Deduplicator:
+    similarity: Similarity  # the calibration: ``rules.threshold`` is in confidence units
     rules: DedupRules = field(default_factory=DedupRules)
-    to_confidence: ToConfidence = lambda c: c
     _kept: dict[tuple[str, str | None], list[_Kept]] = field(default_factory=dict)
 
     def applies(self, event: FaceEvent) -> bool:
@@ -78,6 +77,11 @@ class Deduplicator:
         """Drop the state of a scope (an offline file ended)."""
         self._kept.pop((camera_group, video_id), None)
 
+    def forget_video(self, video_id: str) -> None:
+        """Drop the state of every camera group's scope of an offline file (it ended)."""
+        for scope in [s for s in self._kept if s[1] == video_id]:
+            del self._kept[scope]
+
     def _offer_matched(self, kept: list[_Kept], event: FaceEvent) -> Decision:
         for k in kept:
             if k.dossier_id is not None and k.dossier_id == event.dossier_id:
@@ -89,7 +93,7 @@ class Deduplicator:
     def _offer_unmatched(self, kept: list[_Kept], event: FaceEvent) -> Decision:
         d = _unit(event)
         same = [k for k in kept if k.dossier_id is None
-                and float(self.to_confidence(np.asarray(k.descriptor @ d))) >= self.rules.threshold]
+                and float(self.similarity(np.asarray(k.descriptor @ d))) >= self.rules.threshold]
         if not same:
             kept.append(_Kept(event.event_id, event.timestamp, None, event.quality, d))
             return Decision(True)

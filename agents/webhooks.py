@@ -34,9 +34,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agents.dedup import Deduplicator, DedupRules
 from agents.notify_rules import Item, backoff_s, item_of, passes
+from agents.ports import Similarity
 from connectors.sql.engine import open_sql
 from connectors.sql.notify_repo import WebhookRepository
 from connectors.webhook_client import WebhookClient
+from models.faces import confidences
 from pipeline.kafka import AsyncProducer
 from pipeline.runtime import run_together
 from pipeline.settings import Settings, WebhookSettings
@@ -70,13 +72,13 @@ class WebhooksAgent(AgentBase):
     name = "webhooks"
     inputs = (EVENTS, EPISODES, COUNTER_RECORDS)
 
-    def __init__(self, settings: Settings, repo: WebhookRepository, book: WebhookBook,
+    def __init__(self, *, settings: Settings, repo: WebhookRepository, book: WebhookBook, similarity: Similarity,
                  wake: asyncio.Event | None = None) -> None:
         self.settings = settings
         self.repo = repo
         self.book = book
         self.wake = wake or asyncio.Event()
-        self.dedup = Deduplicator(DedupRules.from_settings(settings.dedup))
+        self.dedup = Deduplicator(similarity, DedupRules.from_settings(settings.dedup))
         self.overflowed = 0
 
     async def handle(self, batch: list[Incoming]) -> list[Output]:
@@ -98,8 +100,7 @@ class WebhooksAgent(AgentBase):
     def _item(self, message: object) -> Item | None:
         if isinstance(message, StreamEnd):
             if message.video_id is not None:
-                for group in {k[0] for k in self.dedup._kept if k[1] == message.video_id}:
-                    self.dedup.forget(group, message.video_id)
+                self.dedup.forget_video(message.video_id)
             return None
         if isinstance(message, FaceEvent) and not self.dedup.offer(message).keep:
             return None
@@ -196,7 +197,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     try:
         async with WebhookClient(settings.webhooks.timeout_s) as client:
             dispatcher = Dispatcher(settings.webhooks, repo, book, client, wake)
-            agent = WebhooksAgent(settings, repo, book, wake)
+            agent = WebhooksAgent(settings=settings, repo=repo, book=book, similarity=confidences, wake=wake)
             await run_together(stop, StageRunner(agent, settings, producer).run, dispatcher.run)
     finally:
         await producer.close()

@@ -66,6 +66,11 @@ def confidence(similarity: float | np.ndarray) -> float | np.ndarray:
     return float(conf) if np.ndim(conf) == 0 else conf
 
 
+def confidences(similarities: np.ndarray) -> np.ndarray:
+    """``confidence`` of an array of cosines, as an array of the same shape (the agents' ``Similarity``)."""
+    return np.asarray(confidence(similarities), dtype=np.float64)
+
+
 @dataclass(frozen=True)
 class Detection:
     """One detected face in an image."""

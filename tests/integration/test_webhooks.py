@@ -15,6 +15,7 @@ from agents.webhooks import Dispatcher, WebhookBook, WebhooksAgent
 from connectors.sql.engine import open_sql
 from connectors.sql.notify_repo import WebhookRepository
 from connectors.webhook_client import DELIVERY_HEADER, SIGNATURE_HEADER, WebhookClient, verify
+from models.faces import confidences
 from pipeline.settings import Settings
 from schemas.notify import NotifyFilters, WebhookIn
 from tests.unit.notify_helpers import event, incoming, person, wait_for
@@ -75,7 +76,7 @@ async def sink(tmp_path: Path, **webhooks: object):
     wake = asyncio.Event()
     stop = asyncio.Event()
     async with WebhookClient(2.0) as client:
-        agent = WebhooksAgent(settings, repo, book, wake)
+        agent = WebhooksAgent(settings=settings, repo=repo, book=book, similarity=confidences, wake=wake)
         task = asyncio.create_task(Dispatcher(settings.webhooks, repo, book, client, wake).run(stop))
         try:
             yield agent, repo
