@@ -69,6 +69,7 @@ class ApiSettings(_Section):
     max_video_bytes: int = Field(512 * 1024 * 1024, description="Largest video upload.")
     max_image_pixels: int = Field(40_000_000, description="Largest decoded image, in pixels.")
     enrol_min_quality: float = Field(0.5, ge=0, le=1, description="Dossier photos whose face quality is below this are refused.")
+    contract_checks: Literal["log", "fail"] = Field("log", description="An answer whose status its operation does not declare in the OpenAPI document: `log` it (and count it in facestream_api_contract_violations_total) or also `fail` it with a 500 (tests).")
 
 
 class StoreSettings(_Section):

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from schemas.messages import Attributes, BBox, Point
+from schemas.messages import Attributes, BBox, EventRef, Point
 
 Role = Literal["admin", "operator", "viewer"]
 VideoStatus = Literal["queued", "processing", "done", "failed"]
@@ -53,9 +53,24 @@ class Page(ApiModel, Generic[T]):
     next_cursor: str | None = None
 
 
+class ErrorDetail(BaseModel):
+    """One offending input: where (``loc``: ``["body", "name"]``-like path) and what is wrong."""
+
+    loc: list[str | int]
+    msg: str
+    type: str | None = None
+
+
+class ErrorInfo(ApiModel):
+    code: str = Field(description="Stable machine-readable code: `invalid`, `not_found`, `conflict`, `no_face`, ...")
+    message: str = Field(description="What went wrong, for a human.")
+    details: list[ErrorDetail] | None = Field(None, description="The offending inputs, where there are any.")
+
+
 class ErrorBody(ApiModel):
-    error: str = Field(description="What went wrong, for a human.")
-    fields: list[dict[str, Any]] | None = Field(None, description="422 only: each invalid field (loc, msg).")
+    """Every error answer, whatever its status."""
+
+    error: ErrorInfo
 
 
 # --- auth ---------------------------------------------------------------------------------------------------
@@ -267,6 +282,38 @@ class VideoOut(ApiModel):
     error: str | None
     created_at: float
     updated_at: float
+
+
+class EpisodeOut(ApiModel):
+    """Events of one person close in time (``schemas.messages.Episode``) as the API shows it."""
+
+    id: str
+    camera_group: str
+    video_id: str | None
+    opened_at: float
+    last_at: float
+    closed: bool
+    close_reason: str | None
+    event_count: int
+    first_event: EventRef
+    last_event: EventRef
+    best_event: EventRef
+    matched_event: EventRef | None
+    matched: bool
+    dossier_id: str | None
+    dossier_name: str | None
+    camera_ids: list[str]
+    watch_list_ids: list[str]
+    acknowledged: bool
+    acknowledged_at: float | None
+    acknowledged_by: str | None
+    event_ids: list[str] | None = Field(None, description="The episode's events (when one episode is asked for).")
+
+    @classmethod
+    def of(cls, doc: dict[str, Any]) -> EpisodeOut:
+        """From the episode repository's document (``episode_id`` -> ``id``)."""
+        values = {k: v for k, v in doc.items() if k not in ("episode_id", "schema_version")}
+        return cls(id=doc["episode_id"], **values)
 
 
 # --- detect, verify, search ---------------------------------------------------------------------------------

@@ -86,24 +86,6 @@ class Webhook(WebhookIn):
     created_at: float = 0.0
 
 
-class WebhookView(_Body):
-    """A webhook as the API shows it: the secret is never returned."""
-
-    webhook_id: str
-    url: str
-    has_secret: bool
-    topics: list[WebhookTopic]
-    filters: NotifyFilters
-    active: bool
-    max_attempts: int | None
-    created_at: float
-
-    @classmethod
-    def of(cls, w: Webhook) -> WebhookView:
-        return cls(webhook_id=w.webhook_id, url=w.url, has_secret=bool(w.secret), topics=w.topics,
-                   filters=w.filters, active=w.active, max_attempts=w.max_attempts, created_at=w.created_at)
-
-
 class Delivery(_Body):
     """One POST of a batch to a webhook, as the delivery log shows it."""
 
@@ -138,3 +120,72 @@ class TelegramRulePatch(_Body):
 class TelegramRule(TelegramRuleIn):
     rule_id: str
     created_at: float = 0.0
+
+
+# -- API views: every resource's key is ``id`` --------------------------------------------------
+
+
+class CounterOut(CounterIn):
+    id: str
+    created_at: float
+
+    @classmethod
+    def of(cls, c: Counter) -> CounterOut:
+        return cls(id=c.counter_id, **c.model_dump(exclude={"counter_id"}))
+
+
+class CounterWindow(_Body):
+    """Faces counted in ``[start, end)``: a stored window, or a bucket summed over ``step`` seconds."""
+
+    start: float
+    end: float
+    faces: int
+    matched: int
+    unmatched: int
+    camera_ids: list[str] = Field(default_factory=list, description="Cameras that saw faces (stored windows).")
+    final: bool | None = Field(None, description="Stored windows: no more updates will come (null for buckets).")
+
+
+class WebhookOut(_Body):
+    """A webhook as the API shows it: the secret is never returned."""
+
+    id: str
+    url: str
+    has_secret: bool
+    topics: list[WebhookTopic]
+    filters: NotifyFilters
+    active: bool
+    max_attempts: int | None
+    created_at: float
+
+    @classmethod
+    def of(cls, w: Webhook) -> WebhookOut:
+        return cls(id=w.webhook_id, url=w.url, has_secret=bool(w.secret), topics=w.topics,
+                   filters=w.filters, active=w.active, max_attempts=w.max_attempts, created_at=w.created_at)
+
+
+class DeliveryOut(_Body):
+    """One POST of a batch to a webhook (the ``webhook-id`` header it was sent with is ``id``)."""
+
+    id: str
+    webhook_id: str
+    status: Literal["pending", "delivered", "dead"]
+    attempts: int
+    item_ids: list[str]
+    created_at: float
+    last_attempt_at: float | None
+    http_status: int | None
+    error: str | None
+
+    @classmethod
+    def of(cls, d: Delivery) -> DeliveryOut:
+        return cls(id=d.delivery_id, **d.model_dump(exclude={"delivery_id"}))
+
+
+class TelegramRuleOut(TelegramRuleIn):
+    id: str
+    created_at: float
+
+    @classmethod
+    def of(cls, r: TelegramRule) -> TelegramRuleOut:
+        return cls(id=r.rule_id, **r.model_dump(exclude={"rule_id"}))

@@ -14,13 +14,22 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
 
 from connectors.api import auth, routes_entities, routes_events, routes_faces, routes_notify
-from connectors.api.core import ApiError, RouteInfo, RouteTable, json_response, validation_fields
+from connectors.api.core import (
+    ApiError,
+    ContractError,
+    RouteInfo,
+    RouteTable,
+    error_payload,
+    json_response,
+    validation_fields,
+)
 from connectors.api.faces import FaceService
 from connectors.api.openapi import openapi_document
 from connectors.api.routes_entities import publish_dossier
@@ -43,12 +52,15 @@ log = logging.getLogger(__name__)
 
 REQUESTS = Counter("facestream_api_requests_total", "API requests answered.", ["method", "route", "status"])
 LATENCY = Histogram("facestream_api_request_seconds", "API request time.", ["method", "route"])
+CONTRACT_VIOLATIONS = Counter("facestream_api_contract_violations_total",
+                              "Answers whose status their operation does not declare.", ["method", "route"])
 OPENAPI = web.AppKey("facestream_openapi", dict)
+STRICT_CONTRACT = web.AppKey("facestream_strict_contract", bool)
 
 docs = RouteTable()
 
 
-@docs.add("GET", "/v1/openapi.json", "This OpenAPI document", "ops", access="public")
+@docs.add("GET", "/v1/openapi.json", "This OpenAPI document", "ops", access="public", raw="application/json")
 async def openapi_json(request: web.Request) -> web.Response:
     return json_response(request.app[OPENAPI])
 
@@ -60,47 +72,62 @@ def _route_tables() -> list[RouteTable]:
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: web.RequestHandler) -> web.StreamResponse:
-    """Every failure answers JSON ``{"error": ..., "fields": ...}`` with the right status; counts requests."""
+    """Every failure answers ``{"error": {"code", "message", "details"}}`` (``ErrorBody``) with the right
+    status; an answer whose status its operation does not declare is a contract violation (logged, and a 500
+    when ``api.contract_checks`` is ``fail``); counts requests."""
     started = time.perf_counter()
     resource = request.match_info.route.resource
     route = resource.canonical if resource is not None else "unmatched"
     status = 500
     try:
-        response = await handler(request)
+        response = await _answer(request, handler)
         status = response.status
+        info = getattr(request.match_info.handler, "route_info", None)
+        if isinstance(info, RouteInfo) and status not in info.allowed_statuses():
+            log.error("contract violation: %s %s answered %d, not declared", request.method, route, status)
+            CONTRACT_VIOLATIONS.labels(request.method, route).inc()
+            if request.app[STRICT_CONTRACT]:
+                undeclared, status = status, 500
+                return _error(500, f"contract violation: status {undeclared} is not declared", code="contract")
         return response
-    except ApiError as exc:
-        status = exc.status
-        return json_response({"error": exc.message, "fields": exc.fields}, exc.status)
-    except ValidationError as exc:
-        status = 422
-        return json_response({"error": "invalid fields", "fields": validation_fields(exc)}, 422)
-    except ReferenceError_ as exc:
-        status = 422
-        return json_response({"error": str(exc), "fields": [{"loc": [exc.field], "msg": "unknown id"}]}, 422)
-    except InvalidCursorError:
-        status = 400
-        return json_response({"error": "cursor: not a cursor this API issued (pass back `next_cursor`)",
-                              "fields": [{"loc": ["cursor"], "msg": "invalid"}]}, 400)
-    except NotFoundError as exc:
-        status = 404
-        return json_response({"error": f"not found: {exc}", "fields": None}, 404)
-    except ConflictError as exc:
-        status = 409
-        return json_response({"error": str(exc), "fields": None}, 409)
-    except web.HTTPException as exc:
-        status = exc.status
-        if exc.status < 400:
-            raise
-        return json_response({"error": exc.reason, "fields": None}, exc.status)
-    except (asyncio.CancelledError, ConnectionResetError):
-        raise
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return json_response({"error": "internal error", "fields": None}, 500)
     finally:
         REQUESTS.labels(request.method, route, str(status)).inc()
         LATENCY.labels(request.method, route).observe(time.perf_counter() - started)
+
+
+def _error(status: int, message: str, details: list[dict[str, Any]] | None = None,
+           code: str | None = None) -> web.Response:
+    return json_response(error_payload(status, message, details, code), status)
+
+
+async def _answer(request: web.Request, handler: web.RequestHandler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return _error(exc.status, exc.message, exc.fields, exc.code)
+    except ValidationError as exc:
+        return _error(422, "invalid fields", validation_fields(exc))
+    except ReferenceError_ as exc:
+        return _error(422, str(exc), [{"loc": [exc.field], "msg": "unknown id"}], "unknown_reference")
+    except InvalidCursorError:
+        return _error(400, "cursor: not a cursor this API issued (pass back `next_cursor`)",
+                      [{"loc": ["cursor"], "msg": "invalid"}], "invalid_cursor")
+    except NotFoundError as exc:
+        return _error(404, f"not found: {exc}")
+    except ConflictError as exc:
+        return _error(409, str(exc))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _error(exc.status, exc.reason)
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except ContractError:
+        log.exception("contract violation on %s %s", request.method, request.path)
+        return _error(500, "internal error: the answer broke the API contract", code="contract")
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return _error(500, "internal error")
 
 
 def build_app(settings: Settings) -> web.Application:
@@ -113,6 +140,7 @@ def build_app(settings: Settings) -> web.Application:
         infos.extend(table.routes)
     app[auth.ROUTE_INFO] = {r.handler: r for r in infos}
     app[OPENAPI] = openapi_document(infos)
+    app[STRICT_CONTRACT] = settings.api.contract_checks == "fail"
     app.cleanup_ctx.append(_lifespan(settings))
     return app
 

@@ -11,7 +11,7 @@ import logging
 
 from aiohttp import web
 
-from connectors.api.core import RANK, ApiError, RouteInfo, RouteTable, json_response, path_id, read_body
+from connectors.api.core import RANK, ApiError, ListQuery, RouteInfo, RouteTable, page, path_id
 from connectors.api.state import ApiState, state
 from connectors.sql.repositories import ConflictError, check_password, hash_password
 from schemas.api import LoginRequest, LoginResponse, Page, UserIn, UserOut
@@ -83,9 +83,8 @@ async def ensure_admin_user(st: ApiState) -> None:
 
 
 @routes.add("POST", "/v1/auth/login", "Log in: exchange user and password for a token", "auth", access="public",
-            body=LoginRequest, response=LoginResponse, errors=(401, 422))
-async def login(request: web.Request) -> web.Response:
-    body = await read_body(request, LoginRequest)
+            errors=(401,))
+async def login(request: web.Request, body: LoginRequest) -> LoginResponse:
     st = state(request)
     found = await st.users.by_username(body.username)
     ok = found is not None and await asyncio.get_running_loop().run_in_executor(
@@ -93,39 +92,32 @@ async def login(request: web.Request) -> web.Response:
     if not ok or found is None:
         raise ApiError(401, "wrong user name or password")
     token = await st.users.issue_token(found[0].id)
-    return json_response(LoginResponse(token=token, user=found[0]))
+    return LoginResponse(token=token, user=found[0])
 
 
-@routes.add("POST", "/v1/auth/logout", "Revoke the token of this request", "auth", access="viewer", status=204)
-async def logout(request: web.Request) -> web.Response:
+@routes.add("POST", "/v1/auth/logout", "Revoke the token of this request", "auth", access="viewer")
+async def logout(request: web.Request) -> None:
     token = request_token(request)
     if token:
         await state(request).users.revoke_token(token)
-    return web.Response(status=204)
 
 
-@routes.add("GET", "/v1/auth/me", "The calling user", "auth", response=UserOut)
-async def me(request: web.Request) -> web.Response:
-    return json_response(current_user(request))
+@routes.add("GET", "/v1/auth/me", "The calling user", "auth")
+async def me(request: web.Request) -> UserOut:
+    return current_user(request)
 
 
-@routes.add("GET", "/v1/users", "List users", "auth", access="admin", response=Page[UserOut])
-async def list_users(request: web.Request) -> web.Response:
-    users = await state(request).users.list_all()
-    return json_response({"results": [u.model_dump(mode="json") for u in users], "next_cursor": None})
+@routes.add("GET", "/v1/users", "List users", "auth", access="admin")
+async def list_users(request: web.Request, query: ListQuery) -> Page[UserOut]:
+    return page(*await state(request).users.list_page(query.limit, query.cursor))
 
 
-@routes.add("POST", "/v1/users", "Create a user", "auth", access="admin", body=UserIn, response=UserOut,
-            status=201, errors=(409, 422))
-async def create_user(request: web.Request) -> web.Response:
-    body = await read_body(request, UserIn)
+@routes.add("POST", "/v1/users", "Create a user", "auth", access="admin", status=201, errors=(409,))
+async def create_user(request: web.Request, body: UserIn) -> UserOut:
     hashed = await asyncio.get_running_loop().run_in_executor(None, hash_password, body.password)
-    user = await state(request).users.create(body.username, hashed, body.role)
-    return json_response(user, 201)
+    return await state(request).users.create(body.username, hashed, body.role)
 
 
-@routes.add("DELETE", "/v1/users/{id}", "Delete a user (and revoke its tokens)", "auth", access="admin",
-            status=204, errors=(404,))
-async def delete_user(request: web.Request) -> web.Response:
+@routes.add("DELETE", "/v1/users/{id}", "Delete a user (and revoke its tokens)", "auth", access="admin")
+async def delete_user(request: web.Request) -> None:
     await state(request).users.delete(path_id(request))
-    return web.Response(status=204)

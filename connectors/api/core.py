@@ -1,39 +1,77 @@
-"""Shared pieces of the API: the route table (drives routing, auth and the OpenAPI document), errors,
-request parsing and JSON responses."""
+"""The API's contract machinery: one declaration per operation drives routing, request parsing, response
+serialisation, auth and the OpenAPI document, so they cannot drift apart.
+
+A handler declares itself with ``@routes.add(method, path, summary, tag, ...)`` and its signature:
+
+- a parameter ``body: SomeModel`` is the JSON request body, parsed and validated before the handler runs;
+- a parameter ``query: SomeModel`` is the query string, parsed and validated likewise;
+- the return annotation is the success response: a pydantic model (``Page[X]`` for lists), ``None`` for an
+  empty answer (204 by default), or ``web.StreamResponse`` for a raw body whose media type is declared with
+  ``raw=`` (images, metrics, HTML);
+- ``Reply(value, status)`` answers another declared status (``responses={503: HealthOut}``).
+
+Whatever a handler returns is validated against its declared model and serialised through it: a field the
+model does not declare cannot leak, a missing one is a contract violation (500, logged). Errors are
+``ApiError``: ``{"error": {"code", "message", "details"}}`` (``ErrorBody``) with the right status.
+"""
 
 from __future__ import annotations
 
+import inspect
+import logging
+import types
+import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import orjson
 from aiohttp import web
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
-from schemas.api import ApiModel, EventFilters
+from schemas.api import ApiModel, EventFilters, Page
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Handler = Callable[..., Awaitable[Any]]
+Endpoint = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Access = Literal["public", "viewer", "operator", "admin"]
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 RANK = {"viewer": 0, "operator": 1, "admin": 2}
 MAX_PAGE = 500
 MAX_FORM_FIELD = 64 * 1024  # bytes of one text field of a multipart form
+log = logging.getLogger(__name__)
+
+ERROR_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+               405: "method_not_allowed", 409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type",
+               422: "invalid", 500: "internal", 503: "unavailable"}
 
 
 class ApiError(Exception):
-    """An answer other than success: ``status`` and a human message (``fields`` for 422)."""
+    """An answer other than success: ``status``, a human ``message``, a machine ``code`` (default from the
+    status) and ``fields`` (each ``{"loc", "msg"}``), sent as the error's ``details``."""
 
-    def __init__(self, status: int, message: str, fields: list[dict[str, Any]] | None = None) -> None:
+    def __init__(self, status: int, message: str, fields: list[dict[str, Any]] | None = None,
+                 code: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.fields = fields
+        self.code = code or ERROR_CODES.get(status, "error")
 
 
-def invalid(field_name: str, message: str) -> ApiError:
+def invalid(field_name: str, message: str, code: str = "invalid") -> ApiError:
     """A 422 naming one field."""
-    return ApiError(422, f"{field_name}: {message}", [{"loc": [field_name], "msg": message}])
+    return ApiError(422, f"{field_name}: {message}", [{"loc": [field_name], "msg": message}], code)
+
+
+def error_payload(status: int, message: str, details: list[dict[str, Any]] | None = None,
+                  code: str | None = None) -> dict[str, Any]:
+    """The body of every error answer (``schemas.api.ErrorBody``)."""
+    return {"error": {"code": code or ERROR_CODES.get(status, "error"), "message": message, "details": details}}
+
+
+class ContractError(RuntimeError):
+    """A handler answered something its declaration does not allow (a server bug: 500)."""
 
 
 @dataclass(frozen=True)
@@ -45,21 +83,80 @@ class FormField:
 
 
 @dataclass(frozen=True)
+class Reply(Generic[T]):
+    """A success body with a status other than the operation's default (it must be declared)."""
+
+    value: T
+    status: int
+
+
+@dataclass(frozen=True)
 class RouteInfo:
     """One operation: how it is routed, who may call it, and what it takes and answers (for OpenAPI)."""
 
     method: str
     path: str
-    handler: Handler
+    handler: Endpoint  # the aiohttp endpoint (parses, calls the declared handler, serialises)
     summary: str
     tag: str
     access: Access
+    operation_id: str
     body: type[BaseModel] | None = None
     query: type[BaseModel] | None = None
     form: tuple[FormField, ...] = ()
-    response: Any = None  # a pydantic model class, or None (no JSON body)
+    response: Any = None  # a pydantic model class (or type), or None (no body)
+    raw: str | None = None  # media type of a raw (non-JSON) success body
     status: int = 200
     errors: tuple[int, ...] = ()
+    responses: dict[int, Any] = field(default_factory=dict)  # other success statuses -> model
+    description: str = ""
+
+    def error_statuses(self) -> set[int]:
+        """Every error status this operation can answer (declared or implied by what it takes)."""
+        statuses = set(self.errors) | {500}
+        if self.access != "public":
+            statuses |= {401, 403}
+        if self.body is not None:
+            statuses |= {400, 413, 415, 422}
+        if self.query is not None:
+            statuses |= {400, 422}
+        if self.form:
+            statuses |= {400, 413, 415, 422}
+        if "{" in self.path:
+            statuses.add(404)
+        return statuses
+
+    def allowed_statuses(self) -> set[int]:
+        return {self.status} | set(self.responses) | self.error_statuses()
+
+
+def _adapter(tp: Any) -> TypeAdapter[Any] | None:
+    return None if tp is None else TypeAdapter(tp)
+
+
+def _declared(handler: Handler) -> tuple[type[BaseModel] | None, type[BaseModel] | None, Any, bool]:
+    """(body model, query model, response type, raw) from the handler's signature."""
+    hints = typing.get_type_hints(handler)
+    params = inspect.signature(handler).parameters
+    unknown = set(params) - {"request", "body", "query"}
+    if unknown:
+        raise TypeError(f"{handler.__qualname__}: parameters other than request, body, query: {sorted(unknown)}")
+    if "return" not in hints:
+        raise TypeError(f"{handler.__qualname__}: declare the response with a return annotation")
+    ret = _without_reply(hints["return"])
+    raw = isinstance(ret, type) and issubclass(ret, web.StreamResponse)
+    if ret is type(None):
+        ret = None
+    return hints.get("body"), hints.get("query"), (None if raw else ret), raw
+
+
+def _without_reply(tp: Any) -> Any:
+    """``X | Reply[Y]`` -> ``X`` (the other statuses are declared with ``responses=``)."""
+    args = typing.get_args(tp)
+    if args and typing.get_origin(tp) in (typing.Union, types.UnionType):
+        kept = [a for a in args if typing.get_origin(a) is not Reply and a is not Reply]
+        return kept[0] if len(kept) == 1 else typing.Union[tuple(kept)]  # noqa: UP007
+    return tp
 
 
 @dataclass
@@ -67,20 +164,68 @@ class RouteTable:
     routes: list[RouteInfo] = field(default_factory=list)
 
     def add(self, method: str, path: str, summary: str, tag: str, *, access: Access | None = None,
-            body: type[BaseModel] | None = None, query: type[BaseModel] | None = None,
-            form: tuple[FormField, ...] = (), response: Any = None, status: int = 200,
-            errors: tuple[int, ...] = ()) -> Callable[[Handler], Handler]:
-        """Decorator registering a handler. ``access`` defaults to viewer for GET, operator otherwise."""
+            form: tuple[FormField, ...] = (), status: int | None = None, errors: tuple[int, ...] = (),
+            raw: str | None = None, responses: dict[int, Any] | None = None,
+            description: str = "") -> Callable[[Handler], Handler]:
+        """Decorator declaring an operation (see the module docstring). ``access`` defaults to viewer for GET,
+        operator otherwise; ``status`` to 200 (201 for a POST that creates, given explicitly; 204 for ``None``)."""
         def register(handler: Handler) -> Handler:
+            body, query, response, is_raw = _declared(handler)
+            if is_raw and raw is None:
+                raise TypeError(f"{handler.__qualname__}: a raw response needs raw='media/type'")
             level = access or ("viewer" if method == "GET" else "operator")
-            self.routes.append(RouteInfo(method, path, handler, summary, tag, level, body, query, form, response,
-                                         status, errors))
+            code = status or (204 if response is None and not is_raw else 200)
+            info = RouteInfo(method, path, _endpoint(handler, body, query), summary, tag, level, handler.__name__,
+                             body, query, form, response, raw, code, errors, dict(responses or {}),
+                             description)
+            object.__setattr__(info.handler, "route_info", info)
+            self.routes.append(info)
             return handler
         return register
 
     def install(self, app: web.Application) -> None:
         for r in self.routes:
             app.router.add_route(r.method, r.path, r.handler)
+
+
+def _endpoint(handler: Handler, body: type[BaseModel] | None, query: type[BaseModel] | None) -> Endpoint:
+    adapters: dict[int, TypeAdapter[Any] | None] = {}
+
+    async def endpoint(request: web.Request) -> web.StreamResponse:
+        info: RouteInfo = endpoint.route_info  # type: ignore[attr-defined]
+        kwargs: dict[str, Any] = {}
+        if query is not None:
+            kwargs["query"] = read_query(request, query)
+        if body is not None:
+            kwargs["body"] = await read_body(request, body)
+        result = await handler(request, **kwargs)
+        status = info.status
+        if isinstance(result, Reply):
+            status, result = result.status, result.value
+        if isinstance(result, web.StreamResponse):
+            if info.raw is None:
+                raise ContractError(f"{info.operation_id} answered a raw response; it declares JSON")
+            return result
+        declared = info.response if status == info.status else info.responses.get(status, ...)
+        if declared is ...:
+            raise ContractError(f"{info.operation_id} answered status {status}, which it does not declare")
+        if declared is None:
+            if result is not None:
+                raise ContractError(f"{info.operation_id} answered a body; it declares none")
+            return web.Response(status=status)
+        if status not in adapters:
+            adapters[status] = _adapter(declared)
+        adapter = adapters[status]
+        assert adapter is not None
+        try:
+            value = adapter.validate_python(result, from_attributes=True)
+        except ValidationError as exc:
+            raise ContractError(f"{info.operation_id}: the answer does not match {declared!r}: {exc}") from exc
+        return web.Response(body=adapter.dump_json(value), status=status, content_type="application/json")
+
+    endpoint.__name__ = handler.__name__
+    endpoint.__doc__ = handler.__doc__
+    return endpoint
 
 
 class ListQuery(ApiModel):
@@ -93,8 +238,14 @@ class EventQuery(EventFilters):
     cursor: str | None = Field(None, max_length=1024, description="`next_cursor` of the previous page.")
 
 
+def page(items: list[Any], next_cursor: str | None) -> Page[Any]:
+    """A list answer; the route's declared ``Page[X]`` validates the items."""
+    return Page[Any](results=items, next_cursor=next_cursor)
+
+
 def json_response(data: Any, status: int = 200) -> web.Response:
-    """A JSON answer from a pydantic model, a list of them, or plain data."""
+    """A JSON answer from a pydantic model, a list of them, or plain data (for answers outside the route
+    table: errors, the OpenAPI document)."""
     if isinstance(data, BaseModel):
         payload = data.model_dump(mode="json")
     elif isinstance(data, list):
@@ -102,10 +253,6 @@ def json_response(data: Any, status: int = 200) -> web.Response:
     else:
         payload = data
     return web.Response(body=orjson.dumps(payload), status=status, content_type="application/json")
-
-
-def page(items: list[Any], next_cursor: str | None) -> web.Response:
-    return json_response({"results": [i.model_dump(mode="json") for i in items], "next_cursor": next_cursor})
 
 
 MAX_JSON_BODY = 1024 * 1024
@@ -131,12 +278,18 @@ async def read_body(request: web.Request, model: type[M]) -> M:
 
 
 def read_query(request: web.Request, model: type[M]) -> M:
-    """Query parameters validated into ``model`` (``token`` is the auth parameter and is skipped)."""
-    params = {k: v for k, v in request.query.items() if k != "token"}
+    """Query parameters validated into ``model`` (``token`` is the auth parameter and is skipped; a
+    parameter given several times is a list, for list-typed fields)."""
+    params: dict[str, Any] = {}
+    for k in request.query:
+        if k == "token" or k in params:
+            continue
+        values = request.query.getall(k)
+        params[k] = values if len(values) > 1 else values[0]
     return validate_params(model, params)
 
 
-def validate_params(model: type[M], params: dict[str, str]) -> M:
+def validate_params(model: type[M], params: dict[str, Any]) -> M:
     """Text parameters (query or form fields) validated into ``model``: a non-finite number (``nan``,
     ``inf``) is a malformed request (400), any other invalid value a 422 naming its field."""
     try:

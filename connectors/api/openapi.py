@@ -1,4 +1,5 @@
-"""The OpenAPI 3.1 document, generated from the route table and the pydantic models (no framework)."""
+"""The OpenAPI 3.1 document, generated from the route table's declarations and the pydantic models (the same
+declarations that route, parse and serialise: ``connectors/api/core.py``)."""
 
 from __future__ import annotations
 
@@ -13,25 +14,32 @@ from schemas.api import ErrorBody
 
 REF = "#/components/schemas/{model}"
 _PARAM = re.compile(r"\{(\w+)(?::[^}]*)?\}")
-_ERRORS = {400: "Bad input (corrupt image, bad JSON)", 401: "No or bad token", 403: "Role not allowed",
-           404: "Unknown id", 409: "Conflict", 413: "Upload too large", 415: "Unsupported media type",
-           422: "Invalid fields (listed in `fields`)", 503: "A dependency (broker, models) is unavailable"}
+_ERRORS = {400: "Bad input (corrupt image, bad JSON, malformed parameter)", 401: "No or bad token",
+           403: "Role not allowed", 404: "Unknown id", 409: "Conflict", 413: "Upload too large",
+           415: "Unsupported media type", 422: "Invalid fields (listed in `error.details`)",
+           500: "Server error", 503: "A dependency (broker, models) is unavailable"}
+DESCRIPTION = """Watch lists, dossiers, cameras, events, episodes, counters, notifications; detect, verify and search.
+
+- Every list answers `{"results": [...], "next_cursor": ...}` and takes `limit` and `cursor` (pass the previous
+  page's `next_cursor`; `null` means no more).
+- Every resource's key is `id`.
+- Every error answers `{"error": {"code", "message", "details"}}` with its HTTP status.
+- Anything that needs a face takes a photo or a reference to a face already known: `detection:<id>` (from
+  `POST /v1/detect`), `event:<id>` or `dossierface:<id>`.
+- Times are UNIX seconds; confidences lie in [0, 1]."""
 
 
 def openapi_document(routes: list[RouteInfo], version: str = "0.1.0") -> dict[str, Any]:
     models = _collect_models(routes)
     keys = [(m, mode) for m in models for mode in ("validation", "serialization")]
-    mapping, defs = models_json_schema(keys, ref_template=REF)
+    mapping, defs = models_json_schema(keys, ref_template=REF)  # type: ignore[arg-type]
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
         path = _PARAM.sub(r"{\1}", route.path)
         paths.setdefault(path, {})[route.method.lower()] = _operation(route, mapping)
     return {
         "openapi": "3.1.0",
-        "info": {"title": "facestream query API", "version": version,
-                 "description": "Watch lists, dossiers, cameras, events, videos, detect/verify/search. "
-                                "Lists answer `{\"results\": [...], \"next_cursor\": ...}` and take `limit` "
-                                "and `cursor`. Times are UNIX seconds; confidences lie in [0, 1]."},
+        "info": {"title": "facestream query API", "version": version, "description": DESCRIPTION},
         "servers": [{"url": "/"}],
         "paths": paths,
         "components": {
@@ -46,8 +54,12 @@ def openapi_document(routes: list[RouteInfo], version: str = "0.1.0") -> dict[st
 def _collect_models(routes: list[RouteInfo]) -> list[type[BaseModel]]:
     found: list[type[BaseModel]] = [ErrorBody]
     for route in routes:
-        for model in (route.body, route.response):
-            if isinstance(model, type) and issubclass(model, BaseModel) and model not in found:
+        for model in (route.body, route.response, *route.responses.values()):
+            if model is None:
+                continue
+            if not (isinstance(model, type) and issubclass(model, BaseModel)):
+                raise TypeError(f"{route.operation_id}: declare bodies and responses as pydantic models")
+            if model not in found:
                 found.append(model)
     return found
 
@@ -56,12 +68,20 @@ def _ref(mapping: dict[Any, Any], model: type[BaseModel], mode: str) -> dict[str
     return dict(mapping[(model, mode)])
 
 
+def _json(mapping: dict[Any, Any], model: type[BaseModel], description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/json": {"schema": _ref(mapping, model, "serialization")}}}
+
+
 def _operation(route: RouteInfo, mapping: dict[Any, Any]) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": route.summary, "tags": [route.tag],
-                          "operationId": route.handler.__name__, "parameters": _parameters(route)}
+                          "operationId": route.operation_id, "parameters": _parameters(route)}
+    description = route.description
     if route.access != "public":
         op["security"] = [{"TokenAuth": []}]
-        op["description"] = f"Needs role {route.access} or above."
+        description = f"{description}\n\nNeeds role {route.access} or above.".strip()
+    if description:
+        op["description"] = description
     if route.body is not None:
         op["requestBody"] = {"required": True, "content": {
             "application/json": {"schema": _ref(mapping, route.body, "validation")}}}
@@ -73,24 +93,24 @@ def _operation(route: RouteInfo, mapping: dict[Any, Any]) -> dict[str, Any]:
         op["requestBody"] = {"required": True, "content": {"multipart/form-data": {
             "schema": {"type": "object", "properties": props, "required": required}}}}
     responses: dict[str, Any] = {}
-    if route.response is not None:
-        responses[str(route.status)] = {"description": "Success", "content": {
-            "application/json": {"schema": _ref(mapping, route.response, "serialization")}}}
+    if route.raw is not None:
+        schema = {} if route.raw == "application/json" else {"type": "string", "format": "binary"}
+        responses[str(route.status)] = {"description": "Success", "content": {route.raw: {"schema": schema}}}
+    elif route.response is not None:
+        responses[str(route.status)] = _json(mapping, route.response, "Success")
     else:
-        responses[str(route.status)] = {"description": "Success"}
-    statuses = set(route.errors) | ({401, 403} if route.access != "public" else set())
-    if route.body is not None or route.query is not None:
-        statuses.add(422)
-    for status in sorted(statuses):
-        responses[str(status)] = {"description": _ERRORS.get(status, "Error"), "content": {
-            "application/json": {"schema": _ref(mapping, ErrorBody, "serialization")}}}
+        responses[str(route.status)] = {"description": "Success (no body)"}
+    for status, model in sorted(route.responses.items()):
+        responses[str(status)] = _json(mapping, model, _ERRORS.get(status, "Answer"))
+    for status in sorted(route.error_statuses() - set(route.responses)):
+        responses[str(status)] = _json(mapping, ErrorBody, _ERRORS.get(status, "Error"))
     op["responses"] = responses
     return op
 
 
 def _parameters(route: RouteInfo) -> list[dict[str, Any]]:
-    params = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-              for name in _PARAM.findall(route.path)]
+    params: list[dict[str, Any]] = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                                    for name in _PARAM.findall(route.path)]
     if route.query is not None:
         schema = route.query.model_json_schema(ref_template=REF)
         required = set(schema.get("required", []))

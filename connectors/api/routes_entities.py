@@ -11,17 +11,7 @@ import cv2
 from aiohttp import web
 from pydantic import Field
 
-from connectors.api.core import (
-    ApiError,
-    FormField,
-    ListQuery,
-    RouteTable,
-    json_response,
-    page,
-    path_id,
-    read_body,
-    read_query,
-)
+from connectors.api.core import ApiError, FormField, ListQuery, RouteTable, page, path_id
 from connectors.api.state import ApiState, state
 from connectors.api.uploads import decode_image, read_form
 from connectors.sql.repositories import NotFoundError, camera_changed, new_id, watch_list_changed
@@ -50,51 +40,41 @@ routes = RouteTable()
 
 # --- camera groups ------------------------------------------------------------------------------------------
 
-@routes.add("GET", "/v1/camera-groups", "List camera groups", "cameras", query=ListQuery,
-            response=Page[CameraGroupOut])
-async def list_groups(request: web.Request) -> web.Response:
-    q = read_query(request, ListQuery)
-    return page(*await state(request).groups.list_page(q.limit, q.cursor))
+@routes.add("GET", "/v1/camera-groups", "List camera groups", "cameras")
+async def list_groups(request: web.Request, query: ListQuery) -> Page[CameraGroupOut]:
+    return page(*await state(request).groups.list_page(query.limit, query.cursor))
 
 
-@routes.add("POST", "/v1/camera-groups", "Create a camera group", "cameras", body=CameraGroupIn,
-            response=CameraGroupOut, status=201)
-async def create_group(request: web.Request) -> web.Response:
-    body = await read_body(request, CameraGroupIn)
-    return json_response(await state(request).groups.create(body), 201)
+@routes.add("POST", "/v1/camera-groups", "Create a camera group", "cameras", status=201)
+async def create_group(request: web.Request, body: CameraGroupIn) -> CameraGroupOut:
+    return await state(request).groups.create(body)
 
 
-@routes.add("GET", "/v1/camera-groups/{id}", "Get a camera group", "cameras", response=CameraGroupOut)
-async def get_group(request: web.Request) -> web.Response:
-    return json_response(await state(request).groups.get(path_id(request)))
+@routes.add("GET", "/v1/camera-groups/{id}", "Get a camera group", "cameras")
+async def get_group(request: web.Request) -> CameraGroupOut:
+    return await state(request).groups.get(path_id(request))
 
 
-@routes.add("PATCH", "/v1/camera-groups/{id}", "Change a camera group", "cameras", body=CameraGroupPatch,
-            response=CameraGroupOut)
-async def patch_group(request: web.Request) -> web.Response:
-    body = await read_body(request, CameraGroupPatch)
-    return json_response(await state(request).groups.update(path_id(request), body.model_dump(exclude_unset=True)))
+@routes.add("PATCH", "/v1/camera-groups/{id}", "Change a camera group", "cameras")
+async def patch_group(request: web.Request, body: CameraGroupPatch) -> CameraGroupOut:
+    return await state(request).groups.update(path_id(request), body.model_dump(exclude_unset=True))
 
 
-@routes.add("DELETE", "/v1/camera-groups/{id}", "Delete a camera group without cameras", "cameras", status=204,
-            errors=(404, 409))
-async def delete_group(request: web.Request) -> web.Response:
+@routes.add("DELETE", "/v1/camera-groups/{id}", "Delete a camera group without cameras", "cameras", errors=(409,))
+async def delete_group(request: web.Request) -> None:
     await state(request).groups.delete(path_id(request))
-    return web.Response(status=204)
 
 
 # --- cameras ------------------------------------------------------------------------------------------------
 
-@routes.add("GET", "/v1/cameras", "List cameras", "cameras", query=ListQuery, response=Page[CameraOut])
-async def list_cameras(request: web.Request) -> web.Response:
-    q = read_query(request, ListQuery)
-    return page(*await state(request).cameras.list_page(q.limit, q.cursor))
+@routes.add("GET", "/v1/cameras", "List cameras", "cameras")
+async def list_cameras(request: web.Request, query: ListQuery) -> Page[CameraOut]:
+    return page(*await state(request).cameras.list_page(query.limit, query.cursor))
 
 
 @routes.add("POST", "/v1/cameras", "Create a camera: an active camera starts decoding at once", "cameras",
-            body=CameraIn, response=CameraOut, status=201, errors=(422, 503))
-async def create_camera(request: web.Request) -> web.Response:
-    body = await read_body(request, CameraIn)
+            status=201, errors=(503,))
+async def create_camera(request: web.Request, body: CameraIn) -> CameraOut:
     st = state(request)
     camera = await st.cameras.create(body)
     try:
@@ -102,48 +82,41 @@ async def create_camera(request: web.Request) -> web.Response:
     except ApiError:
         await st.cameras.delete(camera.id)  # nothing partial: the camera does not exist
         raise
-    return json_response(camera, 201)
+    return camera
 
 
-@routes.add("GET", "/v1/cameras/{id}", "Get a camera", "cameras", response=CameraOut)
-async def get_camera(request: web.Request) -> web.Response:
-    return json_response(await state(request).cameras.get(path_id(request)))
+@routes.add("GET", "/v1/cameras/{id}", "Get a camera", "cameras")
+async def get_camera(request: web.Request) -> CameraOut:
+    return await state(request).cameras.get(path_id(request))
 
 
 @routes.add("PATCH", "/v1/cameras/{id}", "Change a camera: its decoder restarts with the new settings", "cameras",
-            body=CameraPatch, response=CameraOut, errors=(404, 422, 503))
-async def patch_camera(request: web.Request) -> web.Response:
-    body = await read_body(request, CameraPatch)
+            errors=(503,))
+async def patch_camera(request: web.Request, body: CameraPatch) -> CameraOut:
     st = state(request)
     changes = body.model_dump(exclude_unset=True)
     camera = await st.cameras.update(path_id(request), changes)
     await st.publisher.publish(CAMERAS, camera.id, camera_changed(camera))
-    return json_response(camera)
+    return camera
 
 
-@routes.add("DELETE", "/v1/cameras/{id}", "Delete a camera: its decoding stops", "cameras", status=204,
-            errors=(404, 503))
-async def delete_camera(request: web.Request) -> web.Response:
+@routes.add("DELETE", "/v1/cameras/{id}", "Delete a camera: its decoding stops", "cameras", errors=(503,))
+async def delete_camera(request: web.Request) -> None:
     st = state(request)
     camera = await st.cameras.get(path_id(request))
     await st.cameras.delete(camera.id)
     await st.publisher.publish(CAMERAS, camera.id, camera_changed(camera, deleted=True))
-    return web.Response(status=204)
 
 
 # --- watch lists --------------------------------------------------------------------------------------------
 
-@routes.add("GET", "/v1/watch-lists", "List watch lists", "watch lists", query=ListQuery,
-            response=Page[WatchListOut])
-async def list_watch_lists(request: web.Request) -> web.Response:
-    q = read_query(request, ListQuery)
-    return page(*await state(request).watch_lists.list_page(q.limit, q.cursor))
+@routes.add("GET", "/v1/watch-lists", "List watch lists", "watch lists")
+async def list_watch_lists(request: web.Request, query: ListQuery) -> Page[WatchListOut]:
+    return page(*await state(request).watch_lists.list_page(query.limit, query.cursor))
 
 
-@routes.add("POST", "/v1/watch-lists", "Create a watch list", "watch lists", body=WatchListIn,
-            response=WatchListOut, status=201, errors=(422, 503))
-async def create_watch_list(request: web.Request) -> web.Response:
-    body = await read_body(request, WatchListIn)
+@routes.add("POST", "/v1/watch-lists", "Create a watch list", "watch lists", status=201, errors=(503,))
+async def create_watch_list(request: web.Request, body: WatchListIn) -> WatchListOut:
     st = state(request)
     wl = await st.watch_lists.create(body)
     try:
@@ -151,27 +124,25 @@ async def create_watch_list(request: web.Request) -> web.Response:
     except ApiError:
         await st.watch_lists.delete(wl.id)
         raise
-    return json_response(wl, 201)
+    return wl
 
 
-@routes.add("GET", "/v1/watch-lists/{id}", "Get a watch list", "watch lists", response=WatchListOut)
-async def get_watch_list(request: web.Request) -> web.Response:
-    return json_response(await state(request).watch_lists.get(path_id(request)))
+@routes.add("GET", "/v1/watch-lists/{id}", "Get a watch list", "watch lists")
+async def get_watch_list(request: web.Request) -> WatchListOut:
+    return await state(request).watch_lists.get(path_id(request))
 
 
-@routes.add("PATCH", "/v1/watch-lists/{id}", "Change a watch list", "watch lists", body=WatchListPatch,
-            response=WatchListOut, errors=(404, 422, 503))
-async def patch_watch_list(request: web.Request) -> web.Response:
-    body = await read_body(request, WatchListPatch)
+@routes.add("PATCH", "/v1/watch-lists/{id}", "Change a watch list", "watch lists", errors=(503,))
+async def patch_watch_list(request: web.Request, body: WatchListPatch) -> WatchListOut:
     st = state(request)
     wl = await st.watch_lists.update(path_id(request), body.model_dump(exclude_unset=True))
     await st.publisher.publish(GALLERY, wl.id, watch_list_changed(wl))
-    return json_response(wl)
+    return wl
 
 
 @routes.add("DELETE", "/v1/watch-lists/{id}", "Delete a watch list (its dossiers stay, without it)",
-            "watch lists", status=204, errors=(404, 503))
-async def delete_watch_list(request: web.Request) -> web.Response:
+            "watch lists", errors=(503,))
+async def delete_watch_list(request: web.Request) -> None:
     st = state(request)
     wl = await st.watch_lists.get(path_id(request))
     members = await st.watch_lists.dossier_ids(wl.id)
@@ -179,13 +150,12 @@ async def delete_watch_list(request: web.Request) -> web.Response:
     await st.publisher.publish(GALLERY, wl.id, watch_list_changed(wl, deleted=True))
     for dossier_id in members:
         await publish_dossier(st, dossier_id)
-    return web.Response(status=204)
 
 
 # --- dossiers -----------------------------------------------------------------------------------------------
 
 class DossierQuery(ListQuery):
-    watch_list: str | None = Field(None, max_length=128)
+    watch_list: str | None = Field(None, max_length=128, description="Only dossiers in this watch list.")
 
 
 async def publish_dossier(st: ApiState, dossier_id: str) -> None:
@@ -199,16 +169,14 @@ async def publish_dossier(st: ApiState, dossier_id: str) -> None:
     await st.publisher.publish(GALLERY, dossier_id, GalleryChange(dossier=change))
 
 
-@routes.add("GET", "/v1/dossiers", "List dossiers", "dossiers", query=DossierQuery, response=Page[DossierOut])
-async def list_dossiers(request: web.Request) -> web.Response:
-    q = read_query(request, DossierQuery)
-    return page(*await state(request).dossiers.list_page(q.limit, q.cursor, q.watch_list))
+@routes.add("GET", "/v1/dossiers", "List dossiers", "dossiers")
+async def list_dossiers(request: web.Request, query: DossierQuery) -> Page[DossierOut]:
+    return page(*await state(request).dossiers.list_page(query.limit, query.cursor, query.watch_list))
 
 
 @routes.add("POST", "/v1/dossiers", "Create a dossier (add faces with POST /v1/dossiers/{id}/faces)", "dossiers",
-            body=DossierIn, response=DossierOut, status=201, errors=(422, 503))
-async def create_dossier(request: web.Request) -> web.Response:
-    body = await read_body(request, DossierIn)
+            status=201, errors=(503,))
+async def create_dossier(request: web.Request, body: DossierIn) -> DossierOut:
     st = state(request)
     dossier = await st.dossiers.create(body)
     try:
@@ -216,33 +184,29 @@ async def create_dossier(request: web.Request) -> web.Response:
     except ApiError:
         await st.dossiers.delete(dossier.id)
         raise
-    return json_response(dossier, 201)
+    return dossier
 
 
-@routes.add("GET", "/v1/dossiers/{id}", "Get a dossier with its faces", "dossiers", response=DossierOut)
-async def get_dossier(request: web.Request) -> web.Response:
-    return json_response(await state(request).dossiers.get(path_id(request)))
+@routes.add("GET", "/v1/dossiers/{id}", "Get a dossier with its faces", "dossiers")
+async def get_dossier(request: web.Request) -> DossierOut:
+    return await state(request).dossiers.get(path_id(request))
 
 
-@routes.add("PATCH", "/v1/dossiers/{id}", "Change a dossier", "dossiers", body=DossierPatch, response=DossierOut,
-            errors=(404, 422, 503))
-async def patch_dossier(request: web.Request) -> web.Response:
-    body = await read_body(request, DossierPatch)
+@routes.add("PATCH", "/v1/dossiers/{id}", "Change a dossier", "dossiers", errors=(503,))
+async def patch_dossier(request: web.Request, body: DossierPatch) -> DossierOut:
     st = state(request)
     dossier = await st.dossiers.update(path_id(request), body.model_dump(exclude_unset=True))
     await publish_dossier(st, dossier.id)
-    return json_response(dossier)
+    return dossier
 
 
-@routes.add("DELETE", "/v1/dossiers/{id}", "Delete a dossier, its photos and vectors", "dossiers", status=204,
-            errors=(404, 503))
-async def delete_dossier(request: web.Request) -> web.Response:
+@routes.add("DELETE", "/v1/dossiers/{id}", "Delete a dossier, its photos and vectors", "dossiers", errors=(503,))
+async def delete_dossier(request: web.Request) -> None:
     st = state(request)
     ident = path_id(request)
     keys = await st.dossiers.delete(ident)
     await asyncio.get_running_loop().run_in_executor(None, _delete_media, st, keys)
     await publish_dossier(st, ident)
-    return web.Response(status=204)
 
 
 def _delete_media(st: ApiState, keys: list[str]) -> None:
@@ -254,8 +218,8 @@ def _delete_media(st: ApiState, keys: list[str]) -> None:
             "dossiers", form=(FormField("photo", "The portrait (JPEG, PNG, ...).", file=True),
                               FormField("choose", "`only` (default: refuse several faces) or `largest`.",
                                         required=False)),
-            response=DossierFaceOut, status=201, errors=(400, 404, 413, 415, 422, 503))
-async def add_face(request: web.Request) -> web.Response:
+            status=201, errors=(503,))
+async def add_face(request: web.Request) -> DossierFaceOut:
     st = state(request)
     dossier_id = path_id(request)
     await st.dossiers.get(dossier_id)  # 404 before reading the upload
@@ -279,7 +243,7 @@ async def add_face(request: web.Request) -> web.Response:
     except BaseException:
         await _undo_face(st, dossier_id, face_id, key)
         raise
-    return json_response(out, 201)
+    return out
 
 
 async def _undo_face(st: ApiState, dossier_id: str, face_id: str, key: str) -> None:
@@ -290,13 +254,11 @@ async def _undo_face(st: ApiState, dossier_id: str, face_id: str, key: str) -> N
     await asyncio.get_running_loop().run_in_executor(None, st.media.delete, key)
 
 
-@routes.add("DELETE", "/v1/dossiers/{id}/faces/{face_id}", "Remove an enrolled photo", "dossiers", status=204,
-            errors=(404, 503))
-async def delete_face(request: web.Request) -> web.Response:
+@routes.add("DELETE", "/v1/dossiers/{id}/faces/{face_id}", "Remove an enrolled photo", "dossiers", errors=(503,))
+async def delete_face(request: web.Request) -> None:
     st = state(request)
     dossier_id, face_id = path_id(request), path_id(request, "face_id")
     key = await st.dossiers.delete_face(dossier_id, face_id)
     await st.vectors.delete_dossier_faces([face_id])
     await asyncio.get_running_loop().run_in_executor(None, st.media.delete, key)
     await publish_dossier(st, dossier_id)
-    return web.Response(status=204)

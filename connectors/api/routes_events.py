@@ -11,17 +11,7 @@ from pathlib import Path
 from aiohttp import WSMsgType, web
 
 from connectors.api.auth import current_user
-from connectors.api.core import (
-    ApiError,
-    EventQuery,
-    FormField,
-    ListQuery,
-    RouteTable,
-    json_response,
-    page,
-    path_id,
-    read_query,
-)
+from connectors.api.core import ApiError, EventQuery, FormField, ListQuery, RouteTable, page, path_id
 from connectors.api.state import state
 from connectors.api.uploads import VIDEO_EXTENSIONS, probe_video, stream_file_field
 from connectors.media import MediaNotFoundError, content_type_of
@@ -37,28 +27,24 @@ routes = RouteTable()
 
 # --- events -------------------------------------------------------------------------------------------------
 
-@routes.add("GET", "/v1/events", "List events, newest first, with filters", "events", query=EventQuery,
-            response=Page[EventOut], errors=(422,))
-async def list_events(request: web.Request) -> web.Response:
-    q = read_query(request, EventQuery)
-    return page(*await state(request).events.list_page(q, q.limit, q.cursor))
+@routes.add("GET", "/v1/events", "List events, newest first, with filters", "events")
+async def list_events(request: web.Request, query: EventQuery) -> Page[EventOut]:
+    return page(*await state(request).events.list_page(query, query.limit, query.cursor))
 
 
-@routes.add("GET", "/v1/events/{id}", "Get an event with the URLs of its thumbnail and full frame", "events",
-            response=EventOut, errors=(404,))
-async def get_event(request: web.Request) -> web.Response:
-    return json_response(await state(request).events.get(path_id(request)))
+@routes.add("GET", "/v1/events/{id}", "Get an event with the URLs of its thumbnail and full frame", "events")
+async def get_event(request: web.Request) -> EventOut:
+    return await state(request).events.get(path_id(request))
 
 
-@routes.add("POST", "/v1/events/{id}/acknowledge", "Acknowledge an event", "events", response=EventOut,
-            errors=(404,))
-async def acknowledge_event(request: web.Request) -> web.Response:
+@routes.add("POST", "/v1/events/{id}/acknowledge", "Acknowledge an event", "events")
+async def acknowledge_event(request: web.Request) -> EventOut:
     user = current_user(request)
-    return json_response(await state(request).events.acknowledge(path_id(request), user.username))
+    return await state(request).events.acknowledge(path_id(request), user.username)
 
 
 @routes.add("GET", "/v1/ws/events", "Websocket: every new event as a JSON `FaceEvent` message (auth with "
-            "`?token=` or the header)", "events")
+            "`?token=` or the header)", "events", raw="application/json", status=101, errors=(400, 503))
 async def events_socket(request: web.Request) -> web.StreamResponse:
     """Consumes the events topic from the earliest offset with no group (no rebalance wait, nothing left
     behind in the broker) and forwards only records produced after the socket opened: Tansu misreports end
@@ -67,6 +53,8 @@ async def events_socket(request: web.Request) -> web.StreamResponse:
     if st.publisher.producer is None:
         raise ApiError(503, "no Kafka broker configured")
     ws = web.WebSocketResponse(heartbeat=20)
+    if not ws.can_prepare(request).ok:
+        raise ApiError(400, "this is a websocket: send an Upgrade: websocket request")
     await ws.prepare(request)
     opened_ms = int(time.time() * 1000) - 1000
     feed = asyncio.create_task(_forward_events(st.settings, ws, opened_ms), name="ws-events")
@@ -123,8 +111,8 @@ async def _forward_events(settings: object, ws: web.WebSocketResponse, since_ms:
             form=(FormField("file", "The video file (mp4, mkv, avi, mov, webm, ...).", file=True),
                   FormField("camera_group", "Camera group id its events belong to (default `default`).",
                             required=False)),
-            response=VideoOut, status=201, errors=(413, 415, 422, 503))
-async def upload_video(request: web.Request) -> web.Response:
+            status=201, errors=(503,))
+async def upload_video(request: web.Request) -> VideoOut:
     st = state(request)
     video_id = new_id()
     loop = asyncio.get_running_loop()
@@ -157,7 +145,7 @@ async def upload_video(request: web.Request) -> web.Response:
             await st.videos.delete(video_id)
             raise
         key = None  # kept
-        return json_response(video, 201)
+        return video
     finally:
         tmp.unlink(missing_ok=True)
         if key is not None:
@@ -175,23 +163,20 @@ def _store_video(media: object, key: str, tmp: Path) -> str:
     return key
 
 
-@routes.add("GET", "/v1/videos", "List uploaded videos, newest first", "videos", query=ListQuery,
-            response=Page[VideoOut])
-async def list_videos(request: web.Request) -> web.Response:
-    q = read_query(request, ListQuery)
-    return page(*await state(request).videos.list_page(q.limit, q.cursor))
+@routes.add("GET", "/v1/videos", "List uploaded videos, newest first", "videos")
+async def list_videos(request: web.Request, query: ListQuery) -> Page[VideoOut]:
+    return page(*await state(request).videos.list_page(query.limit, query.cursor))
 
 
-@routes.add("GET", "/v1/videos/{id}", "Status and progress of an uploaded video", "videos", response=VideoOut,
-            errors=(404,))
-async def get_video(request: web.Request) -> web.Response:
-    return json_response(await state(request).videos.get(path_id(request)))
+@routes.add("GET", "/v1/videos/{id}", "Status and progress of an uploaded video", "videos")
+async def get_video(request: web.Request) -> VideoOut:
+    return await state(request).videos.get(path_id(request))
 
 
 # --- media --------------------------------------------------------------------------------------------------
 
 @routes.add("GET", "/v1/media/{key:.+}", "A stored image (thumbnail, frame, dossier photo); `?token=` works "
-            "for <img> tags", "media", errors=(404,))
+            "for <img> tags", "media", raw="*/*")
 async def get_media(request: web.Request) -> web.Response:
     st = state(request)
     key = request.match_info["key"]

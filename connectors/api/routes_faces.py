@@ -11,14 +11,7 @@ from pydantic import Field, ValidationError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from connectors.api.core import (
-    ApiError,
-    FormField,
-    RouteTable,
-    json_response,
-    validate_params,
-    validation_fields,
-)
+from connectors.api.core import ApiError, FormField, Reply, RouteTable, validate_params, validation_fields
 from connectors.api.faces import AnalysedFace, similarity_confidence
 from connectors.api.state import ApiState, state
 from connectors.api.uploads import Form, decode_image, read_form
@@ -42,16 +35,16 @@ async def _photo(st: ApiState, form: Form, name: str = "photo") -> object:
 
 
 @routes.add("POST", "/v1/detect", "Faces in a photo: boxes, landmarks, quality and attributes", "faces",
-            form=(PHOTO,), response=DetectResponse, errors=(400, 413, 415, 422))
-async def detect(request: web.Request) -> web.Response:
+            form=(PHOTO,), errors=(503,))
+async def detect(request: web.Request) -> DetectResponse:
     st = state(request)
     form = await read_form(request, st.settings.api.max_upload_bytes)
     image = await _photo(st, form)
     faces = await st.faces.analyse(image, describe=False, attributes=True)  # type: ignore[arg-type]
-    return json_response(DetectResponse(
+    return DetectResponse(
         width=image.shape[1], height=image.shape[0],  # type: ignore[attr-defined]
         faces=[DetectedFace(bbox=f.bbox, landmarks=f.landmarks, det_score=f.det_score, quality=f.quality,  # type: ignore[arg-type]
-                            attributes=f.attributes) for f in faces]))
+                            attributes=f.attributes) for f in faces])
 
 
 async def _largest(st: ApiState, form: Form, name: str) -> AnalysedFace:
@@ -61,15 +54,15 @@ async def _largest(st: ApiState, form: Form, name: str) -> AnalysedFace:
 
 @routes.add("POST", "/v1/verify", "Are the largest faces of two photos the same person?", "faces",
             form=(FormField("photo1", "First image.", file=True), FormField("photo2", "Second image.", file=True)),
-            response=VerifyResponse, errors=(400, 413, 415, 422))
-async def verify(request: web.Request) -> web.Response:
+            errors=(503,))
+async def verify(request: web.Request) -> VerifyResponse:
     st = state(request)
     form = await read_form(request, st.settings.api.max_upload_bytes)
     a = await _largest(st, form, "photo1")
     b = await _largest(st, form, "photo2")
     assert a.descriptor is not None and b.descriptor is not None
     conf = similarity_confidence(float(a.descriptor @ b.descriptor))
-    return json_response(VerifyResponse(confidence=conf, match=conf >= st.settings.matcher.threshold))
+    return VerifyResponse(confidence=conf, match=conf >= st.settings.matcher.threshold)
 
 
 class SearchForm(EventFilters):
@@ -85,8 +78,8 @@ class SearchForm(EventFilters):
                                      required=False),
                            FormField("camera, camera_group, watch_list, dossier, matched, acknowledged, since, "
                                      "until, min_confidence", "Event filters (target=events).", required=False)),
-            response=SearchResponse, errors=(400, 413, 415, 422))
-async def search(request: web.Request) -> web.Response:
+            errors=(503,))
+async def search(request: web.Request) -> SearchResponse:
     st = state(request)
     form = await read_form(request, st.settings.api.max_upload_bytes)
     try:
@@ -101,7 +94,7 @@ async def search(request: web.Request) -> web.Response:
         hits = await _search_dossiers(st, vector, params.limit, threshold)
     else:
         hits = await _search_events(st, vector, params, threshold)
-    return json_response(SearchResponse(results=hits))
+    return SearchResponse(results=hits)
 
 
 async def _search_dossiers(st: ApiState, vector: list[float], limit: int, threshold: float) -> list[SearchHit]:
@@ -142,8 +135,8 @@ async def _search_events(st: ApiState, vector: list[float], params: SearchForm, 
 # --- health and metrics -------------------------------------------------------------------------------------
 
 @routes.add("GET", "/v1/health", "Health of the API and its stores (503 when one is down)", "ops",
-            access="public", response=HealthOut)
-async def health(request: web.Request) -> web.Response:
+            access="public", responses={503: HealthOut})
+async def health(request: web.Request) -> HealthOut | Reply[HealthOut]:
     st = state(request)
     checks: dict[str, str] = {}
     try:
@@ -157,10 +150,12 @@ async def health(request: web.Request) -> web.Response:
     checks["models"] = "loaded" if st.faces.loaded else "not loaded (loads on first use)"
     checks["uptime_s"] = f"{time.time() - st.started_at:.0f}"
     ok = all(not v.startswith("error") for v in checks.values())
-    return json_response(HealthOut(status="ok" if ok else "degraded", checks=checks), 200 if ok else 503)
+    out = HealthOut(status="ok" if ok else "degraded", checks=checks)
+    return out if ok else Reply(out, 503)
 
 
-@routes.add("GET", "/metrics", "Prometheus metrics of this process", "ops", access="public")
+@routes.add("GET", "/metrics", "Prometheus metrics of this process", "ops", access="public",
+            raw="text/plain")
 async def metrics(request: web.Request) -> web.Response:
     body = await asyncio.get_running_loop().run_in_executor(None, generate_latest, REGISTRY)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

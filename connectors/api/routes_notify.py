@@ -1,21 +1,22 @@
 """API routes of episodes, counters, webhooks (with the delivery log) and Telegram rules.
 
-``routes`` is the table, installed and documented (OpenAPI) by ``connectors/api/app.py``. Access: viewers
-read, operators write (the RouteTable defaults).
+Access: viewers read, operators write (the RouteTable defaults). Lists page as every list does (``limit``,
+``cursor`` -> ``{"results", "next_cursor"}``).
 
 - ``GET /v1/episodes``: ``closed`` (true/false), ``camera``, ``watch_list``, ``dossier`` (the same names
-  as the event filters), ``since``/``until`` (UNIX s; overlap with the episode's span), ``limit``,
-  ``cursor`` (the previous page's ``next_cursor``). ``GET /v1/episodes/{id}`` adds ``event_ids``.
-  ``POST /v1/episodes/{id}/acknowledge`` acknowledges the episode and every event in it.
+  as the event filters), ``since``/``until`` (UNIX s; overlap with the episode's span).
+  ``GET /v1/episodes/{id}`` adds ``event_ids``; ``POST /v1/episodes/{id}/acknowledge`` acknowledges the
+  episode and every event in it.
 - ``/v1/counters`` CRUD; ``GET /v1/counters/{id}/records``: ``since``, ``until``, optional ``step``
   (seconds: sums into buckets from ``since``; without it the stored windows are returned).
 - ``/v1/webhooks`` CRUD (the secret is write-only); ``GET /v1/webhooks/{id}/deliveries`` (``status``:
-  pending/delivered/dead, ``limit``).
+  pending/delivered/dead).
 - ``/v1/telegram-rules`` CRUD.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Literal
 
@@ -23,7 +24,7 @@ from aiohttp import web
 from pydantic import Field
 
 from connectors.api.auth import current_user
-from connectors.api.core import ApiError, ApiModel, RouteTable, json_response, path_id, read_body, read_query
+from connectors.api.core import ApiError, ApiModel, ListQuery, RouteTable, page, path_id
 from connectors.api.state import state
 from connectors.sql.notify_repo import (
     CounterRepository,
@@ -32,43 +33,46 @@ from connectors.sql.notify_repo import (
     WebhookRepository,
     aggregate,
 )
-from schemas.messages import CounterRecord
+from connectors.sql.repositories import InvalidCursorError, decode_cursor, encode_cursor
+from schemas.api import EpisodeOut, Page
 from schemas.notify import (
-    Counter,
     CounterIn,
+    CounterOut,
     CounterPatch,
-    TelegramRule,
+    CounterWindow,
+    DeliveryOut,
     TelegramRuleIn,
+    TelegramRuleOut,
     TelegramRulePatch,
     WebhookIn,
+    WebhookOut,
     WebhookPatch,
-    WebhookView,
 )
 
 routes = RouteTable()
 MAX_BUCKETS = 10_000
 
 
-class EpisodeQuery(ApiModel):
+class EpisodeQuery(ListQuery):
     closed: bool | None = Field(None, description="true: closed only; false: open only.")
     camera: str | None = Field(None, max_length=128, description="Episodes that include this camera id.")
     watch_list: str | None = Field(None, max_length=128, description="Episodes that include this watch list id.")
     dossier: str | None = Field(None, max_length=128, description="Episodes matched to this dossier id.")
     since: float | None = Field(None, description="Episodes still running at or after this time (UNIX s).")
     until: float | None = Field(None, description="Episodes opened before this time (UNIX s).")
-    cursor: float | None = Field(None, description="Page: the `next_cursor` of the previous page.")
-    limit: int = Field(50, ge=1, le=1000)
 
 
 class RecordsQuery(ApiModel):
-    since: float | None = None
-    until: float | None = None
-    step: float | None = Field(None, gt=0, description="Bucket size in seconds (requires since and until).")
+    since: float | None = Field(None, description="Windows starting at or after this time (UNIX s).")
+    until: float | None = Field(None, description="Windows starting before this time (UNIX s).")
+    step: float | None = Field(None, gt=0, description="Bucket size in seconds: sums the windows into buckets "
+                                                       "from `since`.")
+    limit: int = Field(500, ge=1, le=MAX_BUCKETS, description="Page size.")
+    cursor: str | None = Field(None, max_length=1024, description="`next_cursor` of the previous page.")
 
 
-class DeliveryQuery(ApiModel):
+class DeliveryQuery(ListQuery):
     status: Literal["pending", "delivered", "dead"] | None = None
-    limit: int = Field(100, ge=1, le=1000)
 
 
 def _engine(request: web.Request):  # type: ignore[no-untyped-def]
@@ -78,166 +82,163 @@ def _engine(request: web.Request):  # type: ignore[no-untyped-def]
 # --- episodes ---------------------------------------------------------------------------------------------
 
 
-@routes.add("GET", "/v1/episodes", "List episodes (newest first)", "episodes", query=EpisodeQuery)
-async def list_episodes(request: web.Request) -> web.Response:
-    q = read_query(request, EpisodeQuery)
-    items = await EpisodeRepository(_engine(request)).list(
-        closed=q.closed, camera_id=q.camera, watch_list_id=q.watch_list, dossier_id=q.dossier,
-        since=q.since, until=q.until, limit=q.limit, before=q.cursor)
-    nxt = items[-1]["opened_at"] if len(items) == q.limit else None
-    return json_response({"results": items, "next_cursor": nxt})
+@routes.add("GET", "/v1/episodes", "List episodes (newest first)", "episodes")
+async def list_episodes(request: web.Request, query: EpisodeQuery) -> Page[EpisodeOut]:
+    items, nxt = await EpisodeRepository(_engine(request)).list_page(
+        closed=query.closed, camera_id=query.camera, watch_list_id=query.watch_list, dossier_id=query.dossier,
+        since=query.since, until=query.until, limit=query.limit, cursor=query.cursor)
+    return page([EpisodeOut.of(e) for e in items], nxt)
 
 
-@routes.add("GET", "/v1/episodes/{id}", "One episode with its event ids", "episodes", errors=(404,))
-async def get_episode(request: web.Request) -> web.Response:
-    return json_response(await EpisodeRepository(_engine(request)).get(path_id(request)))
+@routes.add("GET", "/v1/episodes/{id}", "One episode with its event ids", "episodes")
+async def get_episode(request: web.Request) -> EpisodeOut:
+    return EpisodeOut.of(await EpisodeRepository(_engine(request)).get(path_id(request)))
 
 
-@routes.add("POST", "/v1/episodes/{id}/acknowledge", "Acknowledge an episode and all its events", "episodes",
-            errors=(404,))
-async def acknowledge_episode(request: web.Request) -> web.Response:
+@routes.add("POST", "/v1/episodes/{id}/acknowledge", "Acknowledge an episode and all its events", "episodes")
+async def acknowledge_episode(request: web.Request) -> EpisodeOut:
     user = current_user(request)
-    return json_response(await EpisodeRepository(_engine(request)).acknowledge(path_id(request), user.username))
+    return EpisodeOut.of(await EpisodeRepository(_engine(request)).acknowledge(path_id(request), user.username))
 
 
 # --- counters ---------------------------------------------------------------------------------------------
 
 
 @routes.add("GET", "/v1/counters", "List counters", "counters")
-async def list_counters(request: web.Request) -> web.Response:
-    return json_response(await CounterRepository(_engine(request)).list_all())
+async def list_counters(request: web.Request, query: ListQuery) -> Page[CounterOut]:
+    items, nxt = await CounterRepository(_engine(request)).list_page(query.limit, query.cursor)
+    return page([CounterOut.of(c) for c in items], nxt)
 
 
-@routes.add("POST", "/v1/counters", "Create a counter", "counters", body=CounterIn, response=Counter, status=201)
-async def create_counter(request: web.Request) -> web.Response:
-    body = await read_body(request, CounterIn)
+@routes.add("POST", "/v1/counters", "Create a counter", "counters", status=201)
+async def create_counter(request: web.Request, body: CounterIn) -> CounterOut:
     if not body.camera_ids and not body.camera_groups:
         raise ApiError(422, "a counter needs camera_ids or camera_groups",
                        [{"loc": ["camera_ids"], "msg": "empty"}])
-    return json_response(await CounterRepository(_engine(request)).create(body), 201)
+    return CounterOut.of(await CounterRepository(_engine(request)).create(body))
 
 
-@routes.add("GET", "/v1/counters/{id}", "One counter", "counters", response=Counter, errors=(404,))
-async def get_counter(request: web.Request) -> web.Response:
-    return json_response(await CounterRepository(_engine(request)).get(path_id(request)))
+@routes.add("GET", "/v1/counters/{id}", "One counter", "counters")
+async def get_counter(request: web.Request) -> CounterOut:
+    return CounterOut.of(await CounterRepository(_engine(request)).get(path_id(request)))
 
 
-@routes.add("PATCH", "/v1/counters/{id}", "Change a counter", "counters", body=CounterPatch, response=Counter,
-            errors=(404,))
-async def patch_counter(request: web.Request) -> web.Response:
-    body = await read_body(request, CounterPatch)
+@routes.add("PATCH", "/v1/counters/{id}", "Change a counter", "counters")
+async def patch_counter(request: web.Request, body: CounterPatch) -> CounterOut:
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
-    return json_response(await CounterRepository(_engine(request)).update(path_id(request), changes))
+    return CounterOut.of(await CounterRepository(_engine(request)).update(path_id(request), changes))
 
 
-@routes.add("DELETE", "/v1/counters/{id}", "Delete a counter and its records", "counters", status=204,
-            errors=(404,))
-async def delete_counter(request: web.Request) -> web.Response:
+@routes.add("DELETE", "/v1/counters/{id}", "Delete a counter and its records", "counters")
+async def delete_counter(request: web.Request) -> None:
     await CounterRepository(_engine(request)).delete(path_id(request))
-    return web.Response(status=204)
 
 
-@routes.add("GET", "/v1/counters/{id}/records", "Counter records (time range, optional step)", "counters",
-            query=RecordsQuery, errors=(404, 422))
-async def counter_records(request: web.Request) -> web.Response:
-    q = read_query(request, RecordsQuery)
+def _cursor_start(cursor: str | None) -> float | None:
+    if cursor is None:
+        return None
+    value = decode_cursor(cursor, arity=1)[0]
+    if not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidCursorError("invalid cursor")
+    return float(value)
+
+
+@routes.add("GET", "/v1/counters/{id}/records", "Counter windows in a time range, or sums over `step` seconds",
+            "counters")
+async def counter_records(request: web.Request, query: RecordsQuery) -> Page[CounterWindow]:
     repo = CounterRepository(_engine(request))
     counter_id = path_id(request)
     await repo.get(counter_id)
-    records: list[CounterRecord] = await repo.records(counter_id, q.since, q.until)
-    if q.step is None:
-        return json_response({"counter_id": counter_id,
-                              "records": [r.model_dump(mode="json", exclude={"schema_version", "kind"})
-                                          for r in records]})
-    since = q.since if q.since is not None else (records[0].start if records else time.time())
-    until = q.until if q.until is not None else time.time()
-    if (until - since) / q.step > MAX_BUCKETS:
+    after = _cursor_start(query.cursor)
+    if query.step is None:
+        since = query.since if after is None else max(after, query.since or after)
+        records = await repo.records(counter_id, since, query.until, limit=query.limit + 1)
+        if after is not None:
+            records = [r for r in records if r.start > after]
+        more = len(records) > query.limit
+        records = records[:query.limit]
+        windows = [CounterWindow(**r.model_dump(exclude={"schema_version", "kind", "counter_id"})) for r in records]
+        return page(windows, encode_cursor([records[-1].start]) if more and records else None)
+    since = query.since if query.since is not None else time.time()
+    until = query.until if query.until is not None else time.time()
+    if (until - since) / query.step > MAX_BUCKETS:
         raise ApiError(422, f"at most {MAX_BUCKETS} buckets: raise step", [{"loc": ["step"], "msg": "too small"}])
-    return json_response({"counter_id": counter_id, "step": q.step,
-                          "buckets": aggregate(records, since, until, q.step)})
+    start = since if after is None else after
+    end = min(until, start + query.step * query.limit)
+    records = await repo.records(counter_id, start, end)
+    buckets = [CounterWindow(**b) for b in aggregate(records, start, end, query.step)]
+    return page(buckets, encode_cursor([end]) if end < until else None)
 
 
 # --- webhooks ---------------------------------------------------------------------------------------------
 
 
 @routes.add("GET", "/v1/webhooks", "List webhooks", "webhooks")
-async def list_webhooks(request: web.Request) -> web.Response:
-    return json_response([WebhookView.of(w) for w in await WebhookRepository(_engine(request)).list_all()])
+async def list_webhooks(request: web.Request, query: ListQuery) -> Page[WebhookOut]:
+    items, nxt = await WebhookRepository(_engine(request)).list_page(query.limit, query.cursor)
+    return page([WebhookOut.of(w) for w in items], nxt)
 
 
-@routes.add("POST", "/v1/webhooks", "Create a webhook", "webhooks", body=WebhookIn, response=WebhookView,
-            status=201)
-async def create_webhook(request: web.Request) -> web.Response:
-    body = await read_body(request, WebhookIn)
-    return json_response(WebhookView.of(await WebhookRepository(_engine(request)).create(body)), 201)
+@routes.add("POST", "/v1/webhooks", "Create a webhook", "webhooks", status=201)
+async def create_webhook(request: web.Request, body: WebhookIn) -> WebhookOut:
+    return WebhookOut.of(await WebhookRepository(_engine(request)).create(body))
 
 
-@routes.add("GET", "/v1/webhooks/{id}", "One webhook", "webhooks", response=WebhookView, errors=(404,))
-async def get_webhook(request: web.Request) -> web.Response:
-    return json_response(WebhookView.of(await WebhookRepository(_engine(request)).get(path_id(request))))
+@routes.add("GET", "/v1/webhooks/{id}", "One webhook", "webhooks")
+async def get_webhook(request: web.Request) -> WebhookOut:
+    return WebhookOut.of(await WebhookRepository(_engine(request)).get(path_id(request)))
 
 
-@routes.add("PATCH", "/v1/webhooks/{id}", "Change a webhook", "webhooks", body=WebhookPatch,
-            response=WebhookView, errors=(404,))
-async def patch_webhook(request: web.Request) -> web.Response:
-    body = await read_body(request, WebhookPatch)
+@routes.add("PATCH", "/v1/webhooks/{id}", "Change a webhook", "webhooks")
+async def patch_webhook(request: web.Request, body: WebhookPatch) -> WebhookOut:
     changes = body.model_dump(exclude_unset=True)
     if "filters" in changes and body.filters is not None:
         changes["filters"] = body.filters
     changes = {k: v for k, v in changes.items() if v is not None or k == "max_attempts"}
-    return json_response(WebhookView.of(await WebhookRepository(_engine(request)).update(path_id(request), changes)))
+    return WebhookOut.of(await WebhookRepository(_engine(request)).update(path_id(request), changes))
 
 
-@routes.add("DELETE", "/v1/webhooks/{id}", "Delete a webhook (its delivery log stays)", "webhooks", status=204,
-            errors=(404,))
-async def delete_webhook(request: web.Request) -> web.Response:
+@routes.add("DELETE", "/v1/webhooks/{id}", "Delete a webhook (its delivery log stays)", "webhooks")
+async def delete_webhook(request: web.Request) -> None:
     await WebhookRepository(_engine(request)).delete(path_id(request))
-    return web.Response(status=204)
 
 
-@routes.add("GET", "/v1/webhooks/{id}/deliveries", "The delivery log (newest first)", "webhooks",
-            query=DeliveryQuery, errors=(404,))
-async def list_deliveries(request: web.Request) -> web.Response:
-    q = read_query(request, DeliveryQuery)
+@routes.add("GET", "/v1/webhooks/{id}/deliveries", "The delivery log (newest first)", "webhooks")
+async def list_deliveries(request: web.Request, query: DeliveryQuery) -> Page[DeliveryOut]:
     repo = WebhookRepository(_engine(request))
     webhook_id = path_id(request)
     await repo.get(webhook_id)
-    return json_response(await repo.deliveries(webhook_id, q.status, q.limit))
+    items, nxt = await repo.deliveries_page(webhook_id, query.status, query.limit, query.cursor)
+    return page([DeliveryOut.of(d) for d in items], nxt)
 
 
 # --- Telegram ---------------------------------------------------------------------------------------------
 
 
-@routes.add("GET", "/v1/telegram-rules", "List Telegram notification rules", "telegram",
-            )
-async def list_rules(request: web.Request) -> web.Response:
-    return json_response(await TelegramRepository(_engine(request)).list_all())
+@routes.add("GET", "/v1/telegram-rules", "List Telegram notification rules", "telegram")
+async def list_rules(request: web.Request, query: ListQuery) -> Page[TelegramRuleOut]:
+    items, nxt = await TelegramRepository(_engine(request)).list_page(query.limit, query.cursor)
+    return page([TelegramRuleOut.of(r) for r in items], nxt)
 
 
-@routes.add("POST", "/v1/telegram-rules", "Create a Telegram notification rule", "telegram", body=TelegramRuleIn,
-            response=TelegramRule, status=201)
-async def create_rule(request: web.Request) -> web.Response:
-    body = await read_body(request, TelegramRuleIn)
-    return json_response(await TelegramRepository(_engine(request)).create(body), 201)
+@routes.add("POST", "/v1/telegram-rules", "Create a Telegram notification rule", "telegram", status=201)
+async def create_rule(request: web.Request, body: TelegramRuleIn) -> TelegramRuleOut:
+    return TelegramRuleOut.of(await TelegramRepository(_engine(request)).create(body))
 
 
-@routes.add("GET", "/v1/telegram-rules/{id}", "One Telegram rule", "telegram", response=TelegramRule,
-            errors=(404,))
-async def get_rule(request: web.Request) -> web.Response:
-    return json_response(await TelegramRepository(_engine(request)).get(path_id(request)))
+@routes.add("GET", "/v1/telegram-rules/{id}", "One Telegram rule", "telegram")
+async def get_rule(request: web.Request) -> TelegramRuleOut:
+    return TelegramRuleOut.of(await TelegramRepository(_engine(request)).get(path_id(request)))
 
 
-@routes.add("PATCH", "/v1/telegram-rules/{id}", "Change a Telegram rule", "telegram", body=TelegramRulePatch,
-            response=TelegramRule, errors=(404,))
-async def patch_rule(request: web.Request) -> web.Response:
-    body = await read_body(request, TelegramRulePatch)
+@routes.add("PATCH", "/v1/telegram-rules/{id}", "Change a Telegram rule", "telegram")
+async def patch_rule(request: web.Request, body: TelegramRulePatch) -> TelegramRuleOut:
     changes = {k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None}
     if body.filters is not None:
         changes["filters"] = body.filters
-    return json_response(await TelegramRepository(_engine(request)).update(path_id(request), changes))
+    return TelegramRuleOut.of(await TelegramRepository(_engine(request)).update(path_id(request), changes))
 
 
-@routes.add("DELETE", "/v1/telegram-rules/{id}", "Delete a Telegram rule", "telegram", status=204, errors=(404,))
-async def delete_rule(request: web.Request) -> web.Response:
+@routes.add("DELETE", "/v1/telegram-rules/{id}", "Delete a Telegram rule", "telegram")
+async def delete_rule(request: web.Request) -> None:
     await TelegramRepository(_engine(request)).delete(path_id(request))
-    return web.Response(status=204)

@@ -6,6 +6,7 @@ counter records, outbox items) are idempotent upserts / insert-if-absent keyed b
 
 from __future__ import annotations
 
+import builtins
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -33,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
 from connectors.sql import tables as core  # the core events table (helper-3)
-from connectors.sql.repositories import NotFoundError, new_id, upsert_statement
+from connectors.sql.repositories import NotFoundError, keyset_page, new_id, upsert_statement
 from schemas.messages import CounterRecord, Episode
 from schemas.notify import (
     Counter,
@@ -158,10 +159,19 @@ class EpisodeRepository:
     async def list(
         self, *, closed: bool | None = None, camera_id: str | None = None, watch_list_id: str | None = None,
         dossier_id: str | None = None, since: float | None = None, until: float | None = None,
-        limit: int = 100, before: float | None = None,
+        limit: int = 100, cursor: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Newest first (by ``opened_at``); ``since``/``until`` bound the episode's time span overlap;
-        ``before`` pages (pass the last item's ``opened_at``)."""
+        """Newest first (by ``opened_at``); ``since``/``until`` bound the episode's time span overlap."""
+        items, _ = await self.list_page(closed=closed, camera_id=camera_id, watch_list_id=watch_list_id,
+                                        dossier_id=dossier_id, since=since, until=until, limit=limit, cursor=cursor)
+        return items
+
+    async def list_page(
+        self, *, closed: bool | None = None, camera_id: str | None = None, watch_list_id: str | None = None,
+        dossier_id: str | None = None, since: float | None = None, until: float | None = None,
+        limit: int = 100, cursor: str | None = None,
+    ) -> tuple[builtins.list[dict[str, Any]], str | None]:
+        """One page, newest first, and the next page's cursor (None at the end)."""
         e = episodes.c
         conds: list[ColumnElement[bool]] = []
         if closed is not None:
@@ -178,12 +188,9 @@ class EpisodeRepository:
             conds.append(e.last_at >= since)
         if until is not None:
             conds.append(e.opened_at < until)
-        if before is not None:
-            conds.append(e.opened_at < before)
-        q = select(episodes).where(and_(true(), *conds)).order_by(e.opened_at.desc(), e.id.desc()).limit(limit)
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(q)).mappings().all()
-        return [_episode_out(r) for r in rows]
+        rows, nxt = await keyset_page(self.engine, select(episodes).where(and_(true(), *conds)), e.opened_at, e.id,
+                                      limit, cursor, descending=True)
+        return [_episode_out(r) for r in rows], nxt
 
     async def acknowledge(self, episode_id: str, by: str) -> dict[str, Any]:
         """Acknowledge the episode and every event in it (the events table of the core store)."""
@@ -232,6 +239,11 @@ class CounterRepository:
         async with self.engine.connect() as conn:
             rows = (await conn.execute(select(counters).order_by(counters.c.created_at))).mappings().all()
         return [_counter(r) for r in rows]
+
+    async def list_page(self, limit: int, cursor: str | None = None) -> tuple[list[Counter], str | None]:
+        rows, nxt = await keyset_page(self.engine, select(counters), counters.c.created_at, counters.c.id, limit,
+                                      cursor)
+        return [_counter(r) for r in rows], nxt
 
     async def update(self, counter_id: str, changes: dict[str, Any]) -> Counter:
         current = await self.get(counter_id)
@@ -339,6 +351,11 @@ class WebhookRepository:
             rows = (await conn.execute(select(webhooks).order_by(webhooks.c.created_at))).mappings().all()
         return [_webhook(r) for r in rows]
 
+    async def list_page(self, limit: int, cursor: str | None = None) -> tuple[list[Webhook], str | None]:
+        rows, nxt = await keyset_page(self.engine, select(webhooks), webhooks.c.created_at, webhooks.c.id, limit,
+                                      cursor)
+        return [_webhook(r) for r in rows], nxt
+
     async def update(self, webhook_id: str, changes: dict[str, Any]) -> Webhook:
         w = (await self.get(webhook_id)).model_copy(update=changes)
         w = Webhook.model_validate(w.model_dump())
@@ -427,12 +444,16 @@ class WebhookRepository:
                 last_attempt_at=time.time()))
 
     async def deliveries(self, webhook_id: str, status: str | None = None, limit: int = 100) -> list[Delivery]:
+        return (await self.deliveries_page(webhook_id, status, limit))[0]
+
+    async def deliveries_page(self, webhook_id: str, status: str | None = None, limit: int = 100,
+                              cursor: str | None = None) -> tuple[list[Delivery], str | None]:
+        """The delivery log, newest first, one page and the next page's cursor."""
         d = webhook_deliveries.c
         conds = [d.webhook_id == webhook_id] + ([d.status == status] if status else [])
-        q = select(webhook_deliveries).where(and_(true(), *conds)).order_by(d.created_at.desc()).limit(limit)
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(q)).mappings().all()
-        return [_delivery(r) for r in rows]
+        rows, nxt = await keyset_page(self.engine, select(webhook_deliveries).where(and_(true(), *conds)),
+                                      d.created_at, d.id, limit, cursor, descending=True)
+        return [_delivery(r) for r in rows], nxt
 
 
 def _batch_body(bodies: Iterable[str]) -> bytes:
@@ -483,6 +504,11 @@ class TelegramRepository:
         async with self.engine.connect() as conn:
             rows = (await conn.execute(select(telegram_rules).order_by(telegram_rules.c.created_at))).mappings().all()
         return [_rule(r) for r in rows]
+
+    async def list_page(self, limit: int, cursor: str | None = None) -> tuple[list[TelegramRule], str | None]:
+        c = telegram_rules.c
+        rows, nxt = await keyset_page(self.engine, select(telegram_rules), c.created_at, c.id, limit, cursor)
+        return [_rule(r) for r in rows], nxt
 
     async def update(self, rule_id: str, changes: dict[str, Any]) -> TelegramRule:
         r = TelegramRule.model_validate((await self.get(rule_id)).model_copy(update=changes).model_dump())

@@ -123,6 +123,22 @@ def _keyset_after(order: ColumnElement[Any], key: ColumnElement[Any], cursor: st
     return or_(order > value, and_(order == value, key > ident))
 
 
+async def keyset_page(engine: AsyncEngine, query: Any, order: Any, key: Any, limit: int, cursor: str | None,
+                      descending: bool = False) -> tuple[list[Any], str | None]:
+    """One page of ``query`` (a ``select``) in ``(order, key)`` order, and the cursor of the next page (None at
+    the end). Rows are SQLAlchemy mappings."""
+    after = _keyset_after(order, key, cursor, descending)
+    if after is not None:
+        query = query.where(after)
+    ordering = (order.desc(), key.desc()) if descending else (order, key)
+    async with engine.connect() as conn:
+        rows = list((await conn.execute(query.order_by(*ordering).limit(limit + 1))).mappings().all())
+    if len(rows) <= limit:
+        return rows, None
+    last = rows[limit - 1]
+    return rows[:limit], encode_cursor([last[order.key], last[key.key]])
+
+
 # --- users and tokens ---------------------------------------------------------------------------------------
 
 def hash_password(password: str) -> str:
@@ -168,6 +184,11 @@ class UserRepository:
         async with self.engine.connect() as conn:
             rows = await conn.execute(select(t.users).order_by(t.users.c.created_at))
         return [_user(r._mapping) for r in rows]
+
+    async def list_page(self, limit: int, cursor: str | None = None) -> tuple[list[UserOut], str | None]:
+        c = t.users.c
+        rows, nxt = await keyset_page(self.engine, select(t.users), c.created_at, c.id, limit, cursor)
+        return [_user(r) for r in rows], nxt
 
     async def delete(self, user_id: str) -> None:
         async with self.engine.begin() as conn:

@@ -143,10 +143,10 @@ async def test_integrator_flow(api: Api) -> None:
             break
         await asyncio.sleep(1.0)
     assert episodes, "no closed episode for Lin-Manuel Miranda"
-    episode = await api.call("GET", f"/v1/episodes/{episodes[0]['episode_id']}", 200)
+    episode = await api.call("GET", f"/v1/episodes/{episodes[0]['id']}", 200)
     assert set(episode["event_ids"]) & {e["id"] for e in events["results"]}
     linked = await api.call("GET", f"/v1/events/{episode['event_ids'][0]}", 200)
-    assert linked["episode"] == episode["episode_id"]
+    assert linked["episode"] == episode["id"]
 
     found = await api.upload("/v1/search", 200, {"photo": "lin-manuel-miranda.png"},
                              {"target": "events", "limit": "50", "camera": video["camera_id"]})
@@ -172,7 +172,7 @@ async def test_bad_inputs(api: Api) -> None:
     api.headers = admin
     await api.call("GET", "/v1/dossiers/no-such-id", 404)
     err = await api.call("POST", "/v1/watch-lists", 422, json={"name": "", "threshold": 2})
-    assert {tuple(f["loc"]) for f in err["fields"]} == {("name",), ("threshold",)}
+    assert {tuple(f["loc"]) for f in err["error"]["details"]} == {("name",), ("threshold",)}
     d = await api.call("POST", "/v1/dossiers", 201, json={"name": "Refusals"})
     url = f"/v1/dossiers/{d['id']}/faces"
     await api.upload(url, 415, {"photo": ("notes.txt", b"plain text")})
@@ -180,6 +180,6 @@ async def test_bad_inputs(api: Api) -> None:
     big = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\x0dIHDR" + (20000).to_bytes(4, "big") * 2 + b"\x08\x02\x00\x00\x00"
     await api.upload(url, 413, {"photo": ("huge.png", big)})
     err = await api.upload(url, 422, {"photo": "two_people.jpg"})
-    assert "faces found" in err["error"]
+    assert "faces found" in err["error"]["message"]
     await api.upload("/v1/videos", 415, {"file": ("clip.txt", b"text")})
     assert (await api.call("GET", f"/v1/dossiers/{d['id']}", 200))["faces"] == []

@@ -73,7 +73,8 @@ async def stack(tmp_path_factory: pytest.TempPathFactory):
     async with EmbeddedBroker() as broker:
         settings = Settings(data_dir=data, bootstrap_servers=broker.bootstrap_servers,
                             kafka={"topic_prefix": "apitest.", "partitions": 1},
-                            api={"admin_token": ADMIN_TOKEN, "admin_password": "s3cret!"})
+                            api={"admin_token": ADMIN_TOKEN, "admin_password": "s3cret!",
+                                 "contract_checks": "fail"})
         client = TestClient(TestServer(build_app(settings)))
         await client.start_server()
         try:
@@ -129,7 +130,7 @@ async def test_auth_login_roles(stack: Stack) -> None:
     viewer = {"Authorization": f"Token {viewer_login['token']}"}
     await stack.json("GET", "/v1/watch-lists", 200, headers=viewer)
     err = await stack.json("POST", "/v1/watch-lists", 403, headers=viewer, json={"name": "x"})
-    assert "viewer" in err["error"]
+    assert "viewer" in err["error"]["message"] and err["error"]["code"] == "forbidden"
     await stack.json("GET", "/v1/users", 403, headers=viewer)
     await stack.json("POST", "/v1/auth/logout", 204, headers=viewer)
     await stack.json("GET", "/v1/watch-lists", 401, headers=viewer)
@@ -159,10 +160,10 @@ async def test_cameras_crud_publishes_changes(stack: Stack) -> None:
 
 async def test_validation_lists_fields_and_404s(stack: Stack) -> None:
     err = await stack.json("POST", "/v1/watch-lists", 422, json={"name": "", "color": "red", "bogus": 1})
-    locs = {tuple(f["loc"]) for f in err["fields"]}
+    locs = {tuple(f["loc"]) for f in err["error"]["details"]}
     assert {("name",), ("color",), ("bogus",)} <= locs
     err = await stack.json("POST", "/v1/dossiers", 422, json={"name": "x", "watch_lists": ["nope"]})
-    assert err["fields"][0]["loc"] == ["watch_lists"]
+    assert err["error"]["details"][0]["loc"] == ["watch_lists"]
     await stack.json("GET", "/v1/events?matched=maybe", 422)
     await stack.json("GET", "/v1/dossiers?cursor=zzz", 400)
     await stack.json("GET", "/v1/dossiers/unknown", 404)
@@ -185,7 +186,7 @@ async def test_bad_images_are_refused_and_leave_nothing(stack: Stack) -> None:
     await stack.upload("/v1/dossiers/unknown/faces", 404, {"photo": ("a.jpg", b"x")})
     blank = np.full((200, 200, 3), 127, np.uint8)
     err = await stack.upload(url, 422, {"photo": ("blank.jpg", _jpeg(blank))})
-    assert "no face" in err["error"]
+    assert "no face" in err["error"]["message"]
     assert (await stack.json("GET", f"/v1/dossiers/{dossier['id']}", 200))["faces"] == []
     media = Path(stack.settings.data_dir) / "media" / "dossiers" / dossier["id"]
     assert not media.exists() or not any(media.iterdir())
@@ -238,7 +239,7 @@ async def test_enrol_publish_and_search_dossiers(stack: Stack) -> None:
     face = await stack.upload(f"/v1/dossiers/{obama['id']}/faces", 201, {"photo": _photo("obama.jpg")})
     await stack.upload(f"/v1/dossiers/{biden['id']}/faces", 201, {"photo": _photo("biden.jpg")})
     err = await stack.upload(f"/v1/dossiers/{obama['id']}/faces", 422, {"photo": _photo("two_people.jpg")})
-    assert "2 faces" in err["error"]
+    assert "2 faces" in err["error"]["message"]
     photo = await stack.client.get(face["image"], headers=stack.admin)
     assert photo.status == 200 and photo.content_type == "image/jpeg"
     found = await stack.upload("/v1/search", 200, {"photo": _photo("obama2.jpg")}, {"target": "dossiers"})

@@ -27,7 +27,7 @@ async def call(client: TestClient, method: str, path: str, status: int, **kwargs
 
 
 async def test_notify_routes(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path, api={"admin_token": TOKEN})
+    settings = Settings(data_dir=tmp_path, api={"admin_token": TOKEN, "contract_checks": "fail"})
     client = TestClient(TestServer(build_app(settings)))
     await client.start_server()
     try:
@@ -41,8 +41,8 @@ async def test_notify_routes(tmp_path: Path) -> None:
         b = EpisodeBuilder()
         await EpisodeRepository(engine).save((c.episode, c.event_ids) for e in evs for c in b.add(e, now=0))
         page = await call(client, "GET", "/v1/episodes?closed=false", 200)
-        assert [e["episode_id"] for e in page["results"]] == ["ep:x", "ep:e1"]
-        assert [e["episode_id"] for e in (await call(client, "GET", "/v1/episodes?watch_list=wl", 200))["results"]] \
+        assert [e["id"] for e in page["results"]] == ["ep:x", "ep:e1"]
+        assert [e["id"] for e in (await call(client, "GET", "/v1/episodes?watch_list=wl", 200))["results"]] \
             == ["ep:e1"]
         assert (await call(client, "GET", "/v1/episodes?camera=c2&since=50&until=150", 200))["results"][0][
             "event_count"] == 2
@@ -56,16 +56,20 @@ async def test_notify_routes(tmp_path: Path) -> None:
         c = await call(client, "POST", "/v1/counters", 201, json={"name": "door", "camera_ids": ["c1"],
                                                                    "interval_s": 60})
         await CounterRepository(engine).save_records([
-            CounterRecord(counter_id=c["counter_id"], start=0, end=60, faces=2, final=True),
-            CounterRecord(counter_id=c["counter_id"], start=60, end=120, faces=1),
-            CounterRecord(counter_id=c["counter_id"], start=240, end=300, faces=4)])
-        recs = await call(client, "GET", f"/v1/counters/{c['counter_id']}/records?since=0&until=300", 200)
-        assert [r["faces"] for r in recs["records"]] == [2, 1, 4]
-        agg = await call(client, "GET", f"/v1/counters/{c['counter_id']}/records?since=0&until=360&step=120", 200)
-        assert [b["faces"] for b in agg["buckets"]] == [3, 0, 4]
-        assert (await call(client, "PATCH", f"/v1/counters/{c['counter_id']}", 200, json={"name": "gate"}))["name"] \
+            CounterRecord(counter_id=c["id"], start=0, end=60, faces=2, final=True),
+            CounterRecord(counter_id=c["id"], start=60, end=120, faces=1),
+            CounterRecord(counter_id=c["id"], start=240, end=300, faces=4)])
+        recs = await call(client, "GET", f"/v1/counters/{c['id']}/records?since=0&until=300", 200)
+        assert [r["faces"] for r in recs["results"]] == [2, 1, 4] and recs["next_cursor"] is None
+        first = await call(client, "GET", f"/v1/counters/{c['id']}/records?since=0&until=300&limit=2", 200)
+        rest = await call(client, "GET", f"/v1/counters/{c['id']}/records?limit=2&cursor={first['next_cursor']}", 200)
+        assert [r["start"] for r in first["results"] + rest["results"]] == [0, 60, 240]
+        agg = await call(client, "GET", f"/v1/counters/{c['id']}/records?since=0&until=360&step=120", 200)
+        assert [b["faces"] for b in agg["results"]] == [3, 0, 4]
+        assert (await call(client, "PATCH", f"/v1/counters/{c['id']}", 200, json={"name": "gate"}))["name"] \
             == "gate"
-        assert len(await call(client, "GET", "/v1/counters", 200)) == 1
+        listed = await call(client, "GET", "/v1/counters", 200)
+        assert [x["id"] for x in listed["results"]] == [c["id"]] and listed["next_cursor"] is None
 
         # webhooks: the secret is write-only
         w = await call(client, "POST", "/v1/webhooks", 201, json={
@@ -74,23 +78,28 @@ async def test_notify_routes(tmp_path: Path) -> None:
         assert w["has_secret"] and "secret" not in w
         await call(client, "POST", "/v1/webhooks", 422, json={"url": "ftp://x", "topics": ["events"]})
         await call(client, "POST", "/v1/webhooks", 422, json={"url": "http://x", "topics": ["nonsense"]})
+<<<<<<< HEAD
         patch = {"active": False, "filters": {"camera_ids": ["c1"]}}
         p = await call(client, "PATCH", f"/v1/webhooks/{w['webhook_id']}", 200, json=patch)
+=======
+        p = await call(client, "PATCH", f"/v1/webhooks/{w['id']}", 200, json={"active": False,
+                                                                                      "filters": {"camera_ids": ["c1"]}})
+>>>>>>> 76a950c (API contract: one declaration per operation (handler signature: body/query models, return type) drives routing, parsing, serialisation and OpenAPI; answers outside the declaration fail (api.contract_checks); every list pages (results/next_cursor, limit/cursor) incl. counters, webhooks, telegram rules, deliveries, counter records, users; every resource key is id; errors are {error: {code, message, details}})
         assert not p["active"] and p["filters"]["camera_ids"] == ["c1"] and p["has_secret"]
-        await WebhookRepository(engine).enqueue([(w["webhook_id"], "i1", b"{}")], queue_max=0)  # overflow -> dead
-        log = await call(client, "GET", f"/v1/webhooks/{w['webhook_id']}/deliveries?status=dead", 200)
-        assert log[0]["item_ids"] == ["i1"] and log[0]["error"] == "queue overflow"
-        await call(client, "DELETE", f"/v1/webhooks/{w['webhook_id']}", 204)
-        await call(client, "GET", f"/v1/webhooks/{w['webhook_id']}", 404)
+        await WebhookRepository(engine).enqueue([(w["id"], "i1", b"{}")], queue_max=0)  # overflow -> dead
+        log = await call(client, "GET", f"/v1/webhooks/{w['id']}/deliveries?status=dead", 200)
+        assert log["results"][0]["item_ids"] == ["i1"] and log["results"][0]["error"] == "queue overflow"
+        await call(client, "DELETE", f"/v1/webhooks/{w['id']}", 204)
+        await call(client, "GET", f"/v1/webhooks/{w['id']}", 404)
 
         # Telegram rules
         r = await call(client, "POST", "/v1/telegram-rules", 201, json={"chat_id": "42",
                                                                           "filters": {"watch_list_ids": ["wl"]}})
         assert r["filters"]["watch_list_ids"] == ["wl"]
-        r = await call(client, "PATCH", f"/v1/telegram-rules/{r['rule_id']}", 200, json={"chat_id": "43"})
+        r = await call(client, "PATCH", f"/v1/telegram-rules/{r['id']}", 200, json={"chat_id": "43"})
         assert r["chat_id"] == "43" and r["filters"]["watch_list_ids"] == ["wl"]
-        assert len(await call(client, "GET", "/v1/telegram-rules", 200)) == 1
-        await call(client, "DELETE", f"/v1/telegram-rules/{r['rule_id']}", 204)
+        assert len((await call(client, "GET", "/v1/telegram-rules", 200))["results"]) == 1
+        await call(client, "DELETE", f"/v1/telegram-rules/{r['id']}", 204)
 
         # access: no token -> 401
         resp = await client.get("/v1/episodes")
