@@ -78,13 +78,8 @@ async def test_notify_routes(tmp_path: Path) -> None:
         assert w["has_secret"] and "secret" not in w
         await call(client, "POST", "/v1/webhooks", 422, json={"url": "ftp://x", "topics": ["events"]})
         await call(client, "POST", "/v1/webhooks", 422, json={"url": "http://x", "topics": ["nonsense"]})
-<<<<<<< HEAD
         patch = {"active": False, "filters": {"camera_ids": ["c1"]}}
-        p = await call(client, "PATCH", f"/v1/webhooks/{w['webhook_id']}", 200, json=patch)
-=======
-        p = await call(client, "PATCH", f"/v1/webhooks/{w['id']}", 200, json={"active": False,
-                                                                                      "filters": {"camera_ids": ["c1"]}})
->>>>>>> 76a950c (API contract: one declaration per operation (handler signature: body/query models, return type) drives routing, parsing, serialisation and OpenAPI; answers outside the declaration fail (api.contract_checks); every list pages (results/next_cursor, limit/cursor) incl. counters, webhooks, telegram rules, deliveries, counter records, users; every resource key is id; errors are {error: {code, message, details}})
+        p = await call(client, "PATCH", f"/v1/webhooks/{w['id']}", 200, json=patch)
         assert not p["active"] and p["filters"]["camera_ids"] == ["c1"] and p["has_secret"]
         await WebhookRepository(engine).enqueue([(w["id"], "i1", b"{}")], queue_max=0)  # overflow -> dead
         log = await call(client, "GET", f"/v1/webhooks/{w['id']}/deliveries?status=dead", 200)
