@@ -9,16 +9,21 @@ Webhook payload (version 1, stable). Every delivery is a POST whose body is a JS
 - ``event``: the face event (``FaceEvent`` fields less ``descriptor``, ``schema_version`` and ``kind``);
   id = event id.
 - ``episode_*``: the ``Episode`` (see schemas/messages.py); id = ``"{episode_id}:{change}:{event_count}"``.
-- ``counter_record``: the ``CounterRecord``; id = ``"{counter_id}:{start}:{faces}:{final}"``.
+- ``counter_record``: the ``CounterRecord``; id = ``"{counter_id}:{start}:{faces}:{final}"`` with ``start``
+  written exactly (an integer for whole seconds, never rounded).
 
-Headers: ``Content-Type: application/json``, ``X-Facestream-Delivery: <delivery id>`` (the same on every
-retry), ``X-Facestream-Signature: sha256=<hex HMAC-SHA256 of the raw body keyed by the webhook's secret>``
-(absent when the secret is empty). Check it with :func:`connectors.webhook_client.verify`.
+Wherever the data names a stored image (``thumbnail_key``, ``frame_key``, also inside an episode's events),
+it also carries its absolute URL (``thumbnail_url``, ``frame_url``: ``api.public_url`` + ``/v1/media/<key>``;
+fetch it with an API token).
+
+Headers: the Standard Webhooks ones (``webhook-id``: the delivery id, the same on every retry;
+``webhook-timestamp``; ``webhook-signature``), see ``connectors/webhook_client.py``.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,15 +56,38 @@ class Item:
         return orjson.dumps({"version": PAYLOAD_VERSION, "type": self.type, "id": self.item_id, "data": self.data})
 
 
-def event_item(e: FaceEvent) -> Item:
-    data = e.model_dump(mode="json", exclude={"descriptor", "schema_version", "kind"})
+MediaUrl = Callable[[str], str]
+
+
+def _no_urls(key: str) -> str:
+    return f"/v1/media/{key}"
+
+
+def with_media_urls(data: dict[str, Any], media_url: MediaUrl) -> dict[str, Any]:
+    """``data`` with ``<name>_url`` beside every non-null ``<name>_key`` of a stored image, at any depth."""
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        out[k] = with_media_urls(v, media_url) if isinstance(v, dict) else v
+        if k in ("thumbnail_key", "frame_key") and isinstance(v, str):
+            out[k[:-4] + "_url"] = media_url(v)
+    return out
+
+
+def exact(x: float) -> str:
+    """A number as an id part, exactly: ``1796151654`` for whole seconds, the shortest round-trip repr
+    otherwise (``f"{x:g}"`` rounds to 6 digits: different windows collided)."""
+    return str(int(x)) if float(x).is_integer() else repr(float(x))
+
+
+def event_item(e: FaceEvent, media_url: MediaUrl = _no_urls) -> Item:
+    data = with_media_urls(e.model_dump(mode="json", exclude={"descriptor", "schema_version", "kind"}), media_url)
     return Item("event", "events", e.event_id, data, (e.camera_id,), e.camera_group, e.matched, e.confidence,
                 tuple(e.watch_list_ids))
 
 
-def episode_item(c: EpisodeChanged) -> Item:
+def episode_item(c: EpisodeChanged, media_url: MediaUrl = _no_urls) -> Item:
     ep = c.episode
-    data = ep.model_dump(mode="json", exclude={"schema_version"})
+    data = with_media_urls(ep.model_dump(mode="json", exclude={"schema_version"}), media_url)
     conf = ep.matched_event.confidence if ep.matched_event else ep.best_event.confidence
     topic: WebhookTopic = f"episode_{c.change}"  # type: ignore[assignment]
     return Item(topic, topic, f"{ep.episode_id}:{c.change}:{ep.event_count}", data, tuple(ep.camera_ids),
@@ -68,16 +96,17 @@ def episode_item(c: EpisodeChanged) -> Item:
 
 def counter_item(r: CounterRecord) -> Item:
     data = r.model_dump(mode="json", exclude={"schema_version", "kind"})
-    return Item("counter_record", "counter_records", f"{r.counter_id}:{r.start:g}:{r.faces}:{r.final}", data,
+    return Item("counter_record", "counter_records", f"{r.counter_id}:{exact(r.start)}:{r.faces}:{r.final}", data,
                 tuple(r.camera_ids), counter_id=r.counter_id)
 
 
-def item_of(message: object) -> Item | None:
-    """The item for a consumed message (None for end markers and other kinds)."""
+def item_of(message: object, media_url: MediaUrl = _no_urls) -> Item | None:
+    """The item for a consumed message (None for end markers and other kinds); ``media_url`` makes a media
+    key an absolute URL."""
     if isinstance(message, FaceEvent):
-        return event_item(message)
+        return event_item(message, media_url)
     if isinstance(message, EpisodeChanged):
-        return episode_item(message)
+        return episode_item(message, media_url)
     if isinstance(message, CounterRecord):
         return counter_item(message)
     return None

@@ -19,7 +19,7 @@ Two halves that never wait on each other:
 
 Duplicates: an item replayed after a crash is the same outbox row (skipped), but a crash after a
 successful POST and before it was recorded sends that delivery again: receivers drop duplicates by the
-item ``id`` (or the ``X-Facestream-Delivery`` header). Run one instance of this role: dispatchers of several
+item ``id`` (or the ``webhook-id`` header). Run one instance of this role: dispatchers of several
 instances would each send the same outbox items.
 """
 
@@ -104,7 +104,7 @@ class WebhooksAgent(AgentBase):
             return None
         if isinstance(message, FaceEvent) and not self.dedup.offer(message).keep:
             return None
-        return item_of(message)
+        return item_of(message, self.settings.api.media_url)
 
 
 class Dispatcher:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -69,7 +70,13 @@ class ApiSettings(_Section):
     max_video_bytes: int = Field(512 * 1024 * 1024, description="Largest video upload.")
     max_image_pixels: int = Field(40_000_000, description="Largest decoded image, in pixels.")
     enrol_min_quality: float = Field(0.5, ge=0, le=1, description="Dossier photos whose face quality is below this are refused.")
+    public_url: str | None = Field(None, max_length=2048, pattern=r"^https?://[^\s/]+(/[^\s]*)?$", description="Base URL integrators reach the API at (e.g. https://faces.example.com); webhook payloads carry absolute media URLs under it. Unset: http://<api.host>:<api.port>.")
     contract_checks: Literal["log", "fail"] = Field("log", description="An answer whose status its operation does not declare in the OpenAPI document: `log` it (and count it in facestream_api_contract_violations_total) or also `fail` it with a 500 (tests).")
+
+    def media_url(self, key: str) -> str:
+        """The absolute URL of a stored image (``/v1/media/<key>`` under ``public_url``)."""
+        base = (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+        return f"{base}/v1/media/{quote(key, safe='/:')}"
 
 
 class StoreSettings(_Section):

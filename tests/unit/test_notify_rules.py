@@ -65,3 +65,25 @@ def test_caption_and_person_key():
                                  "Time: 1970-01-01 00:16:40 UTC"]
     assert caption(U).startswith("Unmatched face")
     assert person_key(M) == "dossier:d1" and person_key(U) == "track:c2:1"
+
+
+def test_counter_record_ids_are_exact():
+    """Windows two seconds apart once both became ``1.79615e+09``, and the second was dropped as a duplicate."""
+    a = counter_item(CounterRecord(counter_id="k", start=1796151654, end=1796151656, faces=1))
+    b = counter_item(CounterRecord(counter_id="k", start=1796151656, end=1796151658, faces=1))
+    assert a.item_id == "k:1796151654:1:False" and b.item_id == "k:1796151656:1:False"
+    half = counter_item(CounterRecord(counter_id="k", start=1796151654.5, end=1796151655, faces=1))
+    assert half.item_id == "k:1796151654.5:1:False"
+
+
+def test_payloads_carry_absolute_media_urls():
+    from pipeline.settings import ApiSettings
+
+    api = ApiSettings(public_url="https://faces.example.com/base/")
+    e = M.model_copy(update={"thumbnail_key": "thumbs/c1:1:0.jpg", "frame_key": "frames/c1:1:0.jpg"})
+    data = event_item(e, api.media_url).data
+    assert data["thumbnail_url"] == "https://faces.example.com/base/v1/media/thumbs/c1:1:0.jpg"
+    assert data["frame_url"] == "https://faces.example.com/base/v1/media/frames/c1:1:0.jpg"
+    ep = episode_item(EpisodeBuilder().add(e, now=0)[0], api.media_url).data
+    assert ep["best_event"]["thumbnail_url"] == data["thumbnail_url"]
+    assert ApiSettings(port=9000).media_url("a b.jpg") == "http://127.0.0.1:9000/v1/media/a%20b.jpg"
