@@ -6,6 +6,10 @@ image; the chip then travels to the extractor raw (``detector.chip_encoding``), 
 frames arrive in order on one partition, so this instance owns that camera's tracker. Offsets are committed
 no further than the first frame of any open track (``hold_commits``): a detector that dies mid-track replays
 those frames and posts the same faces with the same ids.
+
+A shot cut (``agents.shots``) ends every open track of the camera, so a track never spans two scenes.
+Each posted face carries the aligned chips of its track's other best faces (``Face.support``) for the
+track-level identity decision.
 """
 
 from __future__ import annotations
@@ -21,13 +25,14 @@ import cv2
 import numpy as np
 
 from agents.camera_table import CameraTable
+from agents.shots import colour_signature, is_cut
 from agents.tracking import Candidate, FaceTracker, Post, TrackerPolicy
 from connectors.media import MediaStore, open_media_store
 from models.faces import Detection, FaceModels
 from pipeline import metrics
 from pipeline.settings import Settings
 from pipeline.stage import AgentBase, Incoming, Output
-from schemas.messages import CameraChanged, Face, Frame, StreamEnd
+from schemas.messages import CameraChanged, Face, Frame, StreamEnd, SupportFace
 from schemas.topics import FACES, FRAMES
 
 log = logging.getLogger(__name__)
@@ -44,6 +49,14 @@ class Shot:
     detection: Detection
     chip: np.ndarray  # 150x150x3 BGR uint8
     thumb: np.ndarray  # the face box grown by THUMB_MARGIN, BGR uint8 (a copy: the frame is not kept)
+
+
+@dataclass(frozen=True)
+class Analysed:
+    """What the models found in one frame: (quality, shot) per face, and the frame's colour signature."""
+
+    faces: list[tuple[float, Shot]]
+    signature: np.ndarray
 
 
 def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
@@ -88,6 +101,7 @@ class DetectorAgent(AgentBase):
         self.cameras = CameraTable()
         self.trackers: dict[str, FaceTracker[Shot]] = {}
         self.partition_of: dict[str, tuple[str, int]] = {}
+        self.signatures: dict[str, np.ndarray] = {}  # camera id -> colour signature of its last frame
         self._topic = f"{settings.kafka.topic_prefix}{FRAMES.name}"
 
     async def start(self) -> None:
@@ -113,9 +127,14 @@ class DetectorAgent(AgentBase):
                 outputs += await self._publish_posts(tracker.flush())
                 outputs.append(Output(FACES, camera_id, item.message))
                 self.trackers.pop(camera_id, None)
+                self.signatures.pop(camera_id, None)
                 continue
             frame: Frame = item.message
-            cands = self._candidates(frame, by_offset[(item.partition, item.offset)], item.offset)
+            found = by_offset[(item.partition, item.offset)]
+            if is_cut(self.signatures.get(camera_id), found.signature, self.settings.detector.cut_threshold):
+                outputs += await self._publish_posts(tracker.flush())
+            self.signatures[camera_id] = found.signature
+            cands = self._candidates(frame, found.faces, item.offset)
             outputs += await self._publish_posts(tracker.update(frame.frame_no, frame.timestamp, cands))
         return outputs
 
@@ -148,12 +167,12 @@ class DetectorAgent(AgentBase):
             self.trackers[camera_id] = FaceTracker(TrackerPolicy(
                 mode=mode, iou_threshold=d.track_iou, timeout_s=d.track_timeout_s,
                 realtime_interval_s=d.realtime_interval_s, realtime_post_first=d.realtime_post_first,
-                max_track_s=d.max_track_s))
+                max_track_s=d.max_track_s, track_faces=d.track_faces))
         return self.trackers[camera_id]
 
-    def _analyse(self, frames: list[Frame]) -> list[list[tuple[float, Shot]]]:
+    def _analyse(self, frames: list[Frame]) -> list[Analysed]:
         """Blocking: decode each frame once, detect in one batch, then per face one alignment (its chip
-        also feeds the quality score) and the thumbnail crop."""
+        also feeds the quality score) and the thumbnail crop; and the frame's colour signature."""
         assert self.models is not None
         images = [decode_jpeg(f.jpeg) for f in frames]
         if not images:
@@ -167,7 +186,7 @@ class DetectorAgent(AgentBase):
                 chip = self.models.align(image, det)
                 shot = Shot(frame, det, chip, thumbnail(image, det.bbox).copy())
                 faces.append((self.models.quality(image, det, chip), shot))
-            out.append(faces)
+            out.append(Analysed(faces, colour_signature(image)))
         return out
 
     def _candidates(self, frame: Frame, faces: list[tuple[float, Shot]], offset: int) -> list[Candidate[Shot]]:
@@ -217,8 +236,20 @@ class DetectorAgent(AgentBase):
                 det_score=float(det.score), quality=float(post.candidate.quality),
                 chip=chip, chip_encoding=encoding, frame_key=frame_key,
                 thumbnail_key=thumb_key, video_id=frame.video_id,
+                **_support(post, encoding),
             ))
         return faces
+
+
+def _support(post: Post[Shot], encoding: str) -> dict[str, Any]:
+    """``Face.support`` and ``Face.support_chips`` from the post's other best faces of its track."""
+    shown = post.candidate
+    others = [c for c in post.support if c is not shown]
+    chips = [c.payload.chip.tobytes() if encoding == "bgr" else encode_jpeg(c.payload.chip, CHIP_JPEG_QUALITY)
+             for c in others]
+    return {"support": [SupportFace(frame_no=c.frame_no, quality=float(c.quality), size=len(b))
+                        for c, b in zip(others, chips, strict=True)],
+            "support_chips": b"".join(chips)}
 
 
 def _safe(name: str) -> str:

@@ -1,7 +1,11 @@
 """Extractor agent: faces -> descriptors. Batches the aligned chips through the descriptor and attribute models.
 
 The chip arrives raw (or as JPEG, see ``Face``) and is dropped from the face passed on: the matcher and
-everything after it need the descriptor, not the pixels."""
+everything after it need the descriptor, not the pixels.
+
+A face's descriptor is its track's: the face and its support (the track's other best faces, see
+``Face.support``) are all described and combined by ``track_descriptor``; attributes come from the face shown.
+"""
 
 from __future__ import annotations
 
@@ -46,13 +50,44 @@ class ExtractorAgent(AgentBase):
         if not faces:
             return []
         chips = [chip_image(f) for f in faces]
-        descriptors = self.models.describe(chips)
         attributes = self.models.attributes(chips)
-        return [
-            DescribedFace(face=f.model_copy(update={"chip": b""}), descriptor=np.asarray(d, np.float32).tolist(),
-                          attributes=a)
-            for f, d, a in zip(faces, descriptors, attributes, strict=True)
-        ]
+        groups = [[chip, *support_images(f)] for f, chip in zip(faces, chips, strict=True)]
+        flat = self.models.describe([c for group in groups for c in group])
+        out, start = [], 0
+        for face, group, attrs in zip(faces, groups, attributes, strict=True):
+            weights = np.asarray([face.quality, *(s.quality for s in face.support)], np.float32)
+            descriptor = track_descriptor(flat[start : start + len(group)], weights)
+            start += len(group)
+            out.append(DescribedFace(
+                face=face.model_copy(update={"chip": b"", "support": [], "support_chips": b""}),
+                descriptor=descriptor.tolist(), attributes=attrs, faces_used=len(group)))
+        return out
+
+
+def track_descriptor(descriptors: np.ndarray, qualities: np.ndarray) -> np.ndarray:
+    """(128,) float32: the quality-weighted mean of (N, 128) L2-normalised descriptors, L2-normalised.
+
+    Weights are the qualities (floored at 0.01, so a track of poor faces still averages them all). The mean
+    of normalised descriptors is the direction closest, in summed cosine, to all of them: one noisy frame
+    moves it little, which is why deciding on it beats deciding on the single best face."""
+    weights = np.maximum(qualities.astype(np.float32), 0.01)
+    mean = (descriptors.astype(np.float32) * weights[:, None]).sum(axis=0)
+    return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
+
+
+def support_images(face: Face) -> list[np.ndarray]:
+    """The chips of the face's support (``Face.support_chips``) as 150x150x3 BGR uint8 arrays.
+
+    Raises ``ValueError`` when the sizes do not add up or a chip is not one."""
+    if sum(s.size for s in face.support) != len(face.support_chips):
+        raise ValueError(f"support sizes add up to {sum(s.size for s in face.support)} bytes, "
+                         f"support_chips holds {len(face.support_chips)}")
+    out, start = [], 0
+    for s in face.support:
+        blob = face.support_chips[start : start + s.size]
+        start += s.size
+        out.append(chip_image(face.model_copy(update={"chip": blob})))
+    return out
 
 
 def chip_image(face: Face) -> np.ndarray:

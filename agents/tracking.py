@@ -3,6 +3,11 @@
 Pure logic: no broker, no models. Boxes are (x1, y1, x2, y2) in frame pixels; times are the frames'
 timestamps in seconds. Track ids are deterministic (first frame number and detection index), so a
 detector that replays the same frames after a crash posts the same faces with the same ids.
+
+Decisions on whole tracks: besides the best face to show, a track keeps its ``policy.track_faces`` best
+eligible faces (by quality, over the whole track, not only the current realtime interval). Every post
+carries them as ``support`` (best first, the posted face included), so the extractor can describe them
+all and the matcher decide the track's identity on all of them; a realtime post carries the track so far.
 """
 
 from __future__ import annotations
@@ -30,11 +35,13 @@ class Candidate(Generic[Payload]):
 
 @dataclass(frozen=True)
 class Post(Generic[Payload]):
-    """A best face to publish: the ``seq``-th post of track ``track_id``."""
+    """A best face to publish: the ``seq``-th post of track ``track_id``. ``support``: the track's best
+    eligible faces so far (at most ``policy.track_faces``, best quality first; ``candidate`` among them)."""
 
     track_id: int
     seq: int
     candidate: Candidate[Payload]
+    support: tuple[Candidate[Payload], ...] = ()
 
 
 @dataclass
@@ -48,6 +55,7 @@ class Track(Generic[Payload]):
     interval_start: float = 0.0
     posted: int = 0
     best_posted_quality: float = -1.0
+    top: list[Candidate[Payload]] = field(default_factory=list)  # best eligible faces of the whole track
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,7 @@ class TrackerPolicy:
     realtime_interval_s: float = 2.0
     realtime_post_first: bool = True
     max_track_s: float = 30.0
+    track_faces: int = 10  # faces per track that the identity decision uses (>= 1)
 
 
 def iou(a: BBox, b: BBox) -> float:
@@ -117,6 +126,8 @@ class FaceTracker(Generic[Payload]):
         track.last_seen = cand.timestamp
         if cand.eligible and (track.best is None or cand.quality > track.best.quality):
             track.best = cand
+        if cand.eligible:
+            self._keep_top(track, cand)
         if self.policy.mode == "realtime":
             return self._realtime_due(track, cand.timestamp)
         if cand.timestamp - track.started >= self.policy.max_track_s and track.best is not None:
@@ -134,9 +145,20 @@ class FaceTracker(Generic[Payload]):
             return [self._post(track)]
         return []
 
+    def _keep_top(self, track: Track[Payload], cand: Candidate[Payload]) -> None:
+        """Insert ``cand`` into the track's best faces (quality descending, earlier first on ties)."""
+        keep = max(1, self.policy.track_faces)
+        if len(track.top) >= keep and cand.quality <= track.top[-1].quality:
+            return
+        at = next((i for i, c in enumerate(track.top) if cand.quality > c.quality), len(track.top))
+        track.top.insert(at, cand)
+        del track.top[keep:]
+
     def _post(self, track: Track[Payload]) -> Post[Payload]:
         assert track.best is not None
-        post = Post(track.track_id, track.posted, track.best)
+        best = track.best
+        support = tuple(track.top) if any(c is best for c in track.top) else (best, *track.top[: len(track.top) - 1])
+        post = Post(track.track_id, track.posted, best, support)
         track.posted += 1
         track.best_posted_quality = max(track.best_posted_quality, track.best.quality)
         track.best = None

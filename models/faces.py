@@ -51,7 +51,7 @@ __all__ = [
     "DEFAULT_MATCH_THRESHOLD", "Detection", "FaceModels", "ModelsNotPreparedError", "confidence",
 ]
 
-DEFAULT_MATCH_THRESHOLD: float = 0.75
+DEFAULT_MATCH_THRESHOLD: float = 0.4
 _CONF_CENTRE = 0.425  # normalised L2 distance at confidence 0.5: dlib's raw 0.6 rule
 _CONF_WIDTH = 0.03
 _DETECTOR_MAX_BATCH = 8
@@ -170,7 +170,8 @@ class FaceModels:
     def quality(self, image: np.ndarray, det: Detection, chip: np.ndarray | None = None) -> float:
         """Quality of ``det`` in [0, 1] (scale in ``models.quality``). Pass ``chip`` (``align``'s output for
         ``det``) when it is at hand, so the face is not aligned twice."""
-        return quality_score(det.score, det.landmarks, self.align(image, det) if chip is None else chip)
+        chip = self.align(image, det) if chip is None else chip
+        return quality_score(det.score, det.landmarks, chip, det.bbox[2] - det.bbox[0])
 
     def describe(self, chips: Sequence[np.ndarray]) -> np.ndarray:
         """(N, 128) float32 L2-normalised descriptors of 150x150 BGR uint8 chips (from ``align``)."""

@@ -54,10 +54,12 @@ class DetectorSettings(_Section):
     min_quality: float = Field(0.25, ge=0, le=1, description="Faces below this quality are not posted.")
     max_track_s: float = Field(30.0, gt=0, description="overall mode: a long track still posts after this long.")
     chip_encoding: Literal["bgr", "jpeg"] = Field("bgr", description="How a face's aligned chip travels to the extractor: raw BGR pixels (67.5 KB, no encode or decode, lossless) or JPEG q95 (~8 KB, for thin links).")
+    track_faces: int = Field(10, ge=1, description="Best faces (by quality) of a track that its identity decision uses: their descriptors' quality-weighted mean is matched.")
+    cut_threshold: float = Field(0.3, gt=0, le=1, description="Colour-histogram distance between consecutive frames above which a shot cut ends every track (1: never).")
 
 
 class MatcherSettings(_Section):
-    threshold: float = Field(0.75, ge=0, le=1, description="Match threshold in confidence units (see models/faces.py).")
+    threshold: float = Field(0.4, ge=0, le=1, description="Match threshold in confidence units, applied to a track's decision and to /v1/verify and /v1/search (calibration in models/faces.py).")
     ignore_unmatched: bool = Field(False, description="Drop unmatched faces instead of emitting events.")
 
 

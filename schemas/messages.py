@@ -47,15 +47,28 @@ class Frame(Message):
     video_id: str | None = None  # set for uploaded/offline files
 
 
+class SupportFace(Message):
+    """One of the other faces of a track that its identity decision uses (see ``Face.support``)."""
+
+    frame_no: int
+    quality: float
+    size: int = Field(ge=0)  # bytes of its chip in ``Face.support_chips``
+
+
 class Face(Message):
     """detector -> extractor: the best face of a track (or of a realtime interval). Keyed by camera id.
 
     ``chip`` is the aligned 150x150 chip the descriptor reads, as ``chip_encoding`` says: ``"bgr"`` raw
     BGR uint8 pixels in C order (67,500 bytes: no JPEG encode in the detector, no decode in the extractor,
     no loss), or ``"jpeg"``. It travels raw in the binary envelope; the extractor drops it (``b""``) from
-    the face it passes on, since nothing downstream of the descriptor reads it."""
+    the face it passes on, since nothing downstream of the descriptor reads it.
 
-    blob_fields: ClassVar[tuple[str, ...]] = ("chip",)
+    ``support`` describes the track's other best faces so far (at most ``detector.track_faces`` - 1, best
+    quality first, this face excluded); their chips, in ``chip_encoding`` too, lie end to end in
+    ``support_chips`` (``SupportFace.size`` bytes each). The extractor describes this face and them, and the
+    track's identity is decided on all of them; it drops both fields from the face it passes on."""
+
+    blob_fields: ClassVar[tuple[str, ...]] = ("chip", "support_chips")
 
     kind: Literal["face"] = "face"
     face_id: str  # deterministic: f"{camera_id}:{track_id}:{seq}"
@@ -74,15 +87,22 @@ class Face(Message):
     frame_key: str | None = None  # media-store key of the full frame
     thumbnail_key: str | None = None  # media-store key of the face crop
     video_id: str | None = None
+    support: list[SupportFace] = Field(default_factory=list)
+    support_chips: bytes = b""  # the support faces' chips, end to end (see the class docstring)
 
 
 class DescribedFace(Message):
-    """extractor -> matcher: a face with its descriptor and attributes."""
+    """extractor -> matcher: a face with its track's descriptor and the face's attributes.
+
+    ``descriptor`` is the track's: the quality-weighted mean of the L2-normalised descriptors of the
+    ``faces_used`` faces (this one and its support), normalised again (the face's own descriptor when it has
+    no support)."""
 
     kind: Literal["described"] = "described"
     face: Face
     descriptor: list[float] = Field(min_length=128, max_length=128)
     attributes: Attributes = Field(default_factory=dict)
+    faces_used: int = Field(1, ge=1)
 
 
 class FaceEvent(Message):
@@ -99,11 +119,12 @@ class FaceEvent(Message):
     dossier_id: str | None = None
     dossier_name: str | None = None
     watch_list_ids: list[str] = Field(default_factory=list)
-    confidence: float = 0.0  # to the best dossier face, matched or not
-    quality: float
+    confidence: float = 0.0  # the track's decision: to the best dossier face, matched or not
+    quality: float  # of the face shown (the best one)
     bbox: BBox
     attributes: Attributes = Field(default_factory=dict)
-    descriptor: list[float] = Field(min_length=128, max_length=128)
+    descriptor: list[float] = Field(min_length=128, max_length=128)  # the track's (see DescribedFace)
+    faces_used: int = Field(1, ge=1)  # faces of the track the decision used
     frame_key: str | None = None
     thumbnail_key: str | None = None
     video_id: str | None = None

@@ -68,7 +68,7 @@ def test_same_person_far_more_similar_than_different(face_models: FaceModels) ->
     np.testing.assert_allclose(np.linalg.norm(desc, axis=1), 1.0, atol=1e-5)
     same, other = float(desc[0] @ desc[1]), float(desc[0] @ desc[2])
     assert confidence(same) > DEFAULT_MATCH_THRESHOLD + 0.15
-    assert confidence(other) < DEFAULT_MATCH_THRESHOLD - 0.5
+    assert confidence(other) < DEFAULT_MATCH_THRESHOLD / 10
     assert (1 - other) > 3 * (1 - same)
 
 

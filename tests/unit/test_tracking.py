@@ -51,3 +51,22 @@ def test_open_tracks_hold_back_the_commit_offset() -> None:
     assert tracker.oldest_open_offset() == 100
     tracker.flush()
     assert tracker.oldest_open_offset() is None
+
+
+def test_a_post_carries_the_tracks_best_faces_best_first() -> None:
+    tracker: FaceTracker[str] = FaceTracker(TrackerPolicy(track_faces=3))
+    for i, q in enumerate([0.3, 0.9, 0.5, 0.7, 0.2]):
+        tracker.update(i, i * 0.1, [cand(i, 100 + i, q, eligible=i != 3)])
+    (post,) = tracker.flush()
+    assert post.candidate.payload == "f1"
+    assert [c.payload for c in post.support] == ["f1", "f2", "f0"]  # f3 was not eligible
+
+
+def test_realtime_posts_use_the_track_so_far() -> None:
+    tracker: FaceTracker[str] = FaceTracker(TrackerPolicy(mode="realtime", realtime_interval_s=1.0, track_faces=2))
+    posts = tracker.update(0, 0.0, [cand(0, 0, 0.9)])
+    for i in range(1, 12):
+        posts += tracker.update(i, i * 0.1, [cand(i, i, 0.4 if i != 5 else 0.6)])
+    assert [p.candidate.payload for p in posts] == ["f0", "f5"]
+    assert [c.payload for c in posts[0].support] == ["f0"]
+    assert [c.payload for c in posts[1].support] == ["f0", "f5"]  # the track so far, best quality first

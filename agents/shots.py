@@ -1,0 +1,32 @@
+"""Shot cuts: a track never continues across a cut in an edited video (or a camera switching scenes).
+
+Pure logic: ``colour_signature`` reduces a frame to a normalised hue-saturation histogram (16 x 8 bins of a
+64 x 36 thumbnail, so ~0.1 ms per frame); ``is_cut`` compares two signatures by total variation distance
+(half the L1 distance, in [0, 1]). On ``short_hamilton_clip.mp4`` sampled at 8 frames/s the three cuts
+score 0.43-0.64 and every other pair of consecutive frames at most 0.16 (median 0.06): the default
+threshold 0.3 sits between. Without it, the greedy IoU tracker carried Lin-Manuel Miranda's track of the
+third shot onto Barack Obama's face in the fourth (IoU 0.43 across the cut).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+_THUMB = (64, 36)
+_BINS = [16, 8]
+
+
+def colour_signature(image_bgr: np.ndarray) -> np.ndarray:
+    """(128,) float32 hue-saturation histogram of a BGR uint8 image, summing to 1."""
+    small = cv2.resize(image_bgr, _THUMB, interpolation=cv2.INTER_AREA)
+    hsv = cv2.cvtColor(small, cv2.COLOR_BGR2HSV)
+    hist = cv2.calcHist([hsv], [0, 1], None, _BINS, [0, 180, 0, 256]).flatten().astype(np.float32)
+    return hist / max(float(hist.sum()), 1.0)
+
+
+def is_cut(previous: np.ndarray | None, current: np.ndarray, threshold: float) -> bool:
+    """Whether the scene changed between two signatures (total variation distance above ``threshold``)."""
+    if previous is None:
+        return False
+    return 0.5 * float(np.abs(current - previous).sum()) > threshold
