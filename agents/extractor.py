@@ -71,8 +71,9 @@ def track_descriptor(descriptors: np.ndarray, qualities: np.ndarray) -> np.ndarr
     of normalised descriptors is the direction closest, in summed cosine, to all of them: one noisy frame
     moves it little, which is why deciding on it beats deciding on the single best face."""
     weights = np.maximum(qualities.astype(np.float32), 0.01)
-    mean = (descriptors.astype(np.float32) * weights[:, None]).sum(axis=0)
-    return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
+    mean: np.ndarray = (descriptors.astype(np.float32) * weights[:, None]).sum(axis=0)
+    out: np.ndarray = (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
+    return out
 
 
 def support_images(face: Face) -> list[np.ndarray]:

@@ -131,7 +131,7 @@ async def test_integrator_flow(api: Api) -> None:
     events = await api.call("GET", f"/v1/events?dossier={lin}&camera={video['camera_id']}", 200)
     assert events["results"], "no event matched to Lin-Manuel Miranda"
     for event in events["results"]:
-        assert event["matched"] and event["watch_lists"] == [wl["id"]] and event["confidence"] >= 0.4  # the default match threshold
+        assert event["matched"] and event["watch_lists"] == [wl["id"]] and event["confidence"] >= 0.4
         async with api.session.get(api.base + event["thumbnail"], headers=api.headers) as resp:
             assert resp.status == 200 and resp.content_type == "image/jpeg" and len(await resp.read()) > 100
     one = await api.call("GET", f"/v1/events/{events['results'][0]['id']}", 200)
