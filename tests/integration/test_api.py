@@ -115,6 +115,26 @@ async def test_public_health_openapi_metrics(stack: Stack) -> None:
     assert resp.status == 200 and "facestream_api_requests_total" in await resp.text()
 
 
+async def test_interactive_docs_served_from_the_package(stack: Stack) -> None:
+    import re
+
+    resp = await stack.client.get("/v1/docs")
+    page = await resp.text()
+    assert resp.status == 200 and resp.content_type == "text/html" and 'id="swagger-ui"' in page
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert assets and all(a.startswith("/v1/docs/") for a in assets)  # nothing from another host
+    for asset in assets:
+        got = await stack.client.get(asset)
+        assert got.status == 200 and len(await got.read()) > 0, asset
+    init = await (await stack.client.get("/v1/docs/docs-init.js")).text()
+    assert '"/v1/openapi.json"' in init
+    bundle = await stack.client.get("/v1/docs/swagger-ui-bundle.js")
+    assert bundle.content_type == "text/javascript" and len(await bundle.read()) > 500_000
+    for bad in ("/v1/docs/index.j2", "/v1/docs/..%2Fopenapi.json", "/v1/docs/x"):
+        resp = await stack.client.get(bad)
+        assert resp.status == 404 and (await resp.json())["error"]["code"] == "not_found"
+
+
 async def test_auth_login_roles(stack: Stack) -> None:
     await stack.json("GET", "/v1/cameras", 401, headers={})
     await stack.json("GET", "/v1/cameras", 401, headers={"Authorization": "Token nope"})
