@@ -42,6 +42,7 @@ class SourceError(RuntimeError):
 class DecodedFrame:
     index: int  # frame number in the source
     position_s: float  # position in the source (files) in seconds
+    captured_at: float  # wall clock (UNIX s) when the frame was grabbed
     jpeg: bytes
     width: int
     height: int
@@ -73,6 +74,7 @@ class FrameSource:
         while True:
             if not self.cap.grab():
                 return None
+            captured_at = time.time()
             self.index += 1
             if self.index + 1e-6 < self._next_keep:
                 continue
@@ -80,9 +82,9 @@ class FrameSource:
             ok, image = self.cap.retrieve()
             if not ok or image is None:
                 return None
-            return self._encode(image)
+            return self._encode(image, captured_at)
 
-    def _encode(self, image: np.ndarray) -> DecodedFrame:
+    def _encode(self, image: np.ndarray, captured_at: float) -> DecodedFrame:
         h, w = image.shape[:2]
         if w > self.cfg.max_width:
             scale = self.cfg.max_width / w
@@ -91,7 +93,7 @@ class FrameSource:
         ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.cfg.jpeg_quality])
         if not ok:
             raise SourceError("JPEG encoding failed")
-        return DecodedFrame(self.index, self.index / self.src_fps, buf.tobytes(), w, h)
+        return DecodedFrame(self.index, self.index / self.src_fps, captured_at, buf.tobytes(), w, h)
 
     def close(self) -> None:
         self.cap.release()
@@ -110,6 +112,7 @@ class DecoderAgent:
         self.camera_partition: dict[str, int] = {}  # partition of the cameras topic that holds each camera
         self.jobs: asyncio.Queue[tuple[TopicPartition, int, VideoJob]] = asyncio.Queue()
         self.status: dict[str, str] = {}  # camera id -> "streaming" | "reconnecting" | error text
+        self._sessions: dict[str, int] = {}  # camera id -> its latest stream session id
         self._consumer: AIOKafkaConsumer | None = None
         self._progress: AIOKafkaConsumer | None = None
         self._frames_topic = topic_name(settings, FRAMES)
@@ -190,13 +193,19 @@ class DecoderAgent:
             backoff = 1.0
             self._set_status(camera.camera_id, "streaming")
             try:
-                await self._publish_live(camera, source)
+                await self._publish_live(camera, source, self._new_session(camera.camera_id))
             finally:
                 source.close()
             self._set_status(camera.camera_id, "source ended; reconnecting")
             await asyncio.sleep(backoff)
 
-    async def _publish_live(self, camera: CameraChanged, source: FrameSource) -> None:
+    def _new_session(self, camera_id: str) -> int:
+        """A stream session id: the open time in ms, strictly increasing per camera in this process."""
+        session = max(int(time.time() * 1000), self._sessions.get(camera_id, 0) + 1)
+        self._sessions[camera_id] = session
+        return session
+
+    async def _publish_live(self, camera: CameraChanged, source: FrameSource, session: int) -> None:
         loop = asyncio.get_running_loop()
         period = 1.0 / self.settings.decoder.target_fps
         while True:
@@ -204,8 +213,9 @@ class DecoderAgent:
             decoded = await loop.run_in_executor(None, source.read)
             if decoded is None:
                 return
-            frame = Frame(camera_id=camera.camera_id, camera_group=camera.camera_group, frame_no=decoded.index,
-                          timestamp=time.time(), width=decoded.width, height=decoded.height, jpeg=decoded.jpeg)
+            frame = Frame(camera_id=camera.camera_id, camera_group=camera.camera_group, session=session,
+                          frame_no=decoded.index, timestamp=decoded.captured_at, width=decoded.width,
+                          height=decoded.height, jpeg=decoded.jpeg)
             self.producer.send(FRAMES, camera.camera_id, frame)
             metrics.FRAMES_DECODED.labels(camera.camera_id).inc()
             if source.total:  # a file used as a camera: play it at the target rate
@@ -281,7 +291,7 @@ class DecoderAgent:
 
     async def _publish_file(self, job: VideoJob, source: FrameSource) -> None:
         loop = asyncio.get_running_loop()
-        base = time.time()
+        base = job.started_at if job.started_at is not None else time.time()
         done, last_report = 0, 0.0
         try:
             total = source.sampled_total
@@ -292,8 +302,9 @@ class DecoderAgent:
                 if decoded is None:
                     break
                 frame = Frame(camera_id=job.camera_id, camera_group=job.camera_group, frame_no=decoded.index,
-                              timestamp=base + decoded.position_s, width=decoded.width, height=decoded.height,
-                              jpeg=decoded.jpeg, video_id=job.video_id)
+                              timestamp=base + decoded.position_s, offset_s=round(decoded.position_s, 6),
+                              width=decoded.width, height=decoded.height, jpeg=decoded.jpeg,
+                              video_id=job.video_id)
                 pending.append(self.producer.send(FRAMES, job.camera_id, frame))
                 metrics.FRAMES_DECODED.labels(job.camera_id).inc()
                 done += 1

@@ -32,7 +32,7 @@ from models.faces import Detection, FaceModels
 from pipeline import metrics
 from pipeline.settings import Settings
 from pipeline.stage import AgentBase, Incoming, Output
-from schemas.messages import CameraChanged, Face, Frame, StreamEnd, SupportFace
+from schemas.messages import CameraChanged, Face, Frame, StreamEnd, SupportFace, face_id_for, frame_key_for
 from schemas.topics import FACES, FRAMES
 
 log = logging.getLogger(__name__)
@@ -100,6 +100,7 @@ class DetectorAgent(AgentBase):
         self.media: MediaStore | None = None
         self.cameras = CameraTable()
         self.trackers: dict[str, FaceTracker[Shot]] = {}
+        self.sessions: dict[str, int] = {}  # camera id -> stream session its tracker follows
         self.partition_of: dict[str, tuple[str, int]] = {}
         self.signatures: dict[str, np.ndarray] = {}  # camera id -> colour signature of its last frame
         self._topic = f"{settings.kafka.topic_prefix}{FRAMES.name}"
@@ -128,8 +129,16 @@ class DetectorAgent(AgentBase):
                 outputs.append(Output(FACES, camera_id, item.message))
                 self.trackers.pop(camera_id, None)
                 self.signatures.pop(camera_id, None)
+                self.sessions.pop(camera_id, None)
                 continue
             frame: Frame = item.message
+            if self.sessions.get(camera_id, frame.session) != frame.session:
+                # the source reopened: frame numbers restart, so the old session's tracks end here
+                outputs += await self._publish_posts(tracker.flush())
+                self.trackers.pop(camera_id, None)
+                self.signatures.pop(camera_id, None)
+                tracker = self._tracker(camera_id)
+            self.sessions[camera_id] = frame.session
             found = by_offset[(item.partition, item.offset)]
             if is_cut(self.signatures.get(camera_id), found.signature, self.settings.detector.cut_threshold):
                 outputs += await self._publish_posts(tracker.flush())
@@ -222,15 +231,16 @@ class DetectorAgent(AgentBase):
         for post in posts:
             shot = post.candidate.payload
             frame, det = shot.frame, shot.detection
-            face_id = f"{frame.camera_id}:{post.track_id}:{post.seq}"
-            frame_key = f"frames/{_safe(frame.camera_id)}/{frame.frame_no}.jpg"
+            face_id = face_id_for(frame.camera_id, frame.session, post.track_id, post.seq)
+            frame_key = frame_key_for(frame.camera_id, frame.session, frame.frame_no)
             thumb_key = f"thumbs/{_safe(face_id)}.jpg"
             self.media.put(frame_key, frame.jpeg, "image/jpeg")
             self.media.put(thumb_key, encode_jpeg(shot.thumb), "image/jpeg")
             chip = shot.chip.tobytes() if encoding == "bgr" else encode_jpeg(shot.chip, CHIP_JPEG_QUALITY)
             faces.append(Face(
                 face_id=face_id, camera_id=frame.camera_id, camera_group=frame.camera_group,
-                track_id=post.track_id, seq=post.seq, frame_no=frame.frame_no, timestamp=frame.timestamp,
+                session=frame.session, track_id=post.track_id, seq=post.seq, frame_no=frame.frame_no,
+                timestamp=frame.timestamp, offset_s=frame.offset_s,
                 bbox=tuple(float(v) for v in det.bbox),  # type: ignore[arg-type]
                 landmarks=tuple((float(x), float(y)) for x, y in det.landmarks),  # type: ignore[arg-type]
                 det_score=float(det.score), quality=float(post.candidate.quality),

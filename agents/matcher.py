@@ -30,7 +30,8 @@ def to_event(item: DescribedFace, result: Any) -> FaceEvent:
     face = item.face
     return FaceEvent(
         event_id=face.face_id, face_id=face.face_id, camera_id=face.camera_id, camera_group=face.camera_group,
-        track_id=face.track_id, timestamp=face.timestamp, matched=result.matched, dossier_id=result.dossier_id,
+        track_id=face.track_id, timestamp=face.timestamp, offset_s=face.offset_s, matched=result.matched,
+        dossier_id=result.dossier_id,
         dossier_name=result.dossier_name, watch_list_ids=result.watch_list_ids,
         confidence=round(result.confidence, 6), quality=face.quality, bbox=face.bbox, attributes=item.attributes,
         descriptor=item.descriptor, frame_key=face.frame_key, thumbnail_key=face.thumbnail_key,

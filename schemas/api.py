@@ -252,7 +252,8 @@ class EventOut(ApiModel):
     id: str
     camera: str
     camera_group: str
-    timestamp: float
+    timestamp: float = Field(description="Capture time (UNIX s); uploaded videos: the video's start + offset_s.")
+    offset_s: float | None = Field(None, description="Uploaded videos: seconds from the start of the video.")
     matched: bool
     dossier: str | None
     dossier_name: str | None

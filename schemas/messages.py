@@ -31,16 +31,40 @@ class StreamEnd(Message):
     frames_total: int = 0
 
 
+def face_id_for(camera_id: str, session: int, track_id: int, seq: int) -> str:
+    """The deterministic id of a posted face (and of its event).
+
+    Offline files (``session`` 0) keep ``camera:track:seq``; a live stream session adds its id, so a
+    reopened source (reconnect, restart, camera moved to another decoder), whose frame numbers restart at
+    0, never repeats an id: ``camera:session:track:seq``."""
+    if session:
+        return f"{camera_id}:{session}:{track_id}:{seq}"
+    return f"{camera_id}:{track_id}:{seq}"
+
+
+def frame_key_for(camera_id: str, session: int, frame_no: int) -> str:
+    """Media-store key of a published frame (path-safe); unique per stream session like ``face_id_for``."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in camera_id)
+    return f"frames/{safe}/{session}-{frame_no}.jpg" if session else f"frames/{safe}/{frame_no}.jpg"
+
+
 class Frame(Message):
-    """decoder -> detector. Keyed by camera id. ``jpeg`` travels raw in the binary envelope."""
+    """decoder -> detector. Keyed by camera id.
+
+    ``session`` identifies one opening of a live source: the decoder's open time of it in milliseconds
+    (UNIX), strictly increasing per camera; 0 for offline files. ``frame_no`` counts from 0 within a
+    session. ``timestamp`` is the capture time (live: wall clock when the frame was grabbed; files: the
+    video's start time plus ``offset_s``). ``jpeg`` travels raw in the binary envelope."""
 
     blob_fields: ClassVar[tuple[str, ...]] = ("jpeg",)
 
     kind: Literal["frame"] = "frame"
     camera_id: str
     camera_group: str = "default"
+    session: int = Field(0, ge=0)
     frame_no: int = Field(ge=0)
     timestamp: float
+    offset_s: float | None = None  # files: seconds from the start of the video
     width: int = 0
     height: int = 0
     jpeg: bytes = b""
@@ -71,13 +95,15 @@ class Face(Message):
     blob_fields: ClassVar[tuple[str, ...]] = ("chip", "support_chips")
 
     kind: Literal["face"] = "face"
-    face_id: str  # deterministic: f"{camera_id}:{track_id}:{seq}"
+    face_id: str  # deterministic: face_id_for(camera_id, session, track_id, seq)
     camera_id: str
     camera_group: str = "default"
+    session: int = Field(0, ge=0)  # the frame's stream session (0: offline file)
     track_id: int
     seq: int  # n-th face posted for this track
     frame_no: int
     timestamp: float
+    offset_s: float | None = None
     bbox: BBox
     landmarks: tuple[Point, Point, Point, Point, Point]
     det_score: float
@@ -114,7 +140,8 @@ class FaceEvent(Message):
     camera_id: str
     camera_group: str = "default"
     track_id: int
-    timestamp: float
+    timestamp: float  # capture time of the face's frame (files: video start + offset_s)
+    offset_s: float | None = None  # files: seconds from the start of the video
     matched: bool
     dossier_id: str | None = None
     dossier_name: str | None = None
@@ -210,6 +237,7 @@ class VideoJob(Message):
     path: str
     camera_id: str
     camera_group: str = "default"
+    started_at: float | None = None  # UNIX time of the video's first frame; None: when decoding starts
 
 
 # --- episodes, counters (helper-4) -------------------------------------------------------------

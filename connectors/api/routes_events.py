@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from aiohttp import WSMsgType, web
@@ -110,11 +111,15 @@ async def _forward_events(settings: object, ws: web.WebSocketResponse, since_ms:
 @routes.add("POST", "/v1/videos", "Upload a video for offline processing through the pipeline", "videos",
             form=(FormField("file", "The video file (mp4, mkv, avi, mov, webm, ...).", file=True),
                   FormField("camera_group", "Camera group id its events belong to (default `default`).",
+                            required=False),
+                  FormField("started_at", "When the video's first frame was shot: UNIX seconds or ISO 8601 "
+                            "(default: the upload time). Event timestamps are this plus their `offset_s`.",
                             required=False)),
             status=201, errors=(503,))
 async def upload_video(request: web.Request) -> VideoOut:
     st = state(request)
     video_id = new_id()
+    uploaded_at = time.time()
     loop = asyncio.get_running_loop()
     tmp_dir = Path(st.settings.data_dir) / "uploads"
     tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -129,6 +134,7 @@ async def upload_video(request: web.Request) -> VideoOut:
         group = fields.get("camera_group", "default") or "default"
         if len(group) > 128:
             raise ApiError(422, "camera_group: at most 128 characters", [{"loc": ["camera_group"], "msg": "too long"}])
+        started_at = parse_started_at(fields.get("started_at"), uploaded_at)
         try:
             await st.groups.get(group)
         except NotFoundError as exc:
@@ -140,7 +146,8 @@ async def upload_video(request: web.Request) -> VideoOut:
         video = await st.videos.create(video_id, Path(filename).name[:500], key, f"video:{video_id}", group)
         try:
             await st.publisher.publish(VIDEO_JOBS, video_id, VideoJob(
-                video_id=video_id, path=path, camera_id=video.camera_id, camera_group=group))
+                video_id=video_id, path=path, camera_id=video.camera_id, camera_group=group,
+                started_at=started_at))
         except ApiError:
             await st.videos.delete(video_id)
             raise
@@ -150,6 +157,25 @@ async def upload_video(request: web.Request) -> VideoOut:
         tmp.unlink(missing_ok=True)
         if key is not None:
             await loop.run_in_executor(None, st.media.delete, key)
+
+
+def parse_started_at(raw: str | None, default: float) -> float:
+    """The ``started_at`` form field: UNIX seconds or an ISO 8601 time (naive means UTC); 422 otherwise."""
+    if raw is None or not raw.strip():
+        return default
+    text = raw.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ApiError(422, "started_at: expected UNIX seconds or an ISO 8601 time",
+                       [{"loc": ["started_at"], "msg": "invalid time"}]) from exc
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
 
 
 def _store_video(media: object, key: str, tmp: Path) -> str:

@@ -517,7 +517,7 @@ class DossierRepository:
 
 # --- events -------------------------------------------------------------------------------------------------
 
-_EVENT_FIELDS_FROM_MESSAGE = ("face_id", "camera_id", "camera_group", "track_id", "timestamp", "matched",
+_EVENT_FIELDS_FROM_MESSAGE = ("face_id", "camera_id", "camera_group", "track_id", "timestamp", "offset_s", "matched",
                               "dossier_id", "dossier_name", "confidence", "quality", "bbox", "attributes",
                               "frame_key", "thumbnail_key", "video_id")
 
@@ -658,7 +658,7 @@ class EventRepository:
     def _event(self, r: Any, watch_lists: list[str], episode: str | None = None) -> EventOut:
         return EventOut(
             id=r["id"], camera=r["camera_id"], camera_group=r["camera_group"], timestamp=r["timestamp"],
-            matched=bool(r["matched"]), dossier=r["dossier_id"], dossier_name=r["dossier_name"],
+            offset_s=r["offset_s"], matched=bool(r["matched"]), dossier=r["dossier_id"], dossier_name=r["dossier_name"],
             watch_lists=watch_lists, confidence=r["confidence"], quality=r["quality"], bbox=tuple(r["bbox"]),
             attributes=r["attributes"], episode=r["episode_id"] or episode, acknowledged=bool(r["acknowledged"]),
             acknowledged_at=r["acknowledged_at"], acknowledged_by=r["acknowledged_by"], video=r["video_id"],

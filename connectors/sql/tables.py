@@ -115,6 +115,7 @@ events = Table(
     Column("camera_group", String(64), nullable=False),
     Column("track_id", BigInteger, nullable=False),
     Column("timestamp", Double, nullable=False),
+    Column("offset_s", Double),
     Column("matched", Boolean, nullable=False),
     Column("dossier_id", String(64)),
     Column("dossier_name", String(256)),

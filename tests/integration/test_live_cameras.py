@@ -1,0 +1,156 @@
+"""Live cameras through the API against the real spine: a file camera loops (it reopens at its end exactly
+like an RTSP reconnect), so every pass is a new stream session with ids of its own. One stack per module:
+the embedded broker, the spine + store roles, and the query API on aiohttp's test server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from connectors.api.app import build_app
+from ops.demo import synthesize_clip
+from ops.harness import SPINE_ROLES, LocalPipeline
+from pipeline.settings import Settings
+from schemas.messages import FaceEvent
+from tests.integration.conftest import settings_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
+
+ADMIN = {"Authorization": "Token live-admin-token"}
+PERSON = "Eileen Collins"
+
+
+class Live:
+    def __init__(self, settings: Settings, client: TestClient, clip: Path, people: dict[str, Any]) -> None:
+        self.settings = settings
+        self.client = client
+        self.clip = clip
+        self.people = people
+        self.pipeline: LocalPipeline | None = None
+
+    async def json(self, method: str, path: str, status: int, **kwargs: Any) -> Any:
+        resp = await self.client.request(method, path, headers=ADMIN, **kwargs)
+        body = await resp.json()
+        assert resp.status == status, (resp.status, body)
+        return body
+
+    def events(self, camera_id: str) -> list[FaceEvent]:
+        assert self.pipeline is not None
+        return [e for e in self.pipeline.events if e.camera_id == camera_id]
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout_s: float = 60) -> None:
+        for _ in range(int(timeout_s * 10)):
+            if predicate():
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError("timed out waiting")
+
+    @contextlib.asynccontextmanager
+    async def spine(self) -> AsyncIterator[LocalPipeline]:
+        """The spine and the store running (a restart is leaving this and entering it again)."""
+        pipeline = LocalPipeline(self.settings)
+        async with pipeline.running((*SPINE_ROLES, "store")):
+            self.pipeline = pipeline
+            await pipeline.enrol(self.people)
+            yield pipeline
+
+
+@pytest.fixture(scope="module")
+async def live(broker, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Live]:  # type: ignore[no-untyped-def]
+    data = tmp_path_factory.mktemp("live")
+    settings = settings_for(broker, data, api={"admin_token": "live-admin-token"},
+                            detector={"realtime_interval_s": 30.0})
+    clip = data / "lobby.avi"
+    people = synthesize_clip(clip, seconds=2.0)
+    client = TestClient(TestServer(build_app(settings)))
+    await client.start_server()
+    try:
+        yield Live(settings, client, clip, people)
+    finally:
+        await client.close()
+
+
+def session_of(event: FaceEvent) -> int:
+    """The stream session in a live event id (``camera:session:track:seq``)."""
+    return int(event.event_id.split(":")[1])
+
+
+async def test_a_looping_camera_gives_one_event_per_pass_with_ids_of_its_own(live: Live) -> None:
+    async with live.spine():
+        camera = await live.json("POST", "/v1/cameras", 201, json={
+            "name": "lobby", "url": str(live.clip), "best_face_mode": "overall"})
+        cam = camera["id"]
+
+        def sessions() -> dict[int, list[FaceEvent]]:
+            out: dict[int, list[FaceEvent]] = {}
+            for e in live.events(cam):
+                if e.dossier_name == PERSON:
+                    out.setdefault(session_of(e), []).append(e)
+            return out
+
+        await live.wait_for(lambda: len(sessions()) >= 2)
+        first = sorted(sessions())[0]
+        first_event = sessions()[first][0]
+        acked = await live.json("POST", f"/v1/events/{first_event.event_id}/acknowledge", 200)
+        assert acked["acknowledged"] is True
+        await live.wait_for(lambda: len(sessions()) >= 4)
+        done = sorted(sessions())[:3]  # the passes surely complete
+        # every pass replays the same input: the same tracks (the synthetic clip's face track breaks once
+        # per pass), each a new event of the person with the pass's session in its id
+        tracks = [sorted(e.track_id for e in sessions()[s]) for s in done]
+        assert tracks[0] and tracks == [tracks[0]] * 3, tracks
+        ids = [e.event_id for e in live.events(cam)]
+        assert len(ids) == len(set(ids)), "an event id repeated"
+        frames = [e.frame_key for e in live.events(cam)]
+        assert len(frames) == len(set(frames)), "a frame media key repeated"
+        # a sighting after the acknowledgement is a new event, not acknowledged
+        later = sessions()[done[2]][0]
+        stored_later = await live.json("GET", f"/v1/events/{later.event_id}", 200)
+        assert stored_later["acknowledged"] is False
+        stored_first = await live.json("GET", f"/v1/events/{first_event.event_id}", 200)
+        assert stored_first["acknowledged"] is True and stored_first["offset_s"] is None
+        # live events carry the capture time of their frame: close to now, not the upload or start time
+        assert abs(later.timestamp - first_event.timestamp) > 1.0
+        before_restart = set(ids)
+        last_session = max(sessions())
+
+    # a restart of the spine (decoder included) opens new sessions: nothing collides with before
+    async with live.spine():
+        await live.wait_for(lambda: any(session_of(e) > last_session for e in live.events(cam)
+                                        if e.dossier_name == PERSON))
+        new = [e for e in live.events(cam) if session_of(e) > last_session]
+        assert new and not {e.event_id for e in new} & before_restart
+        page = await live.json("GET", f"/v1/events?camera={cam}&limit=100", 200)
+        stored = {item["id"] for item in page["results"]}
+        assert before_restart <= stored  # every pass kept its own event
+
+
+async def test_events_of_an_uploaded_video_carry_its_start_plus_their_offset(live: Live) -> None:
+    import aiohttp
+
+    started_at = 1_700_000_000.0
+    async with live.spine():
+        form = aiohttp.FormData()
+        form.add_field("file", live.clip.read_bytes(), filename="lobby.avi", content_type="video/x-msvideo")
+        form.add_field("started_at", "2023-11-14T22:13:20Z")  # == started_at
+        video = await live.json("POST", "/v1/videos", 201, data=form)
+        await live.wait_for(lambda: any(e.video_id == video["id"] for e in live.events(video["camera_id"])))
+        events = [e for e in live.events(video["camera_id"]) if e.video_id == video["id"]]
+        for e in events:
+            assert e.offset_s is not None and 0 <= e.offset_s <= 2.0
+            assert e.timestamp == pytest.approx(started_at + e.offset_s)
+            assert e.event_id.count(":") == 3  # offline ids keep their replay-exact form (camera:track:seq)
+        for _ in range(100):
+            resp = await live.client.get(f"/v1/events/{events[0].event_id}", headers=ADMIN)
+            if resp.status == 200:
+                break
+            await asyncio.sleep(0.1)
+        stored = await resp.json()
+        assert stored["offset_s"] == pytest.approx(events[0].offset_s)
+        assert stored["timestamp"] == pytest.approx(started_at + events[0].offset_s)
