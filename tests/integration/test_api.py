@@ -241,6 +241,10 @@ async def test_detect_and_verify(stack: Stack) -> None:
     assert len(detected["faces"]) == 2
     face = detected["faces"][0]
     assert len(face["landmarks"]) == 5 and 0 <= face["quality"] <= 1 and "emotion" in face["attributes"]
+    assert {"age", "gender", "mask"} <= set(face["attributes"])
+    obama = (await stack.upload("/v1/detect", 200, {"photo": _photo("obama.jpg")}))["faces"][0]
+    assert obama["gender"] == "male" and 40 <= obama["age"] <= 65 and obama["mask"] is False
+    assert obama["emotion"] == max(obama["attributes"]["emotion"], key=obama["attributes"]["emotion"].get)
     same = await stack.upload("/v1/verify", 200, {"photo1": _photo("obama.jpg"), "photo2": _photo("obama2.jpg")})
     assert same["match"] is True and same["confidence"] > 0.9
     other = await stack.upload("/v1/verify", 200, {"photo1": _photo("obama.jpg"), "photo2": _photo("biden.jpg")})

