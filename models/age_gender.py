@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -74,7 +75,7 @@ class _Graph:
         self.inits.append(numpy_helper.from_array(np.ascontiguousarray(value, np.float32), name))
         return name
 
-    def node(self, op: str, inputs: list[str], output: str, **attrs: object) -> str:
+    def node(self, op: str, inputs: list[str], output: str, **attrs: Any) -> str:
         self.nodes.append(helper.make_node(op, inputs, [output], name=output, **attrs))
         return output
 
@@ -140,8 +141,8 @@ def build_model(weights: dict[str, np.ndarray]) -> onnx.ModelProto:
         raise ValueError(f"unexpected feature map size {g.size} (want 7 for the 7x7 pool)")
     pooled = g.node("AveragePool", [x], "pool", kernel_shape=[7, 7], strides=[2, 2])
     flat = g.node("Flatten", [pooled], "features", axis=1)
-    age = g.node("Gemm", [flat, g.const("fc/age/w", weights["fc/age/weights"]),
-                          g.const("fc/age/b", weights["fc/age/bias"])], "age")
+    g.node("Gemm", [flat, g.const("fc/age/w", weights["fc/age/weights"]),
+                    g.const("fc/age/b", weights["fc/age/bias"])], "age")
     logits = g.node("Gemm", [flat, g.const("fc/gender/w", weights["fc/gender/weights"]),
                              g.const("fc/gender/b", weights["fc/gender/bias"])], "gender/logits")
     g.node("Softmax", [logits], "gender", axis=1)

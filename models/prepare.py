@@ -122,8 +122,9 @@ def _prepare_one(art: Artefact, settings: ModelSettings, scratch: Path) -> Manif
     tmp.replace(target)
     return ManifestEntry(
         file=art.file, sha256=sha256_file(target), source_dist=art.source.dist,
-        source_registry=art.source.registry, origin=art.source.origin, source_version=art.source.version, source_file=art.source.filename, source_sha256=art.source.sha256,
-        source_member=art.source.member, licence=art.source.licence, converter=art.converter,
+        source_registry=art.source.registry, origin=art.source.origin, source_version=art.source.version,
+        source_file=art.source.filename, source_sha256=art.source.sha256, source_member=art.source.member,
+        licence=art.source.licence, converter=art.converter,
     )
 
 

@@ -14,7 +14,7 @@ notification rules compare against. A field is null when its model did not run o
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -40,7 +40,7 @@ class AttributeSummary(AttributeFields):
     gender_score: float | None = Field(None, description="Probability of that gender, 0.5-1.")
     mask_score: float | None = Field(None, description="Probability of a mask, 0-1.")
 
-    def fields(self) -> dict[str, object]:
+    def fields(self) -> dict[str, Any]:
         """The ``AttributeFields`` values, as keyword arguments of a body that has them."""
         return self.model_dump(include=set(AttributeFields.model_fields))
 
