@@ -15,11 +15,8 @@ from __future__ import annotations
 import logging
 import time
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from agents.counting import Counting
-from connectors.sql.engine import open_sql
-from connectors.sql.notify_repo import CounterRepository
+from agents.ports import CounterStore
 from pipeline.settings import Settings
 from pipeline.stage import AgentBase, Incoming, Output
 from schemas.messages import CounterRecord, FaceEvent
@@ -32,25 +29,18 @@ class CountersAgent(AgentBase):
     name = "counters"
     inputs = (EVENTS,)
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, *, settings: Settings, repo: CounterStore) -> None:
         self.settings = settings
+        self.repo = repo
         self.counting = Counting(lateness_s=settings.counters.lateness_s)
-        self.engine: AsyncEngine | None = None
-        self.repo: CounterRepository | None = None
         self._next_refresh = 0.0
 
     async def start(self) -> None:
-        self.engine = await open_sql(self.settings)
-        self.repo = CounterRepository(self.engine)
         await self._refresh(time.time())
         counters = await self.repo.list_all()
         horizon = time.time() - self.counting.keep_windows * max((c.interval_s for c in counters), default=60)
         for record in await self.repo.open_records(horizon):
             self.counting.seed(record)
-
-    async def stop(self) -> None:
-        if self.engine is not None:
-            await self.engine.dispose()
 
     async def handle(self, batch: list[Incoming]) -> list[Output]:
         now = time.time()
@@ -67,18 +57,12 @@ class CountersAgent(AgentBase):
     async def _refresh(self, now: float) -> None:
         if now < self._next_refresh:
             return
-        assert self.repo is not None, "start() first"
         self.counting.set_counters(await self.repo.list_all())
         self._next_refresh = now + self.settings.counters.refresh_s
 
     async def _publish(self, records: list[CounterRecord]) -> list[Output]:
         if not records:
             return []
-        assert self.repo is not None
         await self.repo.save_records(records)
         return [Output(COUNTER_RECORDS, r.counter_id, r) for r in records]
 
-
-def build(settings: Settings) -> CountersAgent:
-    """Role factory (``facestream run counters``)."""
-    return CountersAgent(settings)

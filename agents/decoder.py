@@ -24,9 +24,10 @@ import numpy as np
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
-from ops.status import AssignmentReporter, member_client_id
+from agents.ports import MediaReader
 from pipeline import metrics
 from pipeline.kafka import AsyncProducer, group_id, make_consumer, topic_name
+from pipeline.membership import Membership
 from pipeline.settings import DecoderSettings, Settings
 from schemas.messages import CameraChanged, Frame, StreamEnd, VideoJob, VideoProgress
 from schemas.topics import CAMERAS, FRAMES, VIDEO_JOBS, VIDEO_STATUS, TopicSpec
@@ -104,9 +105,12 @@ class DecoderAgent:
 
     name = "decoder"
 
-    def __init__(self, settings: Settings, producer: AsyncProducer) -> None:
+    def __init__(self, *, settings: Settings, producer: AsyncProducer, media: MediaReader,
+                 membership: Membership) -> None:
         self.settings = settings
         self.producer = producer
+        self.media = media
+        self.membership = membership
         self.cameras: dict[str, CameraChanged] = {}
         self.camera_tasks: dict[str, asyncio.Task[None]] = {}
         self.camera_partition: dict[str, int] = {}  # partition of the cameras topic that holds each camera
@@ -120,8 +124,8 @@ class DecoderAgent:
 
     async def run(self, stop: asyncio.Event) -> None:
         group = group_id(self.settings, self.name)
-        consumer = self._consumer = make_consumer(self.settings, [], group, client_id=member_client_id(self.name))
-        reporter = AssignmentReporter(self.settings, group, member_client_id(self.name))
+        reporter = self.membership.reporter(self.name, group)
+        consumer = self._consumer = make_consumer(self.settings, [], group, client_id=reporter.client_id)
         consumer.subscribe([self._cameras_topic, topic_name(self.settings, VIDEO_JOBS)], listener=_Rebalance(self))
         self._progress = make_consumer(self.settings, [], group_id(self.settings, "detector"))
         await consumer.start()
@@ -283,10 +287,8 @@ class DecoderAgent:
         """A readable path for the job: a local file as is, else a media-store key (S3) copied to ``tmp``."""
         if Path(path).is_file() or "://" in path:
             return path
-        from connectors.media import open_media_store
-
         target = tmp / Path(path).name
-        target.write_bytes(open_media_store(self.settings).get(path))
+        target.write_bytes(self.media.get(path))
         return str(target)
 
     async def _publish_file(self, job: VideoJob, source: FrameSource) -> None:

@@ -25,9 +25,9 @@ import cv2
 import numpy as np
 
 from agents.camera_table import CameraTable
+from agents.ports import MediaWriter
 from agents.shots import colour_signature, is_cut
 from agents.tracking import Candidate, FaceTracker, Post, TrackerPolicy
-from connectors.media import MediaStore, open_media_store
 from models.faces import Detection, FaceModels
 from pipeline import metrics
 from pipeline.settings import Settings
@@ -94,10 +94,10 @@ class DetectorAgent(AgentBase):
     name = "detector"
     inputs = (FRAMES,)
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, *, settings: Settings, models: FaceModels, media: MediaWriter) -> None:
         self.settings = settings
-        self.models: FaceModels | None = None
-        self.media: MediaStore | None = None
+        self.models = models
+        self.media = media
         self.cameras = CameraTable()
         self.trackers: dict[str, FaceTracker[Shot]] = {}
         self.sessions: dict[str, int] = {}  # camera id -> stream session its tracker follows
@@ -106,9 +106,6 @@ class DetectorAgent(AgentBase):
         self._topic = f"{settings.kafka.topic_prefix}{FRAMES.name}"
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self.models = await loop.run_in_executor(None, FaceModels.load, self.settings.models)
-        self.media = open_media_store(self.settings)
         await self.cameras.start(self.settings)
 
     async def stop(self) -> None:
@@ -182,7 +179,6 @@ class DetectorAgent(AgentBase):
     def _analyse(self, frames: list[Frame]) -> list[Analysed]:
         """Blocking: decode each frame once, detect in one batch, then per face one alignment (its chip
         also feeds the quality score) and the thumbnail crop; and the frame's colour signature."""
-        assert self.models is not None
         images = [decode_jpeg(f.jpeg) for f in frames]
         if not images:
             return []
@@ -225,7 +221,6 @@ class DetectorAgent(AgentBase):
 
     def _to_faces(self, posts: list[Post[Shot]]) -> list[Face]:
         """Blocking: store the full frame and the thumbnail, build the messages."""
-        assert self.media is not None
         encoding = self.settings.detector.chip_encoding
         faces = []
         for post in posts:
@@ -266,6 +261,3 @@ def _safe(name: str) -> str:
     """Media keys from ids: keep them path-safe."""
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
-
-def build(settings: Settings) -> Any:
-    return DetectorAgent(settings)

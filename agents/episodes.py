@@ -17,8 +17,8 @@ Scaling: episodes are built per camera group within one instance. Events are key
 several instances an episode spans only the cameras of the partitions one instance owns; run one instance
 per deployment unless cross-camera episodes do not matter (the stage is cheap: a few dot products per event).
 
-Similarity: ``episodes.threshold`` is in confidence units, via ``models.faces.confidence`` (the same
-calibration as the matcher).
+Similarity: ``episodes.threshold`` is in confidence units, through the injected ``Similarity`` (the same
+calibration as the matcher and deduplication).
 """
 
 from __future__ import annotations
@@ -27,15 +27,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
-
-import numpy as np
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agents.episode_rules import EpisodeBuilder, EpisodeRules
-from connectors.sql.engine import open_sql
-from connectors.sql.notify_repo import EpisodeRepository
-from models.faces import confidence
+from agents.ports import EpisodeStore, Similarity
 from pipeline.kafka import replay_topic
 from pipeline.settings import Settings
 from pipeline.stage import AgentBase, Incoming, Output
@@ -47,31 +41,18 @@ log = logging.getLogger(__name__)
 REPLAY_TIMEOUT_S = 120.0
 
 
-def confidence_fn() -> Callable[[np.ndarray], np.ndarray]:
-    """The models' cosine -> confidence calibration."""
-    return lambda cos: np.asarray(confidence(cos))
-
-
 class EpisodesAgent(AgentBase):
     name = "episodes"
     inputs = (EVENTS,)
 
-    def __init__(self, settings: Settings, to_confidence: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+    def __init__(self, *, settings: Settings, repo: EpisodeStore, similarity: Similarity) -> None:
         self.settings = settings
-        self.builder = EpisodeBuilder(EpisodeRules.from_settings(settings.episodes),
-                                      to_confidence or confidence_fn())
-        self.engine: AsyncEngine | None = None
-        self.repo: EpisodeRepository | None = None
+        self.repo = repo
+        self.builder = EpisodeBuilder(EpisodeRules.from_settings(settings.episodes), similarity)
         self.restored = 0
 
     async def start(self) -> None:
-        self.engine = await open_sql(self.settings)
-        self.repo = EpisodeRepository(self.engine)
         await self._replay_state()
-
-    async def stop(self) -> None:
-        if self.engine is not None:
-            await self.engine.dispose()
 
     async def handle(self, batch: list[Incoming]) -> list[Output]:
         now = time.time()
@@ -91,7 +72,6 @@ class EpisodesAgent(AgentBase):
         states = self.builder.drain_changes()
         if not changes and not states:
             return []
-        assert self.repo is not None, "start() first"
         await self.repo.save((c.episode, c.event_ids) for c in changes)
         outputs = [Output(EPISODES, c.episode.episode_id, c) for c in changes]
         outputs += [Output(EPISODE_STATE, s.episode.episode_id, s) for s in states]
@@ -121,7 +101,3 @@ class EpisodesAgent(AgentBase):
         log.info("episodes: replayed %d state records, %d episodes open", self.restored,
                  len(self.builder.open_episodes))
 
-
-def build(settings: Settings) -> EpisodesAgent:
-    """Role factory (``facestream run episodes``)."""
-    return EpisodesAgent(settings)

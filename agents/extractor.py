@@ -10,7 +10,6 @@ A face's descriptor is its track's: the face and its support (the track's other 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import numpy as np
 
@@ -27,12 +26,9 @@ class ExtractorAgent(AgentBase):
     name = "extractor"
     inputs = (FACES,)
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, *, settings: Settings, models: FaceModels) -> None:
         self.settings = settings
-        self.models: FaceModels | None = None
-
-    async def start(self) -> None:
-        self.models = await asyncio.get_running_loop().run_in_executor(None, FaceModels.load, self.settings.models)
+        self.models = models
 
     async def handle(self, batch: list[Incoming]) -> list[Output]:
         faces = [item.message for item in batch if isinstance(item.message, Face)]
@@ -46,7 +42,6 @@ class ExtractorAgent(AgentBase):
         return outputs
 
     def _describe(self, faces: list[Face]) -> list[DescribedFace]:
-        assert self.models is not None
         if not faces:
             return []
         chips = [chip_image(f) for f in faces]
@@ -103,6 +98,3 @@ def chip_image(face: Face) -> np.ndarray:
         raise ValueError(f"raw BGR chip has {len(face.chip)} bytes, expected {expected} ({CHIP_SIZE}x{CHIP_SIZE}x3)")
     return np.frombuffer(face.chip, np.uint8).reshape(CHIP_SIZE, CHIP_SIZE, 3)
 
-
-def build(settings: Settings) -> Any:
-    return ExtractorAgent(settings)

@@ -10,12 +10,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
 
 import numpy as np
 
-from agents.matching import Gallery
-from models.faces import confidence
+from agents.ports import GalleryTable, MatchOutcome
 from pipeline import metrics
 from pipeline.kafka import replay_topic
 from pipeline.settings import Settings
@@ -26,7 +24,7 @@ from schemas.topics import DESCRIPTORS, EVENTS, GALLERY
 log = logging.getLogger(__name__)
 
 
-def to_event(item: DescribedFace, result: Any) -> FaceEvent:
+def to_event(item: DescribedFace, result: MatchOutcome) -> FaceEvent:
     face = item.face
     return FaceEvent(
         event_id=face.face_id, face_id=face.face_id, camera_id=face.camera_id, camera_group=face.camera_group,
@@ -43,9 +41,9 @@ class MatcherAgent(AgentBase):
     name = "matcher"
     inputs = (DESCRIPTORS,)
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, *, settings: Settings, gallery: GalleryTable) -> None:
         self.settings = settings
-        self.gallery = Gallery(lambda s: np.asarray(confidence(s)), settings.matcher.threshold)
+        self.gallery = gallery
         self._stop = asyncio.Event()
         self._replay: asyncio.Task[None] | None = None
 
@@ -90,6 +88,3 @@ class MatcherAgent(AgentBase):
             events += [to_event(i, r) for i, r in zip(items, self.gallery.match(matrix, group), strict=True)]
         return events
 
-
-def build(settings: Settings) -> Any:
-    return MatcherAgent(settings)

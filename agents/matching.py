@@ -13,14 +13,12 @@ global one); the event lists those watch lists.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from agents.ports import Similarity
 from schemas.messages import DossierChanged, GalleryChange, WatchListChanged
-
-ConfidenceFn = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -41,7 +39,7 @@ class _Slice:
 class Gallery:
     """Apply ``GalleryChange``s in order; ``match`` is safe to call from worker threads."""
 
-    def __init__(self, confidence: ConfidenceFn, threshold: float) -> None:
+    def __init__(self, confidence: Similarity, threshold: float) -> None:
         self._confidence = confidence
         self._threshold = threshold
         self._watch_lists: dict[str, WatchListChanged] = {}

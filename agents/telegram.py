@@ -13,7 +13,8 @@ Like the webhooks sink, two halves that never wait on each other:
    failures retries with a doubling delay (capped at 100 s) up to ``telegram.max_attempts``, then marks the
    message ``failed``; permanent errors (400/403/404) fail at once.
 
-Without ``telegram.bot_token`` the role idles (logged once).
+Without ``telegram.bot_token`` the role idles (logged once). Both halves are built and run together by the
+composition root (``ops/root.py``).
 """
 
 from __future__ import annotations
@@ -24,18 +25,12 @@ import logging
 import time
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from agents.notify_rules import backoff_s, caption, event_item, passes, person_key
-from connectors.media import MediaStore, open_media_store
-from connectors.sql.engine import open_sql
+from agents.ports import MediaReader, NameBook, TelegramOutbox
 from connectors.sql.notify_repo import TelegramRepository
-from connectors.sql.repositories import CameraRepository, WatchListRepository
 from connectors.telegram_client import TelegramClient
-from pipeline.kafka import AsyncProducer
-from pipeline.runtime import run_together
 from pipeline.settings import Settings, TelegramSettings
-from pipeline.stage import AgentBase, Incoming, Output, StageRunner
+from pipeline.stage import AgentBase, Incoming, Output
 from schemas.messages import FaceEvent
 from schemas.notify import TelegramRule
 from schemas.topics import EVENTS
@@ -47,10 +42,12 @@ class TelegramAgent(AgentBase):
     name = "telegram"
     inputs = (EVENTS,)
 
-    def __init__(self, settings: Settings, engine: AsyncEngine, wake: asyncio.Event | None = None) -> None:
+    def __init__(self, *, settings: Settings, repo: TelegramOutbox, watch_lists: NameBook, cameras: NameBook,
+                 wake: asyncio.Event | None = None) -> None:
         self.settings = settings
-        self.engine = engine
-        self.repo = TelegramRepository(engine)
+        self.repo = repo
+        self.watch_lists = watch_lists
+        self.cameras = cameras
         self.wake = wake or asyncio.Event()
         self.rules: list[TelegramRule] = []
         self.watch_list_names: dict[str, str] = {}
@@ -79,16 +76,16 @@ class TelegramAgent(AgentBase):
             return
         self.rules = await self.repo.list_all()
         with contextlib.suppress(Exception):  # names are cosmetic: ids stand in for them
-            self.watch_list_names = {w.id: w.name for w in await WatchListRepository(self.engine).list_all()}
-            self.camera_names = {c.id: c.name for c in await CameraRepository(self.engine).list_all()}
+            self.watch_list_names = {w.id: w.name for w in await self.watch_lists.list_all()}
+            self.camera_names = {c.id: c.name for c in await self.cameras.list_all()}
         self._next_refresh = time.monotonic() + self.settings.telegram.refresh_s
 
 
 class TelegramSender:
     """Sends the outbox (see the module docstring)."""
 
-    def __init__(self, settings: TelegramSettings, repo: TelegramRepository, client: TelegramClient,
-                 media: MediaStore | None, wake: asyncio.Event) -> None:
+    def __init__(self, *, settings: TelegramSettings, repo: TelegramRepository, client: TelegramClient,
+                 media: MediaReader, wake: asyncio.Event) -> None:
         self.settings = settings
         self.repo = repo
         self.client = client
@@ -124,7 +121,7 @@ class TelegramSender:
             await self.repo.mark(m["id"], "pending", attempts, now + backoff_s(attempts, 1.0), result.error)
 
     async def _thumbnail(self, key: str | None) -> bytes | None:
-        if not key or self.media is None:
+        if not key:
             return None
         try:
             return await asyncio.get_running_loop().run_in_executor(None, self.media.get, key)
@@ -132,23 +129,3 @@ class TelegramSender:
             log.info("telegram: thumbnail %s unavailable; sending text", key)
             return None
 
-
-async def run(settings: Settings, stop: asyncio.Event) -> None:
-    """Role entry (``facestream run telegram``)."""
-    token = settings.telegram.bot_token
-    if token is None:
-        log.warning("telegram: no bot token (FACESTREAM_TELEGRAM_BOT_TOKEN); the Telegram sink is idle")
-        await stop.wait()
-        return
-    engine = await open_sql(settings)
-    media = await asyncio.get_running_loop().run_in_executor(None, open_media_store, settings)
-    producer = AsyncProducer(settings, client_id="facestream-telegram")
-    wake = asyncio.Event()
-    try:
-        async with TelegramClient(settings.telegram.api_base_url, token, settings.telegram.timeout_s) as client:
-            agent = TelegramAgent(settings, engine, wake)
-            sender = TelegramSender(settings.telegram, agent.repo, client, media, wake)
-            await run_together(stop, StageRunner(agent, settings, producer).run, sender.run)
-    finally:
-        await producer.close()
-        await engine.dispose()

@@ -30,19 +30,13 @@ import contextlib
 import logging
 import time
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from agents.dedup import Deduplicator, DedupRules
 from agents.notify_rules import Item, backoff_s, item_of, passes
-from agents.ports import Similarity
-from connectors.sql.engine import open_sql
+from agents.ports import Similarity, WebhookOutbox
 from connectors.sql.notify_repo import WebhookRepository
 from connectors.webhook_client import WebhookClient
-from models.faces import confidences
-from pipeline.kafka import AsyncProducer
-from pipeline.runtime import run_together
 from pipeline.settings import Settings, WebhookSettings
-from pipeline.stage import AgentBase, Incoming, Output, StageRunner
+from pipeline.stage import AgentBase, Incoming, Output
 from schemas.messages import FaceEvent, StreamEnd
 from schemas.notify import Delivery, Webhook
 from schemas.topics import COUNTER_RECORDS, EPISODES, EVENTS
@@ -53,7 +47,7 @@ log = logging.getLogger(__name__)
 class WebhookBook:
     """The webhook definitions, re-read from SQL at most every ``refresh_s``."""
 
-    def __init__(self, repo: WebhookRepository, refresh_s: float) -> None:
+    def __init__(self, repo: WebhookOutbox, refresh_s: float) -> None:
         self.repo = repo
         self.refresh_s = refresh_s
         self.by_id: dict[str, Webhook] = {}
@@ -72,7 +66,7 @@ class WebhooksAgent(AgentBase):
     name = "webhooks"
     inputs = (EVENTS, EPISODES, COUNTER_RECORDS)
 
-    def __init__(self, *, settings: Settings, repo: WebhookRepository, book: WebhookBook, similarity: Similarity,
+    def __init__(self, *, settings: Settings, repo: WebhookOutbox, book: WebhookBook, similarity: Similarity,
                  wake: asyncio.Event | None = None) -> None:
         self.settings = settings
         self.repo = repo
@@ -110,7 +104,7 @@ class WebhooksAgent(AgentBase):
 class Dispatcher:
     """Delivery tasks, one per active webhook (see the module docstring)."""
 
-    def __init__(self, settings: WebhookSettings, repo: WebhookRepository, book: WebhookBook,
+    def __init__(self, *, settings: WebhookSettings, repo: WebhookRepository, book: WebhookBook,
                  client: WebhookClient, wake: asyncio.Event) -> None:
         self.settings = settings
         self.repo = repo
@@ -186,19 +180,3 @@ class Dispatcher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=delay)
 
-
-async def run(settings: Settings, stop: asyncio.Event) -> None:
-    """Role entry (``facestream run webhooks``): the consuming stage and the dispatcher, until ``stop``."""
-    engine: AsyncEngine = await open_sql(settings)
-    repo = WebhookRepository(engine)
-    book = WebhookBook(repo, settings.webhooks.refresh_s)
-    wake = asyncio.Event()
-    producer = AsyncProducer(settings, client_id="facestream-webhooks")
-    try:
-        async with WebhookClient(settings.webhooks.timeout_s) as client:
-            dispatcher = Dispatcher(settings.webhooks, repo, book, client, wake)
-            agent = WebhooksAgent(settings=settings, repo=repo, book=book, similarity=confidences, wake=wake)
-            await run_together(stop, StageRunner(agent, settings, producer).run, dispatcher.run)
-    finally:
-        await producer.close()
-        await engine.dispose()

@@ -16,9 +16,9 @@ import numpy as np
 
 from agents.enrol import portrait_descriptor
 from models.faces import FaceModels
+from ops.root import Resources, open_resources, serve
 from ops.stack import broker_for
 from pipeline.kafka import AsyncProducer, provision_topics, replay_topic
-from pipeline.runtime import run_roles
 from pipeline.settings import Settings
 from schemas.messages import (
     CameraChanged,
@@ -67,25 +67,29 @@ class LocalPipeline:
         self.events: list[FaceEvent] = []
         self._ends: dict[str, asyncio.Future[int]] = {}
         self._producer: AsyncProducer | None = None
+        self._resources: Resources | None = None
 
     @contextlib.asynccontextmanager
     async def running(self, roles: tuple[str, ...] = SPINE_ROLES) -> AsyncIterator[LocalPipeline]:
+        """The roles running on this process's resources (``ops.root``); the harness shares its producer."""
         async with broker_for(self.settings) as live:
             self.settings = live
-            await asyncio.get_running_loop().run_in_executor(None, provision_topics, live, CORE_TOPICS)
-            self._producer = AsyncProducer(live, client_id="facestream-harness")
-            stop = asyncio.Event()
-            tasks = [asyncio.create_task(replay_topic(live, EVENTS, self._collect, stop))]
-            if self.on_progress:
-                tasks.append(asyncio.create_task(replay_topic(live, VIDEO_STATUS, self.on_progress, stop)))
-            if roles:
-                tasks.append(asyncio.create_task(run_roles(live, list(roles), stop)))
-            try:
-                yield self
-            finally:
-                stop.set()
-                await asyncio.gather(*tasks, return_exceptions=True)
-                await self._producer.close()
+            await asyncio.to_thread(provision_topics, live, CORE_TOPICS)
+            async with open_resources(live, client_id="facestream-harness") as res:
+                self._resources = res
+                self._producer = await res.producer()
+                stop = asyncio.Event()
+                tasks = [asyncio.create_task(replay_topic(live, EVENTS, self._collect, stop))]
+                if self.on_progress:
+                    tasks.append(asyncio.create_task(replay_topic(live, VIDEO_STATUS, self.on_progress, stop)))
+                if roles:
+                    tasks.append(asyncio.create_task(serve(res, roles, stop, restart=False)))
+                try:
+                    yield self
+                finally:
+                    stop.set()
+                    await asyncio.gather(*tasks, return_exceptions=True)
+                    self._producer = self._resources = None
 
     @property
     def producer(self) -> AsyncProducer:
@@ -93,9 +97,10 @@ class LocalPipeline:
         return self._producer
 
     async def enrol(self, people: dict[str, np.ndarray], models: FaceModels | None = None) -> None:
-        loop = asyncio.get_running_loop()
-        models = models or await loop.run_in_executor(None, FaceModels.load, self.settings.models)
-        changes = await loop.run_in_executor(None, gallery_changes, models, people)
+        if models is None:
+            assert self._resources is not None, "use `async with pipeline.running()`"
+            models = await self._resources.face_models()
+        changes = await asyncio.to_thread(gallery_changes, models, people)
         for change in changes:
             key = change.watch_list.watch_list_id if change.watch_list else change.dossier.dossier_id  # type: ignore[union-attr]
             await self.producer.send(GALLERY, key, change)

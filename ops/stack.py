@@ -1,21 +1,24 @@
-"""``facestream up`` (everything in one process) and ``facestream run ROLE`` (one role)."""
+"""``facestream up`` (everything in one process) and ``facestream run ROLE`` (one role), both through
+``ops.root.run_roles``."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from ops.broker import EmbeddedBroker
+from ops.root import run_roles
 from pipeline.roles import ROLES
-from pipeline.runtime import RoleFailed, run_roles, shutdown_on_signals
+from pipeline.runtime import RoleFailed, shutdown_on_signals
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
 @contextlib.asynccontextmanager
-async def broker_for(settings: Settings):  # type: ignore[no-untyped-def]
+async def broker_for(settings: Settings) -> AsyncIterator[Settings]:
     """The configured broker, or the embedded one started for the duration (settings updated in place)."""
     if settings.bootstrap_servers:
         yield settings
@@ -45,8 +48,7 @@ async def run_up(settings: Settings) -> int:
     async with shutdown_on_signals() as stop, broker_for(settings) as live:
         log.info("facestream up: broker %s, data in %s, roles: %s", live.bootstrap_servers,
                  live.data_dir.resolve(), ", ".join(roles))
-        if "api" in roles:
-            log.info("query API on http://%s:%d/v1", live.api.host, live.api.port)
+        log.info("query API on http://%s:%d/v1", live.api.host, live.api.port)
         await run_roles(live, roles, stop, restart=True)
     return 0
 
@@ -61,7 +63,7 @@ async def run_single(settings: Settings, role: str) -> int:
         start_http_server(settings.metrics.port)
     async with shutdown_on_signals() as stop:
         try:
-            await run_roles(settings, [ROLES[role].name], stop, restart=False)
+            await run_roles(settings, [role], stop, restart=False)
         except RoleFailed as exc:
             log.error("%s", exc)
             return 1

@@ -5,27 +5,25 @@ end offsets). Two gaps of the embedded broker (Tansu) are filled or flagged, nev
 
 - Tansu's DescribeGroups names the members but returns no client host and no assignment (and confluent-kafka
   then drops the members altogether). Members come from a raw DescribeGroups (aiokafka) and their partitions
-  from the reports each worker publishes on the ``stage-members`` topic (``AssignmentReporter``); the table
-  marks such partitions ``reported``.
+  from the reports each worker publishes on the ``stage-members`` topic (``pipeline.membership``); the table
+  marks such partitions ``reported``. Those reports also carry each role's restart count (``facestream up``
+  restarts a crashed role), shown per member.
 - Tansu misreports end offsets (end = first offset of the last batch + 1), so on it the end offsets and lag
   are not printed; the output says so.
 
 Entry points: ``run(settings) -> str`` (blocking, for the CLI), ``collect`` (async, structured) and
-``render``; workers call ``AssignmentReporter.update(consumer.assignment())`` from their loop.
+``render``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
-import os
-import socket
-import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, Producer, TopicPartition
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._listoffsets import OffsetSpec
 
@@ -41,13 +39,7 @@ EMBEDDED_NOTE = (
     "NOTE: the embedded broker (Tansu) misreports end offsets (end = first offset of the last batch + 1), "
     "so end offsets and lag are not shown; committed offsets are exact. Run on Apache Kafka for lag."
 )
-REPORT_EVERY_S = 30.0
 _UUID_SUFFIX = 37  # "-" + a 36-character UUID: how Kafka clients build a member id from their client id
-
-
-class _HasTopicPartition(Protocol):
-    topic: str
-    partition: int
 
 
 # ---------------------------------------------------------------- the structured view
@@ -62,6 +54,7 @@ class MemberStatus:
     host: str
     partitions: tuple[tuple[str, int], ...] | None
     source: str  # "broker" (from DescribeGroups), "reported" (stage-members topic) or "unknown"
+    restarts: int | None = None  # crashes restarted in that process (from its report; None: no report)
 
 
 @dataclass(frozen=True)
@@ -247,7 +240,8 @@ async def _raw_members(servers: str, groups: list[str]) -> dict[str, list[Member
 
 
 def _needs_reports(described: dict[str, tuple[str, list[MemberStatus]]]) -> bool:
-    return any(m.partitions is None for _, members in described.values() for m in members)
+    """Reports fill in partitions the broker does not give and every member's restart count."""
+    return any(members for _, members in described.values())
 
 
 async def _read_reports(settings: Settings, servers: str, metadata: Any) -> dict[str, dict[str, MemberReport]]:
@@ -286,15 +280,16 @@ def _keep_latest(latest: dict[str, dict[str, MemberReport]], raw: bytes | None) 
 
 
 def _with_report(member: MemberStatus, reports: dict[str, MemberReport]) -> MemberStatus:
-    if member.partitions is not None:
-        return member
     report = reports.get(member.client_id) or reports.get(_client_of(member.member_id))
     if report is None:
         return member
+    if member.partitions is not None:
+        return dataclasses.replace(member, restarts=report.restarts)
     return MemberStatus(
         member_id=member.member_id, client_id=member.client_id,
         host=member.host if member.host != "?" else report.host,
         partitions=tuple(sorted((t, p) for t, p in report.partitions)), source="reported",
+        restarts=report.restarts,
     )
 
 
@@ -372,10 +367,10 @@ def _render_group(g: GroupStatus, embedded: bool, prefix: str) -> list[str]:
     lag = "n/a" if embedded else ("?" if g.lag is None else str(g.lag))
     lines = [f"{g.role}: group {g.group}  state {g.state}  members {len(g.members)}  lag {lag}"]
     member_rows = [
-        [m.client_id, m.host, _fmt_parts(m.partitions, prefix), m.source] for m in g.members
+        [m.client_id, m.host, _fmt_parts(m.partitions, prefix), m.source, _num(m.restarts)] for m in g.members
     ]
     if member_rows:
-        lines.extend(_table(["member", "host", "partitions", "from"], member_rows, indent=2))
+        lines.extend(_table(["member", "host", "partitions", "from", "restarts"], member_rows, indent=2))
     part_rows = [
         [_short(p.topic, prefix), str(p.partition), p.owner or "-", _num(p.committed),
          "n/a" if embedded else _num(p.end), "n/a" if embedded else _num(p.lag)]
@@ -416,51 +411,3 @@ def run(settings: Settings, *, bootstrap: str | None = None, embedded: bool | No
     except (RuntimeError, KafkaException) as exc:
         raise SystemExit(f"facestream ops status: {exc}") from exc
     return render(status, settings.kafka.topic_prefix)
-
-
-# ---------------------------------------------------------------- the worker side
-
-
-def member_client_id(role: str) -> str:
-    """The client id a stage worker should use: ``{role}@{host}:{pid}`` (unique per process, readable)."""
-    return f"{role}@{socket.gethostname()}:{os.getpid()}"
-
-
-class AssignmentReporter:
-    """Publishes a worker's partitions to ``stage-members`` when they change and every 30 s.
-
-    Call ``update(consumer.assignment())`` from the worker's loop (cheap when nothing changed) and ``close()``
-    on shutdown (publishes an empty assignment). Produces with its own small confluent-kafka producer;
-    never blocks (``produce`` + ``poll(0)``).
-    """
-
-    def __init__(self, settings: Settings, group: str, client_id: str, bootstrap: str | None = None) -> None:
-        self._topic = f"{settings.kafka.topic_prefix}{STAGE_MEMBERS.name}"
-        self._group = group
-        self._client_id = client_id
-        self._producer = Producer({
-            "bootstrap.servers": _bootstrap(settings, bootstrap), "client.id": f"{client_id}/report",
-            "linger.ms": 0, "log_level": 3,
-        })
-        self._last: tuple[tuple[str, int], ...] | None = None
-        self._sent_at = 0.0
-
-    def update(self, assignment: Iterable[_HasTopicPartition], now: float | None = None) -> bool:
-        """Publish if the assignment changed or the last report is old; returns whether it published."""
-        now = time.time() if now is None else now
-        parts = tuple(sorted((tp.topic, tp.partition) for tp in assignment))
-        self._producer.poll(0)
-        if parts == self._last and now - self._sent_at < REPORT_EVERY_S:
-            return False
-        report = MemberReport(group=self._group, client_id=self._client_id, host=socket.gethostname(),
-                              pid=os.getpid(), partitions=list(parts), timestamp=now)
-        self._producer.produce(self._topic, key=self._client_id.encode(), value=report.to_bytes())
-        self._last, self._sent_at = parts, now
-        return True
-
-    def flush(self, timeout: float = 5.0) -> None:
-        self._producer.flush(timeout)
-
-    def close(self) -> None:
-        self.update((), now=time.time() + REPORT_EVERY_S)
-        self._producer.flush(5.0)

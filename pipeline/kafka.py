@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from pipeline import metrics
 from pipeline.settings import Settings
 from schemas.base import Message, SchemaError
 from schemas.topics import TopicSpec
@@ -86,6 +87,7 @@ class AsyncProducer:
         self._running = True
         self._thread = threading.Thread(target=self._poll_forever, name="kafka-producer-poll", daemon=True)
         self._thread.start()
+        metrics.RESOURCES_OPENED.labels("producer").inc()
 
     def _poll_forever(self) -> None:
         while self._running:

@@ -24,6 +24,10 @@ LOOP_LAG = Gauge("facestream_loop_lag_seconds", "Event-loop lag: how late a 0.25
 HEALTHY = Gauge("facestream_stage_up", "1 while the stage runs, 0 after it stopped or failed.", ["stage"])
 FRAMES_DECODED = Counter("facestream_frames_decoded_total", "Frames decoded and published.", ["camera"])
 FACES_DETECTED = Counter("facestream_faces_detected_total", "Faces detected in frames.", ["stage"])
+ROLE_RESTARTS = Counter("facestream_role_restarts_total", "Roles restarted after a crash (facestream up).", ["role"])
+RESOURCES_OPENED = Counter(
+    "facestream_resources_opened_total", "Shared resources opened in this process (sql, producer, vectors, media, "
+    "face_models): the composition root opens each once.", ["kind"])
 SOURCE_UP = Gauge("facestream_source_up", "1 while a camera source is open.", ["camera"])
 
 

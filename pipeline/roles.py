@@ -1,40 +1,42 @@
-"""The roles a process can run: ``facestream run ROLE`` starts one, ``facestream up`` starts them all.
+"""The roles a process can run (``facestream run ROLE`` starts one, ``facestream up`` all) and their one shape.
 
-A role is either a stage agent (bound to its consumer group by the StageRunner) or a service with its own
-``run(settings, stop)`` loop. Targets are imported lazily, so a role's heavy dependencies load only where
-it runs.
+Every role is a :class:`Role`: ``await role.run(stop)`` until ``stop`` is set; an exception means it crashed.
+A stage role is a ``StageRunner`` around an agent; the webhooks and Telegram roles are a runner plus a sender;
+the decoder and the API run their own loops. The composition root (``ops/root.py``) builds each one from the
+process's shared resources; this module only names them.
 """
 
 from __future__ import annotations
 
-import importlib
+import asyncio
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Protocol
+
+
+class Role(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Work until ``stop`` is set, then release what the role opened; raise on failure."""
 
 
 @dataclass(frozen=True)
-class RoleSpec:
+class RoleInfo:
     name: str
-    target: str  # "module:function": an agent factory (settings) -> Agent, or a service run(settings, stop)
-    kind: Literal["agent", "service", "decoder"]
+    description: str
     scalable: bool = True  # more instances share the work (same consumer group)
-    description: str = ""
-
-    def load(self) -> Any:
-        module, func = self.target.split(":")
-        return getattr(importlib.import_module(module), func)
 
 
-ROLES: dict[str, RoleSpec] = {r.name: r for r in (
-    RoleSpec("decoder", "agents.decoder:DecoderAgent", "decoder", description="cameras and files -> frames"),
-    RoleSpec("detector", "agents.detector:build", "agent", description="frames -> best faces per track"),
-    RoleSpec("extractor", "agents.extractor:build", "agent", description="faces -> descriptors, attributes"),
-    RoleSpec("matcher", "agents.matcher:build", "agent", description="descriptors -> events (watch lists)"),
-    RoleSpec("store", "agents.store_sink:build", "agent", description="events -> SQL, Milvus, video status"),
-    RoleSpec("episodes", "agents.episodes:build", "agent", description="events -> episodes"),
-    RoleSpec("counters", "agents.counters:build", "agent", description="events -> counter records"),
-    RoleSpec("webhooks", "agents.webhooks:run", "service", description="events/episodes/counters -> webhooks"),
-    RoleSpec("telegram", "agents.telegram:run", "service", description="events -> Telegram"),
-    RoleSpec("api", "connectors.api.app:run_api", "service", scalable=False, description="query API"),
+ROLES: dict[str, RoleInfo] = {r.name: r for r in (
+    RoleInfo("decoder", "cameras and files -> frames"),
+    RoleInfo("detector", "frames -> best faces per track"),
+    RoleInfo("extractor", "faces -> descriptors, attributes"),
+    RoleInfo("matcher", "descriptors -> events (watch lists)"),
+    RoleInfo("store", "events -> SQL, Milvus, video status"),
+    RoleInfo("episodes", "events -> episodes"),
+    RoleInfo("counters", "events -> counter records"),
+    RoleInfo("webhooks", "events/episodes/counters -> webhooks"),
+    RoleInfo("telegram", "events -> Telegram"),
+    RoleInfo("api", "query API", scalable=False),
 )}
-

@@ -1,4 +1,7 @@
-"""The composition root: start roles in this process, supervised, with one shutdown path."""
+"""Running roles in this process: supervision (restart or fail), one shutdown path, the loop-lag watch.
+
+What to run comes from the composition root (``ops/root.py``) as role factories; this module only runs them.
+"""
 
 from __future__ import annotations
 
@@ -6,49 +9,64 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
 from pipeline import metrics
-from pipeline.kafka import AsyncProducer, provision_topics
-from pipeline.roles import ROLES, RoleSpec
-from pipeline.settings import Settings
-from pipeline.stage import StageRunner
-from schemas.topics import CORE_TOPICS
+from pipeline.roles import Role
 
 log = logging.getLogger(__name__)
+
+RoleFactory = Callable[[], Awaitable[Role]]
+INITIAL_BACKOFF_S = 1.0
+MAX_BACKOFF_S = 30.0
 
 
 class RoleFailed(RuntimeError):
     """A role stopped with an error (the process exits non-zero so a supervisor restarts it)."""
 
 
-async def run_role(spec: RoleSpec, settings: Settings, producer: AsyncProducer, stop: asyncio.Event) -> None:
-    target = spec.load()
-    if spec.kind == "agent":
-        await StageRunner(target(settings), settings, producer).run(stop)
-    elif spec.kind == "decoder":
-        await target(settings, producer).run(stop)
-    else:
-        await target(settings, stop)
-
-
-async def supervise(spec: RoleSpec, settings: Settings, producer: AsyncProducer, stop: asyncio.Event,
-                    restart: bool) -> None:
-    """Run a role; with ``restart`` a crash restarts it after a capped back-off, else it propagates."""
-    backoff = 1.0
+async def supervise(name: str, build: RoleFactory, stop: asyncio.Event, *,
+                    on_restart: Callable[[str], int] | None = None) -> None:
+    """Build and run a role until ``stop``. Without ``on_restart`` a crash raises :class:`RoleFailed`; with it,
+    the crash is counted (``on_restart(name)`` returns the count), logged, and the role is rebuilt after a
+    capped back-off."""
+    backoff = INITIAL_BACKOFF_S
     while not stop.is_set():
         try:
-            await run_role(spec, settings, producer, stop)
+            role = await build()
+            await role.run(stop)
             return
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            if not restart:
-                raise RoleFailed(f"role {spec.name} failed: {exc}") from exc
-            log.exception("role %s crashed; restarting in %.0f s", spec.name, backoff)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 30)
+            if on_restart is None:
+                raise RoleFailed(f"role {name} failed: {type(exc).__name__}: {exc}") from exc
+            count = on_restart(name)
+            log.exception("role %s crashed (restart %d); restarting in %.0f s", name, count, backoff)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF_S)
+
+
+async def run_supervised(roles: dict[str, RoleFactory], stop: asyncio.Event, *,
+                         on_restart: Callable[[str], int] | None = None) -> None:
+    """Run every role until ``stop`` (or, without restarts, until one fails: then the others stop and
+    :class:`RoleFailed` propagates)."""
+    lag = asyncio.create_task(metrics.watch_loop_lag(stop))
+    tasks = [asyncio.create_task(supervise(n, build, stop, on_restart=on_restart), name=n)
+             for n, build in roles.items()]
+    try:
+        done, _ = await asyncio.wait([*tasks, asyncio.create_task(stop.wait())],
+                                     return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task in tasks and (error := task.exception()) is not None:
+                raise error
+        await asyncio.gather(*tasks)
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        lag.cancel()
 
 
 async def run_together(stop: asyncio.Event, *jobs: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
@@ -87,23 +105,3 @@ async def shutdown_on_signals() -> AsyncIterator[asyncio.Event]:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
-
-
-async def run_roles(settings: Settings, names: Iterable[str], stop: asyncio.Event, restart: bool = False) -> None:
-    """Provision topics, then run the named roles until ``stop``; one producer serves them all."""
-    await asyncio.get_running_loop().run_in_executor(None, provision_topics, settings, CORE_TOPICS)
-    producer = AsyncProducer(settings, client_id="facestream-" + "-".join(names))
-    lag = asyncio.create_task(metrics.watch_loop_lag(stop))
-    tasks = [asyncio.create_task(supervise(ROLES[n], settings, producer, stop, restart), name=n) for n in names]
-    try:
-        done, _ = await asyncio.wait([*tasks, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            if task in tasks and task.exception() is not None:
-                stop.set()
-                raise task.exception()  # type: ignore[misc]
-        await asyncio.gather(*tasks)
-    finally:
-        stop.set()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        lag.cancel()
-        await producer.close()

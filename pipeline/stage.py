@@ -22,9 +22,9 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import OffsetAndMetadata
 
-from ops.status import AssignmentReporter, member_client_id
 from pipeline import metrics
 from pipeline.kafka import AsyncProducer, group_id, make_consumer
+from pipeline.membership import Membership
 from pipeline.settings import Settings
 from schemas.base import Message, SchemaError
 from schemas.messages import DeadLetter
@@ -91,22 +91,27 @@ class AgentBase:
 
 
 class StageRunner:
-    """Runs one agent in its consumer group until ``stop`` is set. Scale by running more of them."""
+    """Runs one agent in its consumer group until ``stop`` is set (a role). Scale by running more of them."""
 
-    def __init__(self, agent: Agent, settings: Settings, producer: AsyncProducer) -> None:
+    def __init__(self, agent: Agent, *, settings: Settings, producer: AsyncProducer, membership: Membership) -> None:
         self.agent = agent
         self.settings = settings
         self.producer = producer
+        self.membership = membership
         self._by_topic = {f"{settings.kafka.topic_prefix}{spec.name}": spec for spec in agent.inputs}
         self._consumer: AIOKafkaConsumer | None = None
+
+    @property
+    def name(self) -> str:
+        return self.agent.name
 
     async def run(self, stop: asyncio.Event) -> None:
         name = self.agent.name
         await self.agent.start()
         group = group_id(self.settings, name)
+        reporter = self.membership.reporter(name, group)
         consumer = self._consumer = make_consumer(self.settings, self.agent.inputs, group,
-                                                  client_id=member_client_id(name))
-        reporter = AssignmentReporter(self.settings, group, member_client_id(name))
+                                                  client_id=reporter.client_id)
         await consumer.start()
         metrics.HEALTHY.labels(name).set(1)
         log.info("stage %s consuming %s", name, ", ".join(self._by_topic))

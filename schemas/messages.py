@@ -330,3 +330,4 @@ class MemberReport(Message):
     pid: int
     partitions: list[tuple[str, int]] = Field(default_factory=list)  # (topic, partition)
     timestamp: float
+    restarts: int = Field(0, ge=0, description="Times this role crashed and was restarted in this process (`up`).")

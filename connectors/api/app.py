@@ -1,19 +1,18 @@
-"""The query API application: ``build_app(settings)`` (tests: aiohttp's test client) and
-``run_api(settings, stop)`` (the ``api`` role).
+"""The query API application: ``build_app(state)`` (tests: aiohttp's test client) and ``ApiRole`` (the
+``api`` role). The composition root (``ops/root.py``) opens the stores and the producer and builds the
+``ApiState`` that holds them with every repository.
 
-Start-up, in order: open the SQL store (migrated), Milvus and the media store; connect the Kafka producer
-(when ``bootstrap_servers`` is set) and provision the topics; create the built-in admin user; republish every
-watch list, dossier and camera from the SQL store to ``gallery-changes`` and ``cameras`` (the embedded broker
-keeps nothing across restarts, and consumers replay those changelogs from the start).
+Start-up, in order: create the built-in admin user; republish every watch list, dossier and camera from the
+SQL store to ``gallery-changes`` and ``cameras`` when a broker is configured (the embedded broker keeps
+nothing across restarts, and consumers replay those changelogs from the start).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiohttp import web
@@ -30,12 +29,9 @@ from connectors.api.core import (
     json_response,
     validation_fields,
 )
-from connectors.api.faces import FaceService
 from connectors.api.openapi import openapi_document
 from connectors.api.routes_entities import publish_dossier
-from connectors.api.state import STATE, ApiState, Publisher
-from connectors.media import open_media_store
-from connectors.sql.engine import open_sql
+from connectors.api.state import STATE, ApiState
 from connectors.sql.repositories import (
     ConflictError,
     InvalidCursorError,
@@ -44,9 +40,7 @@ from connectors.sql.repositories import (
     camera_changed,
     watch_list_changed,
 )
-from connectors.vectors import open_vectors
-from pipeline.settings import Settings
-from schemas.topics import CAMERAS, CORE_TOPICS, GALLERY
+from schemas.topics import CAMERAS, GALLERY
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +124,9 @@ async def _answer(request: web.Request, handler: web.RequestHandler) -> web.Stre
         return _error(500, "internal error")
 
 
-def build_app(settings: Settings) -> web.Application:
-    """The aiohttp application; stores and the producer open on startup and close on cleanup."""
+def build_app(st: ApiState) -> web.Application:
+    """The aiohttp application over ``st`` (whose stores the caller opened and closes)."""
+    settings = st.settings
     app = web.Application(middlewares=[error_middleware, auth.auth_middleware],
                           client_max_size=settings.api.max_upload_bytes * 2 + 1024 * 1024)
     infos: list[RouteInfo] = []
@@ -141,42 +136,20 @@ def build_app(settings: Settings) -> web.Application:
     app[auth.ROUTE_INFO] = {r.handler: r for r in infos}
     app[OPENAPI] = openapi_document(infos)
     app[STRICT_CONTRACT] = settings.api.contract_checks == "fail"
-    app.cleanup_ctx.append(_lifespan(settings))
+    app.cleanup_ctx.append(_lifespan(st))
     return app
 
 
-def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
+def _lifespan(st: ApiState) -> Callable[[web.Application], AsyncIterator[None]]:
     async def lifespan(app: web.Application) -> AsyncIterator[None]:
-        async with contextlib.AsyncExitStack() as stack:
-            engine = await open_sql(settings)
-            stack.push_async_callback(engine.dispose)
-            vectors = await open_vectors(settings)
-            stack.push_async_callback(vectors.close)
-            loop = asyncio.get_running_loop()
-            media = await loop.run_in_executor(None, open_media_store, settings)
-            producer = await _producer(settings)
-            if producer is not None:
-                stack.push_async_callback(producer.close)
-            st = ApiState(settings, engine, vectors, media, FaceService(settings.models), Publisher(producer))
-            app[STATE] = st
-            await auth.ensure_admin_user(st)
-            if producer is not None:
-                await republish(st)
-            yield
-            for task in list(st.background):
-                task.cancel()
-            st.publisher.producer = None  # let librdkafka go once closed (it retries a gone broker otherwise)
+        app[STATE] = st
+        await auth.ensure_admin_user(st)
+        if st.publisher.producer is not None:
+            await republish(st)
+        yield
+        for task in list(st.background):
+            task.cancel()
     return lifespan
-
-
-async def _producer(settings: Settings):  # type: ignore[no-untyped-def]
-    if not settings.bootstrap_servers:
-        log.warning("no bootstrap_servers: the API stores changes but cannot publish them")
-        return None
-    from pipeline.kafka import AsyncProducer, provision_topics
-
-    await asyncio.get_running_loop().run_in_executor(None, provision_topics, settings, CORE_TOPICS)
-    return AsyncProducer(settings, client_id="facestream-api")
 
 
 async def republish(st: ApiState) -> int:
@@ -195,14 +168,22 @@ async def republish(st: ApiState) -> int:
     return count
 
 
-async def run_api(settings: Settings, stop: asyncio.Event) -> None:
-    """Serve the API on ``api.host:api.port`` until ``stop`` is set (the ``api`` role)."""
-    runner = web.AppRunner(build_app(settings), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.api.host, settings.api.port)
-    await site.start()
-    log.info("query API listening on http://%s:%d/v1", settings.api.host, settings.api.port)
-    try:
-        await stop.wait()
-    finally:
-        await runner.cleanup()
+class ApiRole:
+    """The ``api`` role: serve ``build_app(state)`` on ``api.host:api.port`` until ``stop`` is set."""
+
+    name = "api"
+
+    def __init__(self, *, state: ApiState) -> None:
+        self.state = state
+
+    async def run(self, stop: asyncio.Event) -> None:
+        api = self.state.settings.api
+        runner = web.AppRunner(build_app(self.state), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, api.host, api.port)
+        await site.start()
+        log.info("query API listening on http://%s:%d/v1", api.host, api.port)
+        try:
+            await stop.wait()
+        finally:
+            await runner.cleanup()

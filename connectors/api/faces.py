@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
 from connectors.api.core import ApiError
-from models.config import ModelSettings
+from models.faces import FaceModels, ModelsNotPreparedError
 from schemas.messages import Attributes, BBox
 
 log = logging.getLogger(__name__)
@@ -47,8 +48,8 @@ def similarity_confidence(cosine: float) -> float:
 class FaceService:
     """Lazily loaded ``FaceModels`` plus the API's face operations."""
 
-    def __init__(self, settings: ModelSettings) -> None:
-        self.settings = settings
+    def __init__(self, load: Callable[[], Awaitable[FaceModels]]) -> None:
+        self._load = load  # the process's one FaceModels, opened by the composition root on first use
         self._models: object | None = None
         self._lock = asyncio.Lock()
 
@@ -59,11 +60,8 @@ class FaceService:
     async def models(self) -> object:
         async with self._lock:
             if self._models is None:
-                from models.faces import FaceModels, ModelsNotPreparedError
-
                 try:
-                    self._models = await asyncio.get_running_loop().run_in_executor(
-                        None, FaceModels.load, self.settings)
+                    self._models = await self._load()
                 except ModelsNotPreparedError as exc:
                     raise ApiError(503, f"face models are not prepared: {exc}") from exc
         return self._models

@@ -23,6 +23,7 @@ from sqlalchemy import event, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from pipeline import metrics
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ def sql_url(settings: Settings) -> str:
 
 def create_engine(settings: Settings) -> AsyncEngine:
     """An engine without migrations applied (see ``open_sql``)."""
+    metrics.RESOURCES_OPENED.labels("sql").inc()
     url = sql_url(settings)
     if url.startswith("sqlite"):
         Path(settings.data_dir).mkdir(parents=True, exist_ok=True)

@@ -52,6 +52,11 @@ ts("Workers up by stage / sources up", [(f'sum by (stage) (facestream_stage_up{{
                                          ('sum(facestream_source_up)', "camera sources open")], "short", 16, w=8,
    desc="facestream_stage_up (1 per running worker) and facestream_source_up (1 per open camera source).")
 nl()
+ts("Role restarts (facestream up)", [('sum by (role) (increase(facestream_role_restarts_total[15m]))', "{{role}}")], "short", 0, w=12,
+   desc="facestream_role_restarts_total: crashed roles restarted by `facestream up` (also in `facestream ops status`).")
+ts("Shared resources opened per process", [('sum by (kind, instance) (facestream_resources_opened_total)', "{{kind}} {{instance}}")], "short", 12, w=12,
+   desc="facestream_resources_opened_total: SQL engines, producers, vector and media stores, face models opened; 1 each per process.")
+nl()
 row("Latency and batching")
 ts("Handle time per batch (p50 / p95)", [
     (f'histogram_quantile(0.5, sum by (le, stage) (rate(facestream_handle_seconds_bucket{{{S}}}[1m])))', "{{stage}} p50"),

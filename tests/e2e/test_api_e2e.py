@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -157,6 +158,17 @@ async def test_integrator_flow(api: Api) -> None:
     same = await api.upload("/v1/verify", 200, {"photo1": "obama.jpg", "photo2": "obama2.jpg"})
     other = await api.upload("/v1/verify", 200, {"photo1": "obama.jpg", "photo2": "biden.jpg"})
     assert same["match"] and not other["match"]
+
+
+async def test_one_sql_engine_and_one_producer_for_every_role(api: Api) -> None:
+    """`up` runs all ten roles (and the API) on one of each shared resource (ops/root.py), counted where SQL
+    engines and producers are created; after the integrator flow every role has used them, none restarted."""
+    body = await api.call("GET", "/metrics", 200, headers={})
+    text = body.decode() if isinstance(body, bytes) else str(body)
+    opened = {kind: float(n) for kind, n in
+              re.findall(r'^facestream_resources_opened_total\{kind="(\w+)"\} (\S+)$', text, re.MULTILINE)}
+    assert opened == {"sql": 1.0, "producer": 1.0, "vectors": 1.0, "media": 1.0, "face_models": 1.0}, opened
+    assert not re.search(r"^facestream_role_restarts_total\{", text, re.MULTILINE), "a role crashed under up"
 
 
 async def test_bad_inputs(api: Api) -> None:

@@ -18,12 +18,14 @@ from aiohttp.test_utils import TestClient, TestServer
 from agents.store_sink import StoreSink
 from connectors.api.app import build_app, republish
 from connectors.api.state import STATE
+from connectors.sql.repositories import EventRepository, VideoRepository
 from ops.broker import EmbeddedBroker
-from pipeline.kafka import AsyncProducer, replay_topic
+from ops.root import Resources, api_state, open_resources
+from pipeline.kafka import AsyncProducer, provision_topics, replay_topic
 from pipeline.settings import Settings
 from pipeline.stage import Incoming
 from schemas.messages import FaceEvent, StreamEnd, VideoProgress
-from schemas.topics import CAMERAS, EVENTS, GALLERY, VIDEO_JOBS, VIDEO_STATUS
+from schemas.topics import CAMERAS, CORE_TOPICS, EVENTS, GALLERY, VIDEO_JOBS, VIDEO_STATUS
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
@@ -45,9 +47,10 @@ need_faces = pytest.mark.skipif(not FACES.is_dir(), reason=f"shared test media a
 
 
 class Stack:
-    def __init__(self, settings: Settings, client: TestClient) -> None:
+    def __init__(self, settings: Settings, client: TestClient, resources: Resources) -> None:
         self.settings = settings
         self.client = client
+        self.resources = resources
         self.admin = {"Authorization": f"Token {ADMIN_TOKEN}"}
 
     async def json(self, method: str, path: str, status: int, headers: dict[str, str] | None = None,
@@ -75,12 +78,14 @@ async def stack(tmp_path_factory: pytest.TempPathFactory):
                             kafka={"topic_prefix": "apitest.", "partitions": 1},
                             api={"admin_token": ADMIN_TOKEN, "admin_password": "s3cret!",
                                  "contract_checks": "fail"})
-        client = TestClient(TestServer(build_app(settings)))
-        await client.start_server()
-        try:
-            yield Stack(settings, client)
-        finally:
-            await client.close()
+        await asyncio.to_thread(provision_topics, settings, CORE_TOPICS)
+        async with open_resources(settings, client_id="apitest") as res:
+            client = TestClient(TestServer(build_app(await api_state(res))))
+            await client.start_server()
+            try:
+                yield Stack(settings, client, res)
+            finally:
+                await client.close()
 
 
 async def _topic(settings: Settings, spec: Any) -> list[Any]:
@@ -291,20 +296,28 @@ def _incoming(spec: Any, message: Any, offset: int) -> Incoming:
     return Incoming(topic=spec, key="cam9", message=message, partition=0, offset=offset, timestamp_ms=0)
 
 
+async def _no_retention() -> None:
+    return None
+
+
 async def test_store_sink_events_api_and_search(stack: Stack) -> None:
     rng = np.random.default_rng(3)
     vecs = rng.standard_normal((3, 128)).astype(np.float32)
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-    sink = StoreSink(stack.settings)
+    res = stack.resources
+    engine, media = await res.sql(), await res.media()
+    videos = VideoRepository(engine)
+    sink = StoreSink(events=EventRepository(engine, media.url_path), vectors=await res.vectors(), videos=videos,
+                     retention=_no_retention)
     await sink.start()
     try:
         events = [_event(i, vecs[i].tolist(), i == 0, "d-x" if i == 0 else None) for i in range(3)]
         batch = [_incoming(EVENTS, e, i) for i, e in enumerate(events)]
         await sink.handle(batch)
         await sink.handle(batch)  # redelivery: idempotent
-        sink.media.put("thumbs/cam9:0:0.jpg", b"\xff\xd8\xff thumb", "image/jpeg")  # type: ignore[union-attr]
+        media.put("thumbs/cam9:0:0.jpg", b"\xff\xd8\xff thumb", "image/jpeg")
         video = {"video_id": "v-sink", "camera_id": "video:v-sink"}
-        await sink.videos.create("v-sink", "x.mp4", "videos/v-sink.mp4", "video:v-sink", "default")  # type: ignore[union-attr]
+        await videos.create("v-sink", "x.mp4", "videos/v-sink.mp4", "video:v-sink", "default")
         await sink.handle([_incoming(VIDEO_STATUS, VideoProgress(**video, status="processing", frames_done=3,
                                                                  frames_total=6), 9)])
         assert (await stack.json("GET", "/v1/videos/v-sink", 200))["progress"] == 0.5

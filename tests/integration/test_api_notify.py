@@ -12,6 +12,7 @@ from agents.episode_rules import EpisodeBuilder
 from connectors.api.app import build_app
 from connectors.sql.notify_repo import CounterRepository, EpisodeRepository, WebhookRepository
 from connectors.sql.repositories import EventRepository
+from ops.root import Resources, api_state, open_resources
 from pipeline.settings import Settings
 from schemas.messages import CounterRecord
 from tests.unit.notify_helpers import event, person
@@ -28,12 +29,15 @@ async def call(client: TestClient, method: str, path: str, status: int, **kwargs
 
 async def test_notify_routes(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, api={"admin_token": TOKEN, "contract_checks": "fail"})
-    client = TestClient(TestServer(build_app(settings)))
+    async with open_resources(settings) as res:
+        await _routes(res)
+
+
+async def _routes(res: Resources) -> None:
+    client = TestClient(TestServer(build_app(await api_state(res))))
     await client.start_server()
     try:
-        from connectors.api.state import STATE
-
-        engine = client.server.app[STATE].engine
+        engine = await res.sql()
         # episodes: stored by the episodes stage, listed / filtered / acknowledged here
         evs = [event("e1", 100, person(1), camera="c1", dossier="d1", watch_lists=("wl",), confidence=0.9),
                event("e2", 101, person(1), camera="c2"), event("x", 102, person(2), camera="c1")]

@@ -13,6 +13,7 @@ from agents.enrol import largest_face
 from agents.extractor import ExtractorAgent
 from models.faces import FaceModels
 from pipeline.kafka import AsyncProducer, provision_topics, replay_topic
+from pipeline.membership import Membership
 from pipeline.stage import StageRunner
 from schemas.messages import DeadLetter, DescribedFace, Face
 from schemas.topics import CORE_TOPICS, DEAD_LETTER, DESCRIPTORS, FACES
@@ -36,6 +37,7 @@ def test_poison_messages_are_dead_lettered_and_the_stage_keeps_going(broker, sha
     async def scenario() -> tuple[list[DeadLetter], list[DescribedFace]]:
         provision_topics(settings, CORE_TOPICS)
         producer = AsyncProducer(settings)
+        membership = Membership(producer)
         await producer.send(FACES, "cam", b"{not json")
         await producer.send(FACES, "cam", face_message("cam:1:0", b"not a jpeg", "jpeg"))
         await producer.send(FACES, "cam", face_message("cam:3:0", chip.tobytes()[:-3]))
@@ -44,7 +46,8 @@ def test_poison_messages_are_dead_lettered_and_the_stage_keeps_going(broker, sha
         dead: list[DeadLetter] = []
         described: list[DescribedFace] = []
         stop = asyncio.Event()
-        tasks = [asyncio.create_task(StageRunner(ExtractorAgent(settings), settings, producer).run(stop)),
+        tasks = [asyncio.create_task(StageRunner(ExtractorAgent(settings=settings, models=models), settings=settings,
+                                                 producer=producer, membership=membership).run(stop)),
                  asyncio.create_task(replay_topic(settings, DEAD_LETTER, dead.append, stop)),
                  asyncio.create_task(replay_topic(settings, DESCRIPTORS, described.append, stop))]
         for _ in range(300):

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from agents.episode_rules import EpisodeBuilder, EpisodeRules
-from agents.episodes import confidence_fn
 from connectors.sql.engine import open_sql
 from connectors.sql.notify_repo import EpisodeRepository
+from models.faces import confidences
 from pipeline.kafka import AsyncProducer, provision_topics, replay_topic
 from schemas.messages import EpisodeChanged, FaceEvent, StreamEnd
 from schemas.topics import CORE_TOPICS, EPISODES, EVENTS
@@ -59,7 +59,7 @@ def summary(episodes) -> dict[str, tuple]:  # type: ignore[no-untyped-def]
 def test_killed_and_restarted_episode_stage_gives_the_same_episodes(broker, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     settings = settings_for(broker, tmp_path)
     events = clip_like_events()
-    reference = EpisodeBuilder(EpisodeRules.from_settings(settings.episodes), confidence_fn())
+    reference = EpisodeBuilder(EpisodeRules.from_settings(settings.episodes), confidences)
     for e in events:
         reference.add(e, now=0)
     expected_changes = [c for c in reference.end_stream(VIDEO)]
@@ -106,7 +106,7 @@ def test_killed_and_restarted_episode_stage_gives_the_same_episodes(broker, tmp_
     got = asyncio.run(scenario())
     # every closed episode of the undisturbed run (closed before the end marker, or by it)
     closed = {}
-    probe = EpisodeBuilder(EpisodeRules.from_settings(settings.episodes), confidence_fn())
+    probe = EpisodeBuilder(EpisodeRules.from_settings(settings.episodes), confidences)
     for e in events:
         for c in probe.add(e, now=0):
             if c.change == "close":

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from connectors.api.app import build_app
 from ops.broker import EmbeddedBroker
+from ops.root import api_app
 from tests.integration.conftest import settings_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
@@ -28,12 +28,13 @@ MAX_PIXELS = 1_000_000
 async def client(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory):
     settings = settings_for(broker, tmp_path_factory.mktemp("hostile"),
                             api={"admin_token": TOKEN, "admin_password": "hostile-pw", "max_image_pixels": MAX_PIXELS})
-    test_client = TestClient(TestServer(build_app(settings)))
-    await test_client.start_server()
-    try:
-        yield test_client
-    finally:
-        await test_client.close()
+    async with api_app(settings) as app:
+        test_client = TestClient(TestServer(app))
+        await test_client.start_server()
+        try:
+            yield test_client
+        finally:
+            await test_client.close()
 
 
 async def _call(client: TestClient, method: str, path: str, status: int, **kwargs: Any) -> Any:

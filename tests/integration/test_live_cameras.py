@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from connectors.api.app import build_app
 from ops.demo import synthesize_clip
 from ops.harness import SPINE_ROLES, LocalPipeline
+from ops.root import api_app
 from pipeline.settings import Settings
 from schemas.messages import FaceEvent
 from tests.integration.conftest import settings_for
@@ -68,12 +68,13 @@ async def live(broker, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterato
                             detector={"realtime_interval_s": 30.0})
     clip = data / "lobby.avi"
     people = synthesize_clip(clip, seconds=2.0)
-    client = TestClient(TestServer(build_app(settings)))
-    await client.start_server()
-    try:
-        yield Live(settings, client, clip, people)
-    finally:
-        await client.close()
+    async with api_app(settings) as app:
+        client = TestClient(TestServer(app))
+        await client.start_server()
+        try:
+            yield Live(settings, client, clip, people)
+        finally:
+            await client.close()
 
 
 def session_of(event: FaceEvent) -> int:

@@ -12,6 +12,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from ops import status
 from ops.broker import EmbeddedBroker
+from pipeline.kafka import AsyncProducer
+from pipeline.membership import AssignmentReporter, Membership
 from pipeline.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -32,12 +34,12 @@ def _provision(servers: str) -> None:
     producer.flush(10)
 
 
-async def _worker(servers: str, settings: Settings, name: str, stop: asyncio.Event) -> None:
+async def _worker(servers: str, membership: Membership, name: str, stop: asyncio.Event) -> None:
     consumer = AIOKafkaConsumer(
         FRAMES, bootstrap_servers=servers, group_id=GROUP, client_id=name, enable_auto_commit=False,
         auto_offset_reset="earliest", session_timeout_ms=3000, heartbeat_interval_ms=300,
     )
-    reporter = status.AssignmentReporter(settings, GROUP, name, bootstrap=servers)
+    reporter = AssignmentReporter(membership, "detector", GROUP, name)
     await consumer.start()
     try:
         while not stop.is_set():
@@ -56,7 +58,10 @@ async def test_status_shows_two_members_sharing_partitions() -> None:
         settings = Settings(bootstrap_servers=servers, kafka={"topic_prefix": PREFIX})
         await asyncio.get_running_loop().run_in_executor(None, _provision, servers)
         stop = asyncio.Event()
-        workers = [asyncio.create_task(_worker(servers, settings, f"detector@w{i}", stop)) for i in (1, 2)]
+        producer = AsyncProducer(settings)  # one per process, shared by its reporters
+        membership = Membership(producer)
+        membership.restarted("detector")  # as `up` counts a crashed role
+        workers = [asyncio.create_task(_worker(servers, membership, f"detector@w{i}", stop)) for i in (1, 2)]
         try:
             group = await _wait_for_split(settings)
             text = status.render(await status.collect(settings), PREFIX)
@@ -65,12 +70,14 @@ async def test_status_shows_two_members_sharing_partitions() -> None:
             for task in workers:
                 with contextlib.suppress(Exception):
                     await task
+            await producer.close()
     print(text)
     assert sorted(m.client_id for m in group.members) == ["detector@w1", "detector@w2"]
     owned = [set(m.partitions or ()) for m in group.members]
     assert owned[0] and owned[1] and not owned[0] & owned[1]
     assert owned[0] | owned[1] == {(FRAMES, p) for p in range(4)}
     assert sum(p.committed or 0 for p in group.partitions) == 40  # every message consumed and committed
+    assert [m.restarts for m in group.members] == [1, 1] and "restarts" in text
     assert status.EMBEDDED_NOTE in text and "detector@w1" in text and "detector@w2" in text
     assert "extractor: group st.extractor - no worker has joined" in text
 

@@ -15,6 +15,8 @@ from pydantic import SecretStr
 from agents.telegram import TelegramAgent, TelegramSender
 from connectors.media import open_media_store
 from connectors.sql.engine import open_sql
+from connectors.sql.notify_repo import TelegramRepository
+from connectors.sql.repositories import CameraRepository, WatchListRepository
 from connectors.telegram_client import TelegramClient
 from pipeline.settings import Settings
 from schemas.notify import NotifyFilters, TelegramRuleIn
@@ -75,8 +77,11 @@ async def telegram_sink(tmp_path: Path, api: FakeBotApi):
     media = open_media_store(settings)
     stop, wake = asyncio.Event(), asyncio.Event()
     async with TelegramClient(settings.telegram.api_base_url, SecretStr(TOKEN), 5) as client:
-        agent = TelegramAgent(settings, engine, wake)
-        task = asyncio.create_task(TelegramSender(settings.telegram, agent.repo, client, media, wake).run(stop))
+        repo = TelegramRepository(engine)
+        agent = TelegramAgent(settings=settings, repo=repo, watch_lists=WatchListRepository(engine),
+                              cameras=CameraRepository(engine), wake=wake)
+        sender = TelegramSender(settings=settings.telegram, repo=repo, client=client, media=media, wake=wake)
+        task = asyncio.create_task(sender.run(stop))
         try:
             yield agent, media
         finally:

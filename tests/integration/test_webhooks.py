@@ -80,7 +80,8 @@ async def sink(tmp_path: Path, **webhooks: object):
     stop = asyncio.Event()
     async with WebhookClient(2.0) as client:
         agent = WebhooksAgent(settings=settings, repo=repo, book=book, similarity=confidences, wake=wake)
-        task = asyncio.create_task(Dispatcher(settings.webhooks, repo, book, client, wake).run(stop))
+        task = asyncio.create_task(Dispatcher(settings=settings.webhooks, repo=repo, book=book, client=client,
+                                                  wake=wake).run(stop))
         try:
             yield agent, repo
         finally:
