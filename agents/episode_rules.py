@@ -34,21 +34,15 @@ nothing, even when the crash left only some of a batch's state records written.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from agents.ports import Similarity
 from pipeline.settings import EpisodeSettings
 from schemas.messages import Episode, EpisodeChanged, EpisodeStateRecord, EventRef, FaceEvent
 
-ToConfidence = Callable[[np.ndarray], np.ndarray]
 Scope = tuple[str, str | None]  # (camera group, video id)
-
-
-def identity_confidence(cosines: np.ndarray) -> np.ndarray:
-    """The cosine itself as the confidence (tests, and a fallback when no calibration is given)."""
-    return cosines
 
 
 @dataclass(frozen=True)
@@ -104,8 +98,8 @@ class _ScopeClock:
 class EpisodeBuilder:
     """Feeds events in, returns :class:`EpisodeChanged` records. Not thread-safe; no await inside."""
 
+    to_confidence: Similarity  # the calibration: ``rules.threshold`` is in confidence units
     rules: EpisodeRules = field(default_factory=EpisodeRules)
-    to_confidence: ToConfidence = identity_confidence
     _open: dict[str, _Open] = field(default_factory=dict)
     _clocks: dict[Scope, _ScopeClock] = field(default_factory=dict)
     _changed: dict[str, bool] = field(default_factory=dict)  # episode id -> still open

@@ -48,7 +48,7 @@ class EpisodesAgent(AgentBase):
     def __init__(self, *, settings: Settings, repo: EpisodeStore, similarity: Similarity) -> None:
         self.settings = settings
         self.repo = repo
-        self.builder = EpisodeBuilder(EpisodeRules.from_settings(settings.episodes), similarity)
+        self.builder = EpisodeBuilder(similarity, EpisodeRules.from_settings(settings.episodes))
         self.restored = 0
 
     async def start(self) -> None:

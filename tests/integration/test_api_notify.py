@@ -12,6 +12,7 @@ from agents.episode_rules import EpisodeBuilder
 from connectors.api.app import build_app
 from connectors.sql.notify_repo import CounterRepository, EpisodeRepository, WebhookRepository
 from connectors.sql.repositories import EventRepository
+from models.faces import confidences
 from ops.root import Resources, api_state, open_resources
 from pipeline.settings import Settings
 from schemas.messages import CounterRecord
@@ -42,7 +43,7 @@ async def _routes(res: Resources) -> None:
         evs = [event("e1", 100, person(1), camera="c1", dossier="d1", watch_lists=("wl",), confidence=0.9),
                event("e2", 101, person(1), camera="c2"), event("x", 102, person(2), camera="c1")]
         await EventRepository(engine, lambda k: k).upsert_many(evs)
-        b = EpisodeBuilder()
+        b = EpisodeBuilder(confidences)
         await EpisodeRepository(engine).save((c.episode, c.event_ids) for e in evs for c in b.add(e, now=0))
         page = await call(client, "GET", "/v1/episodes?closed=false", 200)
         assert [e["id"] for e in page["results"]] == ["ep:x", "ep:e1"]

@@ -59,7 +59,7 @@ def summary(episodes) -> dict[str, tuple]:  # type: ignore[no-untyped-def]
 def test_killed_and_restarted_episode_stage_gives_the_same_episodes(broker, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     settings = settings_for(broker, tmp_path)
     events = clip_like_events()
-    reference = EpisodeBuilder(EpisodeRules.from_settings(settings.episodes), confidences)
+    reference = EpisodeBuilder(confidences, EpisodeRules.from_settings(settings.episodes))
     for e in events:
         reference.add(e, now=0)
     expected_changes = [c for c in reference.end_stream(VIDEO)]
@@ -106,7 +106,7 @@ def test_killed_and_restarted_episode_stage_gives_the_same_episodes(broker, tmp_
     got = asyncio.run(scenario())
     # every closed episode of the undisturbed run (closed before the end marker, or by it)
     closed = {}
-    probe = EpisodeBuilder(EpisodeRules.from_settings(settings.episodes), confidences)
+    probe = EpisodeBuilder(confidences, EpisodeRules.from_settings(settings.episodes))
     for e in events:
         for c in probe.add(e, now=0):
             if c.change == "close":

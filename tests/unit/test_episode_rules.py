@@ -3,10 +3,17 @@ summary fields, and recovery from the state records."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from agents.episode_rules import EpisodeBuilder, EpisodeRules
 from tests.unit.notify_helpers import event, near, person
 
 RULES = EpisodeRules(threshold=0.6, search_interval_s=60, max_duration_s=300, event_timeout_s=30, video_idle_s=120)
+
+
+def raw_cosine(cosines: np.ndarray) -> np.ndarray:
+    """These rule tests state their threshold on the cosine itself (the stage injects the calibration)."""
+    return cosines
 
 
 def changes(out):
@@ -14,7 +21,7 @@ def changes(out):
 
 
 def test_similar_events_join_one_episode_with_summary():
-    b = EpisodeBuilder(RULES)
+    b = EpisodeBuilder(raw_cosine, RULES)
     p = person(1)
     out = b.add(event("e1", 100, p, quality=0.4), now=0)
     assert changes(out) == [("open", "ep:e1")]
@@ -33,7 +40,7 @@ def test_similar_events_join_one_episode_with_summary():
 
 
 def test_dissimilar_face_opens_its_own_episode():
-    b = EpisodeBuilder(RULES)
+    b = EpisodeBuilder(raw_cosine, RULES)
     b.add(event("a1", 0, person(1)), now=0)
     out = b.add(event("b1", 1, person(2)), now=0)
     assert changes(out) == [("open", "ep:b1")]
@@ -42,7 +49,7 @@ def test_dissimilar_face_opens_its_own_episode():
 
 
 def test_joins_most_similar_episode():
-    b = EpisodeBuilder(RULES)
+    b = EpisodeBuilder(raw_cosine, RULES)
     p = person(1)
     b.add(event("a", 0, p), now=0)
     q = near(p, 0.62, 5)  # a second face, similar enough to p to pass the threshold
@@ -53,7 +60,7 @@ def test_joins_most_similar_episode():
 
 
 def test_matched_dossier_rules():
-    b = EpisodeBuilder(RULES)
+    b = EpisodeBuilder(raw_cosine, RULES)
     p = person(1)
     b.add(event("a", 0, p, dossier="d1", confidence=0.9), now=0)
     # same face, matched to another dossier: never joins
@@ -63,7 +70,7 @@ def test_matched_dossier_rules():
 
 
 def test_event_timeout_closes_on_event_time():
-    b = EpisodeBuilder(RULES)
+    b = EpisodeBuilder(raw_cosine, RULES)
     p = person(1)
     b.add(event("a", 0, p), now=0)
     b.add(event("a2", 29, p), now=0)
@@ -75,7 +82,7 @@ def test_event_timeout_closes_on_event_time():
 
 
 def test_max_duration_closes_and_continues():
-    b = EpisodeBuilder(RULES)
+    b = EpisodeBuilder(raw_cosine, RULES)
     p = person(1)
     for i in range(0, 300, 20):
         b.add(event(f"e{i}", i, p), now=0)
@@ -85,7 +92,7 @@ def test_max_duration_closes_and_continues():
 
 
 def test_tick_closes_live_episodes_by_wall_clock():
-    b = EpisodeBuilder(RULES)
+    b = EpisodeBuilder(raw_cosine, RULES)
     b.add(event("a", 1000, person(1)), now=5000)
     assert b.tick(5029) == []
     out = b.tick(5031)
@@ -93,7 +100,7 @@ def test_tick_closes_live_episodes_by_wall_clock():
 
 
 def test_offline_episodes_close_at_stream_end_or_when_idle():
-    b = EpisodeBuilder(RULES)
+    b = EpisodeBuilder(raw_cosine, RULES)
     b.add(event("a", 0, person(1), video_id="v1"), now=10)
     b.add(event("b", 0, person(2), video_id="v2"), now=10)
     b.add(event("c", 0, person(1)), now=10)  # live, other scope: not joined with a
@@ -106,7 +113,7 @@ def test_offline_episodes_close_at_stream_end_or_when_idle():
 
 
 def test_scopes_are_separate():
-    b = EpisodeBuilder(RULES)
+    b = EpisodeBuilder(raw_cosine, RULES)
     b.add(event("a", 0, person(1), group="g1"), now=0)
     assert changes(b.add(event("b", 1, person(1), group="g2"), now=0)) == [("open", "ep:b")]
 
@@ -114,15 +121,15 @@ def test_scopes_are_separate():
 def test_state_records_restore_the_same_builder():
     """A builder restored from drained records continues exactly like the original."""
     events = [event(f"e{i}", i * 5.0, near(person(i % 3), 0.9, i)) for i in range(30)]
-    ref = EpisodeBuilder(RULES)
+    ref = EpisodeBuilder(raw_cosine, RULES)
     ref_out = [c for e in events for c in ref.add(e, now=0)]
 
-    first = EpisodeBuilder(RULES)
+    first = EpisodeBuilder(raw_cosine, RULES)
     log = []
     for e in events[:17]:
         first.add(e, now=0)
         log.extend(first.drain_changes())
-    second = EpisodeBuilder(RULES)
+    second = EpisodeBuilder(raw_cosine, RULES)
     for record in log:
         second.restore(record, now=0)
     out = [c for e in events[17:] for c in second.add(e, now=0)]
@@ -132,13 +139,13 @@ def test_state_records_restore_the_same_builder():
 
 
 def test_duplicate_events_are_ignored_even_after_a_partial_restore():
-    b = EpisodeBuilder(RULES)
+    b = EpisodeBuilder(raw_cosine, RULES)
     p = person(1)
     b.add(event("a", 0, p), now=0)
     assert b.add(event("a", 0, p), now=0) == []
     b.add(event("a2", 1, p), now=0)
     records = b.drain_changes()
-    restored = EpisodeBuilder(RULES)
+    restored = EpisodeBuilder(raw_cosine, RULES)
     for r in records:
         restored.restore(r, now=0)
     assert restored.add(event("a2", 1, p), now=0) == []  # already in the restored episode
@@ -147,7 +154,7 @@ def test_duplicate_events_are_ignored_even_after_a_partial_restore():
 
 
 def test_drain_reports_closed_markers():
-    b = EpisodeBuilder(RULES)
+    b = EpisodeBuilder(raw_cosine, RULES)
     b.add(event("a", 0, person(1)), now=0)
     b.add(event("x", 100, person(2)), now=0)
     records = b.drain_changes()

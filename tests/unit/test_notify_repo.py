@@ -16,6 +16,7 @@ from connectors.sql.notify_repo import (
     aggregate,
 )
 from connectors.sql.repositories import EventRepository, NotFoundError
+from models.faces import confidences
 from pipeline.settings import Settings
 from schemas.messages import CounterRecord
 from schemas.notify import CounterIn, NotifyFilters, TelegramRuleIn, WebhookIn
@@ -31,7 +32,7 @@ async def engine(tmp_path: Path):
 
 async def test_episodes_upsert_filter_and_acknowledge(engine) -> None:
     repo = EpisodeRepository(engine)
-    b = EpisodeBuilder()
+    b = EpisodeBuilder(confidences)
     evs = [event("e1", 100, person(1), camera="c1"),
            event("e2", 101, person(1), camera="c2", dossier="d1", watch_lists=("wl",), confidence=0.9),
            event("x1", 102, person(2), camera="c1")]

@@ -15,6 +15,7 @@ from agents.notify_rules import (
     passes,
     person_key,
 )
+from models.faces import confidences
 from schemas.messages import CounterRecord
 from schemas.notify import NotifyFilters
 from tests.unit.notify_helpers import event, person
@@ -47,7 +48,7 @@ def test_payload_items_are_stable_and_documented():
     assert [b["id"] for b in body] == ["m", "u"]
     assert body[0]["version"] == 1 and body[0]["type"] == "event"
     assert "descriptor" not in body[0]["data"] and body[0]["data"]["dossier_id"] == "d1"
-    b = EpisodeBuilder()
+    b = EpisodeBuilder(confidences)
     ch = b.add(M, now=0)[0]
     ep = episode_item(ch)
     assert ep.type == "episode_open" and ep.item_id == "ep:m:open:1" and ep.matched and ep.watch_list_ids == ("wl1",)
@@ -84,6 +85,6 @@ def test_payloads_carry_absolute_media_urls():
     data = event_item(e, api.media_url).data
     assert data["thumbnail_url"] == "https://faces.example.com/base/v1/media/thumbs/c1:1:0.jpg"
     assert data["frame_url"] == "https://faces.example.com/base/v1/media/frames/c1:1:0.jpg"
-    ep = episode_item(EpisodeBuilder().add(e, now=0)[0], api.media_url).data
+    ep = episode_item(EpisodeBuilder(confidences).add(e, now=0)[0], api.media_url).data
     assert ep["best_event"]["thumbnail_url"] == data["thumbnail_url"]
     assert ApiSettings(port=9000).media_url("a b.jpg") == "http://127.0.0.1:9000/v1/media/a%20b.jpg"
