@@ -1,7 +1,8 @@
 """SQL repository of episodes, counters, webhooks (with their outbox and delivery log) and Telegram rules.
 
-Tables come from ``migrations/0100_notify.sql``. Writes that a stage repeats after a crash (episodes,
-counter records, outbox items) are idempotent upserts / insert-if-absent keyed by deterministic ids.
+Tables are declared in ``tables.py`` (created by ``migrations/0100_notify.sql``). Writes that a stage repeats
+after a crash (episodes, counter records, outbox items) are idempotent upserts / insert-if-absent keyed by
+deterministic ids.
 """
 
 from __future__ import annotations
@@ -13,14 +14,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    Column,
-    Float,
-    MetaData,
-    String,
     Table,
-    Text,
     and_,
     delete,
     exists,
@@ -33,8 +27,22 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
-from connectors.sql import tables as core  # the core events table (helper-3)
+from connectors.sql import tables as core
 from connectors.sql.repositories import NotFoundError, keyset_page, new_id, upsert_statement
+from connectors.sql.tables import (
+    counter_records,
+    counters,
+    episode_cameras,
+    episode_events,
+    episode_watch_lists,
+    episodes,
+    telegram_cooldowns,
+    telegram_outbox,
+    telegram_rules,
+    webhook_deliveries,
+    webhook_outbox,
+    webhooks,
+)
 from schemas.messages import CounterRecord, Episode
 from schemas.notify import (
     Counter,
@@ -45,65 +53,6 @@ from schemas.notify import (
     TelegramRuleIn,
     Webhook,
     WebhookIn,
-)
-
-Double = Float(precision=53)
-md = MetaData()
-
-episodes = Table(
-    "episodes", md,
-    Column("id", String(256), primary_key=True), Column("camera_group", String(64)), Column("video_id", String(64)),
-    Column("opened_at", Double), Column("last_at", Double), Column("closed", Boolean),
-    Column("close_reason", String(32)), Column("event_count", BigInteger), Column("matched", Boolean),
-    Column("dossier_id", String(64)), Column("doc", Text), Column("acknowledged", Boolean),
-    Column("acknowledged_at", Double), Column("acknowledged_by", String(128)), Column("updated_at", Double),
-)
-episode_events = Table("episode_events", md, Column("episode_id", String(256), primary_key=True),
-                       Column("event_id", String(256), primary_key=True))
-episode_cameras = Table("episode_cameras", md, Column("episode_id", String(256), primary_key=True),
-                        Column("camera_id", String(64), primary_key=True))
-episode_watch_lists = Table("episode_watch_lists", md, Column("episode_id", String(256), primary_key=True),
-                            Column("watch_list_id", String(64), primary_key=True))
-counters = Table(
-    "counters", md, Column("id", String(64), primary_key=True), Column("name", String(256)),
-    Column("camera_ids", Text), Column("camera_groups", Text), Column("interval_s", Double),
-    Column("active", Boolean), Column("created_at", Double),
-)
-counter_records = Table(
-    "counter_records", md, Column("counter_id", String(64), primary_key=True),
-    Column("start_at", Double, primary_key=True), Column("end_at", Double), Column("faces", BigInteger),
-    Column("matched", BigInteger), Column("unmatched", BigInteger), Column("camera_ids", Text),
-    Column("final", Boolean), Column("updated_at", Double),
-)
-webhooks = Table(
-    "webhooks", md, Column("id", String(64), primary_key=True), Column("url", Text), Column("secret", Text),
-    Column("topics", Text), Column("filters", Text), Column("active", Boolean), Column("max_attempts", BigInteger),
-    Column("created_at", Double),
-)
-webhook_outbox = Table(
-    "webhook_outbox", md, Column("webhook_id", String(64), primary_key=True),
-    Column("item_id", String(512), primary_key=True), Column("seq", BigInteger), Column("body", Text),
-    Column("created_at", Double),
-)
-webhook_deliveries = Table(
-    "webhook_deliveries", md, Column("id", String(64), primary_key=True), Column("webhook_id", String(64)),
-    Column("status", String(16)), Column("attempts", BigInteger), Column("item_ids", Text), Column("body", Text),
-    Column("created_at", Double), Column("last_attempt_at", Double), Column("http_status", BigInteger),
-    Column("error", Text),
-)
-telegram_rules = Table(
-    "telegram_rules", md, Column("id", String(64), primary_key=True), Column("name", String(256)),
-    Column("chat_id", String(128)), Column("filters", Text), Column("active", Boolean), Column("created_at", Double),
-)
-telegram_cooldowns = Table(
-    "telegram_cooldowns", md, Column("chat_id", String(128), primary_key=True),
-    Column("person_key", String(256), primary_key=True), Column("sent_at", Double),
-)
-telegram_outbox = Table(
-    "telegram_outbox", md, Column("id", String(512), primary_key=True), Column("chat_id", String(128)),
-    Column("caption", Text), Column("thumbnail_key", Text), Column("status", String(16)),
-    Column("attempts", BigInteger), Column("created_at", Double), Column("next_attempt_at", Double),
-    Column("error", Text),
 )
 
 

@@ -1,6 +1,10 @@
-"""SQLAlchemy Core descriptions of the tables that the migrations create (queries only; never ``create_all``).
+"""Every SQL table, declared once: SQLAlchemy Core ``Table``s on one ``metadata`` (queries only; the schema
+is created by the migrations in ``migrations/``, never ``create_all``). ``tests/unit/test_sql_schema.py``
+migrates an empty database and checks it equals these declarations (tables, columns, types, nullability,
+primary keys): a migration and its declaration change together.
 
-JSON documents are stored as TEXT (portable); ``JsonText`` (de)serialises them with orjson.
+JSON documents are stored as TEXT (portable); ``JsonText`` (de)serialises them with orjson (the notification
+tables' JSON columns are plain ``Text`` their repositories encode).
 """
 
 from __future__ import annotations
@@ -152,4 +156,133 @@ videos = Table(
     Column("error", Text),
     Column("created_at", Double, nullable=False),
     Column("updated_at", Double, nullable=False),
+)
+
+
+# -- notifications: episodes, counters, webhooks (outbox, delivery log), Telegram (migrations/0100_notify.sql)
+
+episodes = Table(
+    "episodes", metadata,
+    Column("id", String(256), primary_key=True),
+    Column("camera_group", String(64), nullable=False),
+    Column("video_id", String(64)),
+    Column("opened_at", Double, nullable=False),
+    Column("last_at", Double, nullable=False),
+    Column("closed", Boolean, nullable=False),
+    Column("close_reason", String(32)),
+    Column("event_count", BigInteger, nullable=False),
+    Column("matched", Boolean, nullable=False),
+    Column("dossier_id", String(64)),
+    Column("doc", Text, nullable=False),  # the full Episode (JSON)
+    Column("acknowledged", Boolean, nullable=False),
+    Column("acknowledged_at", Double),
+    Column("acknowledged_by", String(128)),
+    Column("updated_at", Double, nullable=False),
+)
+
+episode_events = Table(
+    "episode_events", metadata,
+    Column("episode_id", String(256), primary_key=True),
+    Column("event_id", String(256), primary_key=True),
+)
+
+episode_cameras = Table(
+    "episode_cameras", metadata,
+    Column("episode_id", String(256), primary_key=True),
+    Column("camera_id", String(64), primary_key=True),
+)
+
+episode_watch_lists = Table(
+    "episode_watch_lists", metadata,
+    Column("episode_id", String(256), primary_key=True),
+    Column("watch_list_id", String(64), primary_key=True),
+)
+
+counters = Table(
+    "counters", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(256), nullable=False),
+    Column("camera_ids", Text, nullable=False),
+    Column("camera_groups", Text, nullable=False),
+    Column("interval_s", Double, nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("created_at", Double, nullable=False),
+)
+
+counter_records = Table(
+    "counter_records", metadata,
+    Column("counter_id", String(64), primary_key=True),
+    Column("start_at", Double, primary_key=True),
+    Column("end_at", Double, nullable=False),
+    Column("faces", BigInteger, nullable=False),
+    Column("matched", BigInteger, nullable=False),
+    Column("unmatched", BigInteger, nullable=False),
+    Column("camera_ids", Text, nullable=False),
+    Column("final", Boolean, nullable=False),
+    Column("updated_at", Double, nullable=False),
+)
+
+webhooks = Table(
+    "webhooks", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("secret", Text, nullable=False),
+    Column("topics", Text, nullable=False),
+    Column("filters", Text, nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("max_attempts", BigInteger),
+    Column("created_at", Double, nullable=False),
+)
+
+webhook_outbox = Table(
+    "webhook_outbox", metadata,
+    Column("webhook_id", String(64), primary_key=True),
+    Column("item_id", String(512), primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("created_at", Double, nullable=False),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("webhook_id", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", BigInteger, nullable=False),
+    Column("item_ids", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("last_attempt_at", Double),
+    Column("http_status", BigInteger),
+    Column("error", Text),
+)
+
+telegram_rules = Table(
+    "telegram_rules", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(256), nullable=False),
+    Column("chat_id", String(128), nullable=False),
+    Column("filters", Text, nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("created_at", Double, nullable=False),
+)
+
+telegram_cooldowns = Table(
+    "telegram_cooldowns", metadata,
+    Column("chat_id", String(128), primary_key=True),
+    Column("person_key", String(256), primary_key=True),
+    Column("sent_at", Double, nullable=False),
+)
+
+telegram_outbox = Table(
+    "telegram_outbox", metadata,
+    Column("id", String(512), primary_key=True),
+    Column("chat_id", String(128), nullable=False),
+    Column("caption", Text, nullable=False),
+    Column("thumbnail_key", Text),
+    Column("status", String(16), nullable=False),
+    Column("attempts", BigInteger, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("next_attempt_at", Double, nullable=False),
+    Column("error", Text),
 )
