@@ -51,7 +51,7 @@ def quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def event_filter_expr(f: EventFilters) -> str:
+def event_filter_expr(f: EventFilters, watch_lists: Sequence[str] = ()) -> str:
     """A Milvus boolean expression for the event filters that ``event_faces`` holds (not ``acknowledged``
     nor ``min_confidence``: those are applied on the SQL rows)."""
     parts: list[str] = []
@@ -69,6 +69,8 @@ def event_filter_expr(f: EventFilters) -> str:
         parts.append(f"timestamp < {float(f.until)!r}")
     if f.watch_list is not None:
         parts.append(f"array_contains(watch_lists, {quote(f.watch_list)})")
+    if watch_lists:
+        parts.append(f"array_contains_any(watch_lists, [{', '.join(quote(w) for w in watch_lists)}])")
     return " and ".join(parts)
 
 
@@ -165,9 +167,10 @@ class VectorStore:
         if ids:
             await self._call(lambda: self._client.delete(EVENT_FACES, ids=list(ids)))
 
-    async def search_events(self, vector: Sequence[float], limit: int, filters: EventFilters | None = None
-                            ) -> list[VectorHit]:
-        expr = event_filter_expr(filters) if filters else ""
+    async def search_events(self, vector: Sequence[float], limit: int, filters: EventFilters | None = None,
+                            watch_lists: Sequence[str] = ()) -> list[VectorHit]:
+        """Nearest events; ``watch_lists``: only events matched in one of them."""
+        expr = event_filter_expr(filters or EventFilters(), watch_lists)
         return await self._search(EVENT_FACES, vector, limit, expr, ["camera", "timestamp", "matched"])
 
     async def count(self, collection: str) -> int:
@@ -193,10 +196,20 @@ class VectorStore:
     async def delete_dossier(self, dossier_id: str) -> None:
         await self._call(lambda: self._client.delete(DOSSIER_FACES, filter=f"dossier_id == {quote(dossier_id)}"))
 
-    async def search_dossier_faces(self, vector: Sequence[float], limit: int, active_only: bool = True
-                                   ) -> list[VectorHit]:
-        return await self._search(DOSSIER_FACES, vector, limit, "active == true" if active_only else "",
-                                  ["dossier_id"])
+    async def search_dossier_faces(self, vector: Sequence[float], limit: int, active_only: bool = True,
+                                   watch_lists: Sequence[str] = ()) -> list[VectorHit]:
+        """Nearest dossier faces; ``watch_lists``: only faces of dossiers in one of them."""
+        parts = ["active == true"] if active_only else []
+        if watch_lists:
+            parts.append(f"array_contains_any(watch_lists, [{', '.join(quote(w) for w in watch_lists)}])")
+        return await self._search(DOSSIER_FACES, vector, limit, " and ".join(parts), ["dossier_id"])
+
+    async def event_vectors(self, ids: Sequence[str]) -> dict[str, list[float]]:
+        """The stored descriptors of these events (those it has)."""
+        if not ids:
+            return {}
+        rows = await self._call(lambda: self._client.query(EVENT_FACES, ids=list(ids), output_fields=["vector"]))
+        return {str(r["id"]): [float(v) for v in r["vector"]] for r in rows}
 
     async def _search(self, collection: str, vector: Sequence[float], limit: int, expr: str,
                       fields: list[str]) -> list[VectorHit]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import orjson
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from schemas.attributes import AttributeFields
 from schemas.messages import Attributes, BBox, EventRef, Point
@@ -247,6 +247,8 @@ class EventFilters(ApiModel):
     since: float | None = Field(None, description="UNIX seconds, inclusive.")
     until: float | None = Field(None, description="UNIX seconds, exclusive.")
     min_confidence: float | None = Field(None, ge=0, le=1)
+    episode: Id | None = Field(None, description="Events of this episode.")
+    video: Id | None = Field(None, description="Events of this uploaded video.")
 
 
 class EventOut(ApiModel, AttributeFields):
@@ -323,7 +325,27 @@ class EpisodeOut(ApiModel):
 
 # --- detect, verify, search ---------------------------------------------------------------------------------
 
+REF_PATTERN = r"^(detection|event|dossierface):[A-Za-z0-9:._-]{1,256}$"
+FaceRef = Annotated[str, Field(max_length=300, pattern=REF_PATTERN, description=(
+    "A face already known, in place of a photo: `detection:<detection_id>` (from POST /v1/detect, while it is "
+    "kept), `event:<event id>` or `dossierface:<dossier face id>`."))]
+
+
+def _listed(value: Any) -> Any:
+    """A form field gives a list as one comma-separated value (or repeats the field)."""
+    return [v for v in value.split(",") if v] if isinstance(value, str) else value
+
+
+def _box(value: Any) -> Any:
+    return [float(v) for v in value.split(",")] if isinstance(value, str) else value
+
+
+FormIdList = Annotated[IdList, BeforeValidator(_listed)]
+Box = Annotated[tuple[float, float, float, float], BeforeValidator(_box)]
+
+
 class DetectedFace(ApiModel, AttributeFields):
+    detection_id: str = Field(description="Name this face later as `detection:<detection_id>` (until `expires_at`).")
     bbox: BBox
     landmarks: tuple[Point, Point, Point, Point, Point]
     det_score: float
@@ -335,15 +357,49 @@ class DetectResponse(ApiModel):
     width: int
     height: int
     faces: list[DetectedFace]
+    expires_at: float = Field(description="When the detections stop being usable as references (UNIX s).")
+
+
+class VerifyIn(ApiModel):
+    """Two faces: each a photo (`photo1`, `photo2`, its largest face) or a reference (`face1`, `face2`)."""
+
+    face1: FaceRef | None = None
+    face2: FaceRef | None = None
 
 
 class VerifyResponse(ApiModel):
     confidence: float
+    distance: float = Field(description="L2 distance of the two unit descriptors (dlib: < 0.6 same person).")
     match: bool
+
+
+class EnrolIn(ApiModel):
+    """The face to enrol: a reference (`face`), or a `photo` whose face is chosen by `box` or `choose`."""
+
+    face: FaceRef | None = None
+    box: Box | None = Field(None, description="The face of a group photo to enrol: the detected face that "
+                                              "overlaps this box (x1,y1,x2,y2 pixels) most.")
+    choose: Literal["only", "largest"] = Field("only", description="Without box: `only` refuses a photo with "
+                                                                   "several faces, `largest` takes the largest.")
+
+
+class SearchIn(EventFilters):
+    """What to search for (a reference in `face`, or a `photo`) and how (1:N identification)."""
+
+    face: FaceRef | None = None
+    target: Literal["dossiers", "events"] = Field("dossiers", description="Search dossiers or past events.")
+    limit: int = Field(10, ge=1, le=100, description="Result count: at most this many hits, best first.")
+    threshold: float | None = Field(None, ge=0, le=1, description="Similarity threshold (confidence in [0, 1]); "
+                                                                  "default the match threshold.")
+    max_distance: float | None = Field(None, ge=0, le=2, description="Distance threshold: L2 distance of the unit "
+                                                                    "descriptors at most this (dlib: 0.6).")
+    watch_lists: FormIdList = Field(default_factory=list, description="Watch lists (groups) to search in: "
+                                    "dossiers, or events matched, in any of them; empty: all.")
 
 
 class SearchHit(ApiModel):
     confidence: float
+    distance: float = Field(description="L2 distance of the unit descriptors.")
     dossier: DossierOut | None = None
     event: EventOut | None = None
 

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from connectors.api import auth, routes_docs, routes_entities, routes_events, routes_faces, routes_notify
 from connectors.api.core import (
+    FORM_LIMIT,
     ApiError,
     ContractError,
     RouteInfo,
@@ -136,6 +137,7 @@ def build_app(st: ApiState) -> web.Application:
     app[auth.ROUTE_INFO] = {r.handler: r for r in infos}
     app[OPENAPI] = openapi_document(infos)
     app[STRICT_CONTRACT] = settings.api.contract_checks == "fail"
+    app[FORM_LIMIT] = settings.api.max_upload_bytes
     app.cleanup_ctx.append(_lifespan(st))
     return app
 

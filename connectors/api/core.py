@@ -5,6 +5,8 @@ A handler declares itself with ``@routes.add(method, path, summary, tag, ...)`` 
 
 - a parameter ``body: SomeModel`` is the JSON request body, parsed and validated before the handler runs;
 - a parameter ``query: SomeModel`` is the query string, parsed and validated likewise;
+- with file fields declared (``form=``), ``body`` may also come as ``multipart/form-data`` (its text fields
+  validated into the same model) and a parameter ``form: Form`` receives the files (empty for JSON);
 - the return annotation is the success response: a pydantic model (``Page[X]`` for lists), ``None`` for an
   empty answer (204 by default), or ``web.StreamResponse`` for a raw body whose media type is declared with
   ``raw=`` (images, metrics, HTML);
@@ -39,6 +41,8 @@ T = TypeVar("T")
 RANK = {"viewer": 0, "operator": 1, "admin": 2}
 MAX_PAGE = 500
 MAX_FORM_FIELD = 64 * 1024  # bytes of one text field of a multipart form
+DEFAULT_FORM_LIMIT = 20 * 1024 * 1024
+FORM_LIMIT = web.AppKey("facestream_form_limit", int)  # bytes of one file of a form (api.max_upload_bytes)
 log = logging.getLogger(__name__)
 
 ERROR_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
@@ -138,7 +142,7 @@ def _declared(handler: Handler) -> tuple[type[BaseModel] | None, type[BaseModel]
     """(body model, query model, response type, raw) from the handler's signature."""
     hints = typing.get_type_hints(handler)
     params = inspect.signature(handler).parameters
-    unknown = set(params) - {"request", "body", "query"}
+    unknown = set(params) - {"request", "body", "query", "form"}
     if unknown:
         raise TypeError(f"{handler.__qualname__}: parameters other than request, body, query: {sorted(unknown)}")
     if "return" not in hints:
@@ -188,17 +192,32 @@ class RouteTable:
             app.router.add_route(r.method, r.path, r.handler)
 
 
+async def _read_input(request: web.Request, info: RouteInfo, wants_form: bool) -> dict[str, Any]:
+    from connectors.api.uploads import Form, read_form  # uploads imports this module
+
+    kwargs: dict[str, Any] = {}
+    if info.query is not None:
+        kwargs["query"] = read_query(request, info.query)
+    if info.body is not None and info.form and request.content_type.startswith("multipart/"):
+        form = await read_form(request, request.app.get(FORM_LIMIT, DEFAULT_FORM_LIMIT))
+        values = {k: (v if len(v) > 1 else v[0]) for k, v in form.lists.items() if any(v)}
+        kwargs["body"] = validate_params(info.body, values)
+        kwargs["form"] = form
+    elif info.body is not None:
+        kwargs["body"] = await read_body(request, info.body)
+        kwargs["form"] = Form({}, {})
+    if not wants_form:
+        kwargs.pop("form", None)
+    return kwargs
+
+
 def _endpoint(handler: Handler, body: type[BaseModel] | None, query: type[BaseModel] | None) -> Endpoint:
     adapters: dict[int, TypeAdapter[Any] | None] = {}
+    wants_form = "form" in inspect.signature(handler).parameters
 
     async def endpoint(request: web.Request) -> web.StreamResponse:
         info: RouteInfo = endpoint.route_info  # type: ignore[attr-defined]
-        kwargs: dict[str, Any] = {}
-        if query is not None:
-            kwargs["query"] = read_query(request, query)
-        if body is not None:
-            kwargs["body"] = await read_body(request, body)
-        result = await handler(request, **kwargs)
+        result = await handler(request, **await _read_input(request, info, wants_form))
         status = info.status
         if isinstance(result, Reply):
             status, result = result.status, result.value

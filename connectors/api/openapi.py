@@ -82,16 +82,26 @@ def _operation(route: RouteInfo, mapping: dict[Any, Any]) -> dict[str, Any]:
         description = f"{description}\n\nNeeds role {route.access} or above.".strip()
     if description:
         op["description"] = description
+    content: dict[str, Any] = {}
     if route.body is not None:
-        op["requestBody"] = {"required": True, "content": {
-            "application/json": {"schema": _ref(mapping, route.body, "validation")}}}
-    elif route.form:
+        content["application/json"] = {"schema": _ref(mapping, route.body, "validation")}
+    if route.form:
         text = {"type": "string", "maxLength": MAX_FORM_FIELD}
-        props = {f.name: ({"type": "string", "format": "binary"} if f.file else text)
-                 | {"description": f.description} for f in route.form}
-        required = [f.name for f in route.form if f.required]
-        op["requestBody"] = {"required": True, "content": {"multipart/form-data": {
-            "schema": {"type": "object", "properties": props, "required": required}}}}
+        props: dict[str, Any] = {}
+        required: list[str] = []
+        if route.body is not None:  # the same fields as text parts, beside the files
+            schema = route.body.model_json_schema(ref_template=REF)
+            props.update(schema.get("properties", {}))
+            required.extend(schema.get("required", []))
+        props |= {f.name: ({"type": "string", "format": "binary"} if f.file else text)
+                  | {"description": f.description} for f in route.form}
+        required += [f.name for f in route.form if f.required]
+        form_schema: dict[str, Any] = {"type": "object", "properties": props, "additionalProperties": False}
+        if required:
+            form_schema["required"] = required
+        content["multipart/form-data"] = {"schema": form_schema}
+    if content:
+        op["requestBody"] = {"required": True, "content": content}
     responses: dict[str, Any] = {}
     if route.raw is not None:
         schema = {} if route.raw == "application/json" else {"type": "string", "format": "binary"}

@@ -7,13 +7,13 @@ import asyncio
 import contextlib
 import logging
 
-import cv2
 from aiohttp import web
 from pydantic import Field
 
-from connectors.api.core import ApiError, FormField, ListQuery, RouteTable, page, path_id
+from connectors.api.core import ApiError, FormField, ListQuery, RouteTable, invalid, page, path_id
+from connectors.api.references import crop, face_in_box, jpeg, photo, resolve
 from connectors.api.state import ApiState, state
-from connectors.api.uploads import decode_image, read_form
+from connectors.api.uploads import Form, decode_image
 from connectors.sql.repositories import NotFoundError, camera_changed, new_id, watch_list_changed
 from schemas.api import (
     CameraGroupIn,
@@ -26,6 +26,7 @@ from schemas.api import (
     DossierIn,
     DossierOut,
     DossierPatch,
+    EnrolIn,
     Page,
     WatchListIn,
     WatchListOut,
@@ -214,36 +215,61 @@ def _delete_media(st: ApiState, keys: list[str]) -> None:
         st.media.delete(key)
 
 
-@routes.add("POST", "/v1/dossiers/{id}/faces", "Enrol a photo: the face is detected, quality-checked and described",
-            "dossiers", form=(FormField("photo", "The portrait (JPEG, PNG, ...).", file=True),
-                              FormField("choose", "`only` (default: refuse several faces) or `largest`.",
-                                        required=False)),
+@routes.add("POST", "/v1/dossiers/{id}/faces", "Enrol a face: a photo's face (the only one, the largest, or the "
+            "one in `box` of a group photo) or a known face by reference (`face`: detection:, event:, "
+            "dossierface:); it is quality-checked and described", "dossiers",
+            form=(FormField("photo", "The portrait or group photo (JPEG, PNG, ...), or use `face`.", file=True,
+                            required=False),),
             status=201, errors=(503,))
-async def add_face(request: web.Request) -> DossierFaceOut:
+async def add_face(request: web.Request, body: EnrolIn, form: Form) -> DossierFaceOut:
     st = state(request)
     dossier_id = path_id(request)
-    await st.dossiers.get(dossier_id)  # 404 before reading the upload
-    form = await read_form(request, st.settings.api.max_upload_bytes)
-    choose = form.fields.get("choose", "only")
-    if choose not in ("only", "largest"):
-        raise ApiError(422, "choose: must be `only` or `largest`", [{"loc": ["choose"], "msg": "only or largest"}])
-    loop = asyncio.get_running_loop()
-    image = await loop.run_in_executor(None, decode_image, form.file("photo").data, st.settings.api.max_image_pixels)
-    face = await st.faces.one_face(image, choose, min_quality=st.settings.api.enrol_min_quality)  # type: ignore[arg-type]
-    assert face.descriptor is not None
+    await st.dossiers.get(dossier_id)
+    image, bbox, quality, descriptor = await _face_to_enrol(st, body, form)
+    if quality < st.settings.api.enrol_min_quality:
+        raise ApiError(422, f"face quality {quality:.2f} is below the minimum {st.settings.api.enrol_min_quality:.2f} "
+                            "(blurred, too small or turned away)", [{"loc": ["face" if body.face else "photo"],
+                                                                     "msg": "low quality"}], "low_quality")
     face_id = new_id()
     key = f"dossiers/{dossier_id}/{face_id}.jpg"
-    ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])
-    if not ok:
-        raise ApiError(400, "photo: could not be re-encoded")
-    await loop.run_in_executor(None, st.media.put, key, jpeg.tobytes(), "image/jpeg")
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, st.media.put, key, image, "image/jpeg")
     try:
-        out = await st.dossiers.add_face(dossier_id, face_id, key, face.quality, face.bbox, face.descriptor.tolist())
+        out = await st.dossiers.add_face(dossier_id, face_id, key, quality, bbox, descriptor)
         await publish_dossier(st, dossier_id)
     except BaseException:
         await _undo_face(st, dossier_id, face_id, key)
         raise
     return out
+
+
+async def _face_to_enrol(st: ApiState, body: EnrolIn, form: Form
+                         ) -> tuple[bytes, tuple[float, float, float, float], float, list[float]]:
+    """(JPEG of the dossier photo, the face's box in it, quality, descriptor) of what the request names."""
+    loop = asyncio.get_running_loop()
+    if body.face is not None:
+        if "photo" in form.files or body.box is not None:
+            raise invalid("face", "give a photo (with box or choose) or face, not both")
+        known = await resolve(st, body.face, "face")
+        if known.image_key is None:
+            raise invalid("face", "the referenced face has no stored image")
+        data = await loop.run_in_executor(None, st.media.get, known.image_key)
+        image = await loop.run_in_executor(None, decode_image, data, st.settings.api.max_image_pixels, "face")
+        height, width = image.shape[:2]
+        box = known.bbox or (0.0, 0.0, float(width), float(height))  # an event's thumbnail is the face
+        if known.bbox is not None and body.face.startswith("detection:"):  # one face of a (group) photo
+            image, box = crop(image, known.bbox)
+        return jpeg(image), box, known.quality, known.descriptor.tolist()
+    image = await photo(st, form, "photo")
+    if body.box is not None:
+        faces = await st.faces.analyse(image)
+        face = face_in_box(faces, body.box)
+        image, box = crop(image, face.bbox)
+    else:
+        face = await st.faces.one_face(image, body.choose)
+        box = face.bbox
+    assert face.descriptor is not None
+    return jpeg(image), box, face.quality, face.descriptor.tolist()
 
 
 async def _undo_face(st: ApiState, dossier_id: str, face_id: str, key: str) -> None:

@@ -1,27 +1,36 @@
-"""Detect, verify and search (by photo, over dossiers or events), plus health and Prometheus metrics."""
+"""Detect, verify and search (by photo or by reference, over dossiers or events), plus health and metrics.
+
+Every face these take is a photo (multipart) or a reference to a known face (``detection:<id>``,
+``event:<id>``, ``dossierface:<id>``; JSON or a form field): ``connectors/api/references.py``.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 
+import numpy as np
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
-from pydantic import Field, ValidationError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from connectors.api.core import ApiError, FormField, Reply, RouteTable, validate_params, validation_fields
-from connectors.api.faces import AnalysedFace, similarity_confidence
+from connectors.api.core import FormField, Reply, RouteTable
+from connectors.api.faces import similarity_confidence
+from connectors.api.references import face_input, jpeg, photo
 from connectors.api.state import ApiState, state
-from connectors.api.uploads import Form, decode_image, read_form
+from connectors.api.uploads import Form, read_form
+from connectors.sql.references import Detection, DetectionRepository
+from connectors.sql.repositories import new_id
 from schemas.api import (
     DetectedFace,
     DetectResponse,
-    EventFilters,
     HealthOut,
     SearchHit,
+    SearchIn,
     SearchResponse,
+    VerifyIn,
     VerifyResponse,
 )
 from schemas.attributes import summarise
@@ -30,107 +39,105 @@ routes = RouteTable()
 PHOTO = FormField("photo", "An image (JPEG, PNG, ...).", file=True)
 
 
-async def _photo(st: ApiState, form: Form, name: str = "photo") -> object:
-    return await asyncio.get_running_loop().run_in_executor(
-        None, decode_image, form.file(name).data, st.settings.api.max_image_pixels, name)
+def l2(cosine: float) -> float:
+    """L2 distance of two unit vectors from their cosine."""
+    return math.sqrt(max(0.0, 2.0 - 2.0 * cosine))
 
 
-@routes.add("POST", "/v1/detect", "Faces in a photo: boxes, landmarks, quality and attributes", "faces",
+@routes.add("POST", "/v1/detect", "Faces in a photo: boxes, landmarks, quality, attributes and a detection_id "
+            "per face, usable as `detection:<id>` in search, verify and enrolment until `expires_at`", "faces",
             form=(PHOTO,), errors=(503,))
 async def detect(request: web.Request) -> DetectResponse:
     st = state(request)
     form = await read_form(request, st.settings.api.max_upload_bytes)
-    image = await _photo(st, form)
-    faces = await st.faces.analyse(image, describe=False, attributes=True)  # type: ignore[arg-type]
+    image = await photo(st, form, "photo")
+    faces = await st.faces.analyse(image, describe=True, attributes=True)
+    repo = DetectionRepository(st.engine)
+    loop = asyncio.get_running_loop()
+    for key in await repo.purge():
+        await loop.run_in_executor(None, st.media.delete, key)
+    batch = new_id()
+    kept = [Detection(new_id(), f.bbox, f.quality, np.asarray(f.descriptor, np.float32).tolist()) for f in faces]
+    key = f"detections/{batch}.jpg"
+    if kept:
+        await loop.run_in_executor(None, st.media.put, key, jpeg(image, 90), "image/jpeg")
+    expires = await repo.save(batch, key, kept, st.settings.api.detection_ttl_s)
     return DetectResponse(
-        width=image.shape[1], height=image.shape[0],  # type: ignore[attr-defined]
-        faces=[DetectedFace(bbox=f.bbox, landmarks=f.landmarks, det_score=f.det_score, quality=f.quality,  # type: ignore[arg-type]
-                            attributes=f.attributes, **summarise(f.attributes).fields()) for f in faces])
+        width=image.shape[1], height=image.shape[0], expires_at=expires,
+        faces=[DetectedFace(detection_id=d.id, bbox=f.bbox, landmarks=f.landmarks,  # type: ignore[arg-type]
+                            det_score=f.det_score, quality=f.quality, attributes=f.attributes,
+                            **summarise(f.attributes).fields())
+               for d, f in zip(kept, faces, strict=True)])
 
 
-async def _largest(st: ApiState, form: Form, name: str) -> AnalysedFace:
-    image = await _photo(st, form, name)
-    return await st.faces.one_face(image, "largest", field_name=name)  # type: ignore[arg-type]
-
-
-@routes.add("POST", "/v1/verify", "Are the largest faces of two photos the same person?", "faces",
-            form=(FormField("photo1", "First image.", file=True), FormField("photo2", "Second image.", file=True)),
+@routes.add("POST", "/v1/verify", "Are two faces the same person? Each a photo's largest face or a reference",
+            "faces", form=(FormField("photo1", "First image (or `face1`).", file=True, required=False),
+                           FormField("photo2", "Second image (or `face2`).", file=True, required=False)),
             errors=(503,))
-async def verify(request: web.Request) -> VerifyResponse:
+async def verify(request: web.Request, body: VerifyIn, form: Form) -> VerifyResponse:
     st = state(request)
-    form = await read_form(request, st.settings.api.max_upload_bytes)
-    a = await _largest(st, form, "photo1")
-    b = await _largest(st, form, "photo2")
-    assert a.descriptor is not None and b.descriptor is not None
-    conf = similarity_confidence(float(a.descriptor @ b.descriptor))
-    return VerifyResponse(confidence=conf, match=conf >= st.settings.matcher.threshold)
+    a = await face_input(st, form, "photo1", body.face1, "face1")
+    b = await face_input(st, form, "photo2", body.face2, "face2")
+    cosine = float(a.descriptor @ b.descriptor)
+    conf = similarity_confidence(cosine)
+    return VerifyResponse(confidence=conf, distance=l2(cosine), match=conf >= st.settings.matcher.threshold)
 
 
-class SearchForm(EventFilters):
-    target: str = Field("dossiers", pattern="^(dossiers|events)$", description="`dossiers` or `events`.")
-    limit: int = Field(10, ge=1, le=100)
-    threshold: float | None = Field(None, ge=0, le=1, description="Minimum confidence; default the match threshold.")
-
-
-@routes.add("POST", "/v1/search", "Find a photo's largest face among dossiers or events, ranked by confidence",
-            "faces", form=(PHOTO, FormField("target", "`dossiers` (default) or `events`.", required=False),
-                           FormField("limit", "Most results (1-100, default 10).", required=False),
-                           FormField("threshold", "Minimum confidence (default: the match threshold).",
-                                     required=False),
-                           FormField("camera, camera_group, watch_list, dossier, matched, acknowledged, since, "
-                                     "until, min_confidence", "Event filters (target=events).", required=False)),
-            errors=(503,))
-async def search(request: web.Request) -> SearchResponse:
+@routes.add("POST", "/v1/search", "1:N identification: a face (photo or reference) among dossiers or past events, "
+            "ranked by confidence, within similarity and distance thresholds and watch lists", "faces",
+            form=(FormField("photo", "An image whose largest face is searched (or `face`).", file=True,
+                            required=False),), errors=(503,))
+async def search(request: web.Request, body: SearchIn, form: Form) -> SearchResponse:
     st = state(request)
-    form = await read_form(request, st.settings.api.max_upload_bytes)
-    try:
-        params = validate_params(SearchForm, {k: v for k, v in form.fields.items() if v != ""})
-    except ValidationError as exc:
-        raise ApiError(422, "invalid search fields", validation_fields(exc)) from exc
-    face = await _largest(st, form, "photo")
-    assert face.descriptor is not None
-    threshold = st.settings.matcher.threshold if params.threshold is None else params.threshold
+    face = await face_input(st, form, "photo", body.face, "face")
     vector = face.descriptor.tolist()
-    if params.target == "dossiers":
-        hits = await _search_dossiers(st, vector, params.limit, threshold)
-    else:
-        hits = await _search_events(st, vector, params, threshold)
-    return SearchResponse(results=hits)
+    if body.target == "dossiers":
+        return SearchResponse(results=await _search_dossiers(st, vector, body))
+    return SearchResponse(results=await _search_events(st, vector, body))
 
 
-async def _search_dossiers(st: ApiState, vector: list[float], limit: int, threshold: float) -> list[SearchHit]:
-    raw = await st.vectors.search_dossier_faces(vector, limit * 4)
+def _accepts(st: ApiState, body: SearchIn, cosine: float) -> float | None:
+    """The hit's confidence if it passes the similarity and distance thresholds, else None."""
+    conf = similarity_confidence(cosine)
+    threshold = st.settings.matcher.threshold if body.threshold is None else body.threshold
+    if conf < threshold or (body.max_distance is not None and l2(cosine) > body.max_distance):
+        return None
+    return conf
+
+
+async def _search_dossiers(st: ApiState, vector: list[float], body: SearchIn) -> list[SearchHit]:
+    raw = await st.vectors.search_dossier_faces(vector, min(body.limit * 4, 1000), watch_lists=body.watch_lists)
     best: dict[str, float] = {}
     for hit in raw:
         dossier_id = str(hit.fields.get("dossier_id", ""))
-        conf = similarity_confidence(hit.cosine)
-        if conf >= threshold and conf > best.get(dossier_id, -1.0):
-            best[dossier_id] = conf
-    ranked = sorted(best.items(), key=lambda kv: -kv[1])[:limit]
+        if _accepts(st, body, hit.cosine) is not None and hit.cosine > best.get(dossier_id, -2.0):
+            best[dossier_id] = hit.cosine
+    ranked = sorted(best.items(), key=lambda kv: -kv[1])[:body.limit]
     dossiers = {d.id: d for d in await st.dossiers.get_many([d for d, _ in ranked])}
-    return [SearchHit(confidence=c, dossier=dossiers[d]) for d, c in ranked if d in dossiers]
+    return [SearchHit(confidence=similarity_confidence(c), distance=l2(c), dossier=dossiers[d])
+            for d, c in ranked if d in dossiers]
 
 
-async def _search_events(st: ApiState, vector: list[float], params: SearchForm, threshold: float
-                         ) -> list[SearchHit]:
-    over = params.limit * (4 if params.acknowledged is not None or params.min_confidence is not None else 1)
-    raw = await st.vectors.search_events(vector, min(over, 1000), params)
-    scored = [(h.id, similarity_confidence(h.cosine)) for h in raw]
-    scored = [(i, c) for i, c in scored if c >= threshold]
+async def _search_events(st: ApiState, vector: list[float], body: SearchIn) -> list[SearchHit]:
+    sql_only = (body.acknowledged, body.min_confidence, body.episode, body.video)
+    over = body.limit * (4 if any(v is not None for v in sql_only) else 1)
+    raw = await st.vectors.search_events(vector, min(over, 1000), body, watch_lists=body.watch_lists)
+    scored = [(h.id, h.cosine) for h in raw if _accepts(st, body, h.cosine) is not None]
     events = {e.id: e for e in await st.events.get_many([i for i, _ in scored])}
     hits = []
-    for ident, conf in scored:
+    for ident, cosine in scored:
         event = events.get(ident)
         if event is None:
             continue
-        if params.acknowledged is not None and event.acknowledged != params.acknowledged:
+        if body.acknowledged is not None and event.acknowledged != body.acknowledged:
             continue
-        if params.min_confidence is not None and event.confidence < params.min_confidence:
+        if body.min_confidence is not None and event.confidence < body.min_confidence:
             continue
-        hits.append(SearchHit(confidence=conf, event=event))
-    return hits[:params.limit]
-
-
+        if (body.episode is not None and event.episode != body.episode) or \
+                (body.video is not None and event.video != body.video):
+            continue
+        hits.append(SearchHit(confidence=similarity_confidence(cosine), distance=l2(cosine), event=event))
+    return hits[:body.limit]
 
 
 # --- health and metrics -------------------------------------------------------------------------------------

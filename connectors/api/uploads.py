@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -33,8 +33,9 @@ class Upload:
 
 @dataclass
 class Form:
-    fields: dict[str, str]
+    fields: dict[str, str]  # the last value of each text field
     files: dict[str, Upload]
+    lists: dict[str, list[str]] = field(default_factory=dict)  # every value of each text field, in order
 
     def file(self, name: str) -> Upload:
         upload = self.files.get(name)
@@ -63,7 +64,9 @@ async def read_form(request: web.Request, max_file_bytes: int, max_files: int = 
         if not isinstance(part, BodyPartReader) or not part.name:
             continue
         if part.filename is None:
-            form.fields[part.name] = (await _read_limited(part, MAX_FORM_FIELD)).decode("utf-8", "replace")
+            value = (await _read_limited(part, MAX_FORM_FIELD)).decode("utf-8", "replace")
+            form.fields[part.name] = value
+            form.lists.setdefault(part.name, []).append(value)
             continue
         if len(form.files) >= max_files:
             raise ApiError(422, "too many files in the form")

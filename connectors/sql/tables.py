@@ -285,4 +285,16 @@ telegram_outbox = Table(
     Column("created_at", Double, nullable=False),
     Column("next_attempt_at", Double, nullable=False),
     Column("error", Text),
+# -- detections kept for references (migrations/0500_detections.sql)
+
+detections = Table(
+    "detections", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("batch_id", String(64), nullable=False),
+    Column("image_key", Text, nullable=False),
+    Column("bbox", JsonText, nullable=False),
+    Column("quality", Double, nullable=False),
+    Column("descriptor", JsonText, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("expires_at", Double, nullable=False),
 )

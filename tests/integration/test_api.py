@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+import time
 import zlib
 from pathlib import Path
 from typing import Any
@@ -206,7 +207,9 @@ async def test_bad_images_are_refused_and_leave_nothing(stack: Stack) -> None:
     await stack.upload(url, 400, {"photo": ("a.jpg", b"")})
     await stack.upload(url, 413, {"photo": ("big.png", _png_header(10000, 10000))})
     await stack.upload(url, 422, {"nophoto": ("a.jpg", b"x")})
-    resp = await stack.client.post(url, headers=stack.admin, json={"photo": "x"})
+    resp = await stack.client.post(url, headers=stack.admin, json={"photo": "x"})  # JSON names faces, not files
+    assert resp.status == 422
+    resp = await stack.client.post(url, headers={**stack.admin, "Content-Type": "text/plain"}, data=b"x")
     assert resp.status == 415
     await stack.upload("/v1/dossiers/unknown/faces", 404, {"photo": ("a.jpg", b"x")})
     blank = np.full((200, 200, 3), 127, np.uint8)
@@ -283,6 +286,58 @@ async def test_enrol_publish_and_search_dossiers(stack: Stack) -> None:
     assert republished >= 3 and len(await _topic(stack.settings, GALLERY)) > before
 
 
+@need_faces
+async def test_references_instead_of_reuploads(stack: Stack) -> None:
+    """detect -> detection ids; search, verify and enrolment by reference; a group photo enrols each face."""
+    if not _models_ready(stack.settings):
+        pytest.skip("face models not prepared (facestream models prepare)")
+    detected = await stack.upload("/v1/detect", 200, {"photo": _photo("two_people.jpg")})
+    assert detected["expires_at"] > time.time() + 60
+    left, right = sorted(detected["faces"], key=lambda f: f["bbox"][0])  # Obama, Biden
+    assert left["detection_id"] != right["detection_id"]
+    group = await stack.json("POST", "/v1/watch-lists", 201, json={"name": "group photo"})
+    obama = await stack.json("POST", "/v1/dossiers", 201, json={"name": "G. Obama", "watch_lists": [group["id"]]})
+    biden = await stack.json("POST", "/v1/dossiers", 201, json={"name": "G. Biden", "watch_lists": [group["id"]]})
+    by_ref = await stack.json("POST", f"/v1/dossiers/{obama['id']}/faces", 201,
+                              json={"face": f"detection:{left['detection_id']}"})
+    box = ",".join(str(v) for v in right["bbox"])
+    by_box = await stack.upload(f"/v1/dossiers/{biden['id']}/faces", 201, {"photo": _photo("two_people.jpg")},
+                                {"box": box})
+    assert by_ref["bbox"][0] < 200 and by_box["bbox"][0] < 200  # stored as a crop of that face
+    await stack.upload(f"/v1/dossiers/{biden['id']}/faces", 422, {"photo": _photo("two_people.jpg")},
+                       {"box": "0,0,5,5"})
+    for portrait, who in (("obama2.jpg", obama), ("biden.jpg", biden)):
+        found = await stack.upload("/v1/search", 200, {"photo": _photo(portrait)},
+                                   {"watch_lists": group["id"], "limit": "1"})
+        assert [r["dossier"]["id"] for r in found["results"]] == [who["id"]], portrait
+    # search and verify by reference, JSON only: no re-upload
+    probe = (await stack.upload("/v1/detect", 200, {"photo": _photo("obama2.jpg")}))["faces"][0]
+    ref = f"detection:{probe['detection_id']}"
+    found = await stack.json("POST", "/v1/search", 200, json={"face": ref, "watch_lists": [group["id"]]})
+    assert [r["dossier"]["id"] for r in found["results"]] == [obama["id"]]
+    assert 0 < found["results"][0]["distance"] < 0.6
+    assert (await stack.json("POST", "/v1/search", 200, json={"face": ref, "watch_lists": [group["id"]],
+                                                            "max_distance": 0.05}))["results"] == []
+    assert (await stack.json("POST", "/v1/search", 200, json={"face": ref, "watch_lists": [group["id"]],
+                                                            "threshold": 0.999}))["results"] == []
+    same = await stack.json("POST", "/v1/verify", 200, json={"face1": ref, "face2": f"dossierface:{by_ref['id']}"})
+    other = await stack.json("POST", "/v1/verify", 200, json={"face1": ref, "face2": f"dossierface:{by_box['id']}"})
+    assert same["match"] and not other["match"] and same["distance"] < other["distance"]
+    mixed = await stack.upload("/v1/verify", 200, {"photo1": _photo("obama.jpg")}, {"face2": ref})
+    assert mixed["match"]
+    copied = await stack.json("POST", f"/v1/dossiers/{biden['id']}/faces", 201,
+                              json={"face": f"dossierface:{by_box['id']}"})
+    assert copied["id"] != by_box["id"]
+    # refusals name the field
+    for bad, code in (("detection:nope", "unknown_reference"), ("event:nope", "unknown_reference"),
+                      ("photo:x", "invalid")):
+        err = await stack.json("POST", "/v1/search", 422, json={"face": bad})
+        assert err["error"]["code"] == code and err["error"]["details"][0]["loc"] == ["face"], err
+    err = await stack.upload("/v1/search", 422, {"photo": _photo("obama2.jpg")}, {"face": ref})
+    assert "not both" in err["error"]["message"]
+    await stack.json("POST", "/v1/search", 422, json={})
+
+
 # --- events through the store sink, and the websocket --------------------------------------------------------
 
 def _event(i: int, descriptor: list[float], matched: bool, dossier: str | None = None) -> FaceEvent:
@@ -338,6 +393,10 @@ async def test_store_sink_events_api_and_search(stack: Stack) -> None:
     assert acked["acknowledged"] and acked["acknowledged_by"] == "admin-token"
     unacked = await stack.json("GET", "/v1/events?camera=cam9&acknowledged=false", 200)
     assert len(unacked["results"]) == 2
+    if _models_ready(stack.settings):  # search past events by one of them: it comes first, at distance 0
+        found = await stack.json("POST", "/v1/search", 200, json={"face": "event:cam9:1:0", "target": "events",
+                                                                "camera": "cam9", "threshold": 0})
+        assert found["results"][0]["event"]["id"] == "cam9:1:0" and found["results"][0]["distance"] < 1e-3
 
 
 async def test_websocket_forwards_new_events(stack: Stack) -> None:
