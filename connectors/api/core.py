@@ -31,6 +31,8 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
+from connectors.api.errors import ERROR_CODES, ApiError, error_payload, invalid
+from connectors.api.uploads import MAX_FORM_FIELD, Form, read_form
 from schemas.api import ApiModel, EventFilters, Page
 
 Handler = Callable[..., Awaitable[Any]]
@@ -39,39 +41,12 @@ Access = Literal["public", "viewer", "operator", "admin"]
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
 RANK = {"viewer": 0, "operator": 1, "admin": 2}
+__all__ = ["ERROR_CODES", "MAX_FORM_FIELD", "ApiError", "error_payload", "invalid"]  # re-exported
 MAX_PAGE = 500
-MAX_FORM_FIELD = 64 * 1024  # bytes of one text field of a multipart form
 DEFAULT_FORM_LIMIT = 20 * 1024 * 1024
 FORM_LIMIT = web.AppKey("facestream_form_limit", int)  # bytes of one file of a form (api.max_upload_bytes)
 log = logging.getLogger(__name__)
 
-ERROR_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-               405: "method_not_allowed", 409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type",
-               422: "invalid", 500: "internal", 503: "unavailable"}
-
-
-class ApiError(Exception):
-    """An answer other than success: ``status``, a human ``message``, a machine ``code`` (default from the
-    status) and ``fields`` (each ``{"loc", "msg"}``), sent as the error's ``details``."""
-
-    def __init__(self, status: int, message: str, fields: list[dict[str, Any]] | None = None,
-                 code: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.fields = fields
-        self.code = code or ERROR_CODES.get(status, "error")
-
-
-def invalid(field_name: str, message: str, code: str = "invalid") -> ApiError:
-    """A 422 naming one field."""
-    return ApiError(422, f"{field_name}: {message}", [{"loc": [field_name], "msg": message}], code)
-
-
-def error_payload(status: int, message: str, details: list[dict[str, Any]] | None = None,
-                  code: str | None = None) -> dict[str, Any]:
-    """The body of every error answer (``schemas.api.ErrorBody``)."""
-    return {"error": {"code": code or ERROR_CODES.get(status, "error"), "message": message, "details": details}}
 
 
 class ContractError(RuntimeError):
@@ -193,8 +168,6 @@ class RouteTable:
 
 
 async def _read_input(request: web.Request, info: RouteInfo, wants_form: bool) -> dict[str, Any]:
-    from connectors.api.uploads import Form, read_form  # uploads imports this module
-
     kwargs: dict[str, Any] = {}
     if info.query is not None:
         kwargs["query"] = read_query(request, info.query)

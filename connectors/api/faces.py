@@ -14,7 +14,7 @@ from typing import Literal
 
 import numpy as np
 
-from connectors.api.core import ApiError
+from connectors.api.errors import ApiError
 from models.faces import FaceModels, ModelsNotPreparedError
 from schemas.messages import Attributes, BBox
 

@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from connectors.api.core import ApiError
+from connectors.api.errors import ApiError
 from connectors.api.faces import FaceService
 from connectors.media import MediaStore
 from connectors.sql.repositories import (

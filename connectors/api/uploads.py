@@ -18,9 +18,10 @@ import cv2
 import numpy as np
 from aiohttp import BodyPartReader, web
 
-from connectors.api.core import MAX_FORM_FIELD, ApiError
+from connectors.api.errors import ApiError
 
 CHUNK = 256 * 1024
+MAX_FORM_FIELD = 64 * 1024  # bytes of one text field of a multipart form
 
 
 @dataclass(frozen=True)

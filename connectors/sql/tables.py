@@ -285,6 +285,9 @@ telegram_outbox = Table(
     Column("created_at", Double, nullable=False),
     Column("next_attempt_at", Double, nullable=False),
     Column("error", Text),
+)
+
+
 # -- detections kept for references (migrations/0500_detections.sql)
 
 detections = Table(
