@@ -41,7 +41,7 @@ import numpy as np
 from models import attributes as attribute_plugins
 from models.align import CHIP_SIZE, align_chip
 from models.attributes import AttributeModel
-from models.centerface import Letterbox, decode, plan_input, preprocess
+from models.centerface import MAX_INPUT_SIDE, Letterbox, decode, plan_input, preprocess
 from models.config import ModelSettings
 from models.engines import Engine, ShapeProfile, open_engine
 from models.liveness import LivenessModel, load_liveness
@@ -107,7 +107,7 @@ class FaceModels:
 
         Raises ``ModelsNotPreparedError`` (run ``facestream models prepare``) when the cache is incomplete."""
         paths = prepared_paths(settings.cache_dir)
-        side = -(-settings.detector_max_side // 32) * 32
+        side = MAX_INPUT_SIDE
         batch = settings.max_batch
         detector = open_engine(paths["detector"], settings, ShapeProfile(
             (1, 3, 32, 32), (1, 3, 384, 640), (_DETECTOR_MAX_BATCH, 3, side, side)))
@@ -135,7 +135,8 @@ class FaceModels:
         """Faces in each image (BGR uint8 HxWx3, any size), best score first. Images whose network
         input has the same shape are run as one batch."""
         images = [_as_bgr(img) for img in images]
-        plans = [plan_input(img.shape[0], img.shape[1], self.settings.detector_max_side) for img in images]
+        plans = [plan_input(img.shape[0], img.shape[1], self.settings.detector_max_side,
+                            self.settings.detector_min_face) for img in images]
         results: list[list[Detection]] = [[] for _ in images]
         groups: dict[tuple[int, int], list[int]] = {}
         for i, plan in enumerate(plans):

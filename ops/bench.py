@@ -14,6 +14,7 @@ BENCHES = {
     "matching": "ops.bench_matching:run",
     "kafka": "ops.bench_kafka:run",
     "scaling": "ops.bench_scaling:run",
+    "smallfaces": "ops.bench_smallfaces:run",
 }
 BENCHMARKS_MD = Path("BENCHMARKS.md")
 

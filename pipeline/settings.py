@@ -37,7 +37,7 @@ class KafkaSettings(_Section):
 
 class DecoderSettings(_Section):
     target_fps: float = Field(8.0, gt=0, description="Frames per second sampled from each source.")
-    max_width: int = Field(1280, ge=64, description="Frames wider than this are downscaled before publishing.")
+    max_width: int = Field(3840, ge=64, description="Frames wider than this are downscaled before publishing (detection then misses faces under models.detector_min_face * source width / max_width pixels at the source).")
     jpeg_quality: int = Field(90, ge=10, le=100, description="JPEG quality of published frames.")
     reconnect_max_s: float = Field(30.0, gt=0, description="Cap of the reconnect back-off for live streams.")
     parallel_jobs: int = Field(4, ge=1, description="Video files one decoder processes at once.")

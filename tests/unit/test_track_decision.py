@@ -28,3 +28,13 @@ def test_track_descriptor_is_the_normalised_quality_weighted_mean() -> None:
     assert out[0] > out[1] > 0 and np.isclose(out[0] / out[1], 3.0)
     single = track_descriptor(a[None], np.array([0.5], np.float32))
     np.testing.assert_allclose(single, a)
+
+
+def test_detection_keeps_a_32_px_face_16_px_wide_whatever_the_side_cap() -> None:
+    from models.centerface import plan_input
+
+    hd = plan_input(1080, 1920, max_side=640, min_face=32)
+    assert (hd.resized_w, hd.resized_h, hd.width, hd.height) == (960, 540, 960, 544)
+    assert plan_input(360, 640, max_side=640, min_face=32).scale_x == 1.0  # never upscaled
+    assert plan_input(1080, 1920, max_side=640, min_face=0).resized_w == 640  # the side cap alone
+    assert plan_input(4000, 6000, max_side=640, min_face=32).resized_w == 2048  # never beyond MAX_INPUT_SIDE
