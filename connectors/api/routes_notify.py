@@ -27,10 +27,6 @@ from connectors.api.auth import current_user
 from connectors.api.core import ApiError, ApiModel, ListQuery, RouteTable, page, path_id
 from connectors.api.state import state
 from connectors.sql.notify_repo import (
-    CounterRepository,
-    EpisodeRepository,
-    TelegramRepository,
-    WebhookRepository,
     aggregate,
 )
 from connectors.sql.repositories import InvalidCursorError, decode_cursor, encode_cursor
@@ -75,16 +71,12 @@ class DeliveryQuery(ListQuery):
     status: Literal["pending", "delivered", "dead"] | None = None
 
 
-def _engine(request: web.Request):  # type: ignore[no-untyped-def]
-    return state(request).engine
-
-
 # --- episodes ---------------------------------------------------------------------------------------------
 
 
 @routes.add("GET", "/v1/episodes", "List episodes (newest first)", "episodes")
 async def list_episodes(request: web.Request, query: EpisodeQuery) -> Page[EpisodeOut]:
-    items, nxt = await EpisodeRepository(_engine(request)).list_page(
+    items, nxt = await state(request).episodes.list_page(
         closed=query.closed, camera_id=query.camera, watch_list_id=query.watch_list, dossier_id=query.dossier,
         since=query.since, until=query.until, limit=query.limit, cursor=query.cursor)
     return page([EpisodeOut.of(e) for e in items], nxt)
@@ -92,13 +84,13 @@ async def list_episodes(request: web.Request, query: EpisodeQuery) -> Page[Episo
 
 @routes.add("GET", "/v1/episodes/{id}", "One episode with its event ids", "episodes")
 async def get_episode(request: web.Request) -> EpisodeOut:
-    return EpisodeOut.of(await EpisodeRepository(_engine(request)).get(path_id(request)))
+    return EpisodeOut.of(await state(request).episodes.get(path_id(request)))
 
 
 @routes.add("POST", "/v1/episodes/{id}/acknowledge", "Acknowledge an episode and all its events", "episodes")
 async def acknowledge_episode(request: web.Request) -> EpisodeOut:
     user = current_user(request)
-    return EpisodeOut.of(await EpisodeRepository(_engine(request)).acknowledge(path_id(request), user.username))
+    return EpisodeOut.of(await state(request).episodes.acknowledge(path_id(request), user.username))
 
 
 # --- counters ---------------------------------------------------------------------------------------------
@@ -106,7 +98,7 @@ async def acknowledge_episode(request: web.Request) -> EpisodeOut:
 
 @routes.add("GET", "/v1/counters", "List counters", "counters")
 async def list_counters(request: web.Request, query: ListQuery) -> Page[CounterOut]:
-    items, nxt = await CounterRepository(_engine(request)).list_page(query.limit, query.cursor)
+    items, nxt = await state(request).counters.list_page(query.limit, query.cursor)
     return page([CounterOut.of(c) for c in items], nxt)
 
 
@@ -115,23 +107,23 @@ async def create_counter(request: web.Request, body: CounterIn) -> CounterOut:
     if not body.camera_ids and not body.camera_groups:
         raise ApiError(422, "a counter needs camera_ids or camera_groups",
                        [{"loc": ["camera_ids"], "msg": "empty"}])
-    return CounterOut.of(await CounterRepository(_engine(request)).create(body))
+    return CounterOut.of(await state(request).counters.create(body))
 
 
 @routes.add("GET", "/v1/counters/{id}", "One counter", "counters")
 async def get_counter(request: web.Request) -> CounterOut:
-    return CounterOut.of(await CounterRepository(_engine(request)).get(path_id(request)))
+    return CounterOut.of(await state(request).counters.get(path_id(request)))
 
 
 @routes.add("PATCH", "/v1/counters/{id}", "Change a counter", "counters")
 async def patch_counter(request: web.Request, body: CounterPatch) -> CounterOut:
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
-    return CounterOut.of(await CounterRepository(_engine(request)).update(path_id(request), changes))
+    return CounterOut.of(await state(request).counters.update(path_id(request), changes))
 
 
 @routes.add("DELETE", "/v1/counters/{id}", "Delete a counter and its records", "counters")
 async def delete_counter(request: web.Request) -> None:
-    await CounterRepository(_engine(request)).delete(path_id(request))
+    await state(request).counters.delete(path_id(request))
 
 
 def _cursor_start(cursor: str | None) -> float | None:
@@ -146,7 +138,7 @@ def _cursor_start(cursor: str | None) -> float | None:
 @routes.add("GET", "/v1/counters/{id}/records", "Counter windows in a time range, or sums over `step` seconds",
             "counters")
 async def counter_records(request: web.Request, query: RecordsQuery) -> Page[CounterWindow]:
-    repo = CounterRepository(_engine(request))
+    repo = state(request).counters
     counter_id = path_id(request)
     await repo.get(counter_id)
     after = _cursor_start(query.cursor)
@@ -175,18 +167,18 @@ async def counter_records(request: web.Request, query: RecordsQuery) -> Page[Cou
 
 @routes.add("GET", "/v1/webhooks", "List webhooks", "webhooks")
 async def list_webhooks(request: web.Request, query: ListQuery) -> Page[WebhookOut]:
-    items, nxt = await WebhookRepository(_engine(request)).list_page(query.limit, query.cursor)
+    items, nxt = await state(request).webhooks.list_page(query.limit, query.cursor)
     return page([WebhookOut.of(w) for w in items], nxt)
 
 
 @routes.add("POST", "/v1/webhooks", "Create a webhook", "webhooks", status=201)
 async def create_webhook(request: web.Request, body: WebhookIn) -> WebhookOut:
-    return WebhookOut.of(await WebhookRepository(_engine(request)).create(body))
+    return WebhookOut.of(await state(request).webhooks.create(body))
 
 
 @routes.add("GET", "/v1/webhooks/{id}", "One webhook", "webhooks")
 async def get_webhook(request: web.Request) -> WebhookOut:
-    return WebhookOut.of(await WebhookRepository(_engine(request)).get(path_id(request)))
+    return WebhookOut.of(await state(request).webhooks.get(path_id(request)))
 
 
 @routes.add("PATCH", "/v1/webhooks/{id}", "Change a webhook", "webhooks")
@@ -195,17 +187,17 @@ async def patch_webhook(request: web.Request, body: WebhookPatch) -> WebhookOut:
     if "filters" in changes and body.filters is not None:
         changes["filters"] = body.filters
     changes = {k: v for k, v in changes.items() if v is not None or k == "max_attempts"}
-    return WebhookOut.of(await WebhookRepository(_engine(request)).update(path_id(request), changes))
+    return WebhookOut.of(await state(request).webhooks.update(path_id(request), changes))
 
 
 @routes.add("DELETE", "/v1/webhooks/{id}", "Delete a webhook (its delivery log stays)", "webhooks")
 async def delete_webhook(request: web.Request) -> None:
-    await WebhookRepository(_engine(request)).delete(path_id(request))
+    await state(request).webhooks.delete(path_id(request))
 
 
 @routes.add("GET", "/v1/webhooks/{id}/deliveries", "The delivery log (newest first)", "webhooks")
 async def list_deliveries(request: web.Request, query: DeliveryQuery) -> Page[DeliveryOut]:
-    repo = WebhookRepository(_engine(request))
+    repo = state(request).webhooks
     webhook_id = path_id(request)
     await repo.get(webhook_id)
     items, nxt = await repo.deliveries_page(webhook_id, query.status, query.limit, query.cursor)
@@ -217,18 +209,18 @@ async def list_deliveries(request: web.Request, query: DeliveryQuery) -> Page[De
 
 @routes.add("GET", "/v1/telegram-rules", "List Telegram notification rules", "telegram")
 async def list_rules(request: web.Request, query: ListQuery) -> Page[TelegramRuleOut]:
-    items, nxt = await TelegramRepository(_engine(request)).list_page(query.limit, query.cursor)
+    items, nxt = await state(request).telegram_rules.list_page(query.limit, query.cursor)
     return page([TelegramRuleOut.of(r) for r in items], nxt)
 
 
 @routes.add("POST", "/v1/telegram-rules", "Create a Telegram notification rule", "telegram", status=201)
 async def create_rule(request: web.Request, body: TelegramRuleIn) -> TelegramRuleOut:
-    return TelegramRuleOut.of(await TelegramRepository(_engine(request)).create(body))
+    return TelegramRuleOut.of(await state(request).telegram_rules.create(body))
 
 
 @routes.add("GET", "/v1/telegram-rules/{id}", "One Telegram rule", "telegram")
 async def get_rule(request: web.Request) -> TelegramRuleOut:
-    return TelegramRuleOut.of(await TelegramRepository(_engine(request)).get(path_id(request)))
+    return TelegramRuleOut.of(await state(request).telegram_rules.get(path_id(request)))
 
 
 @routes.add("PATCH", "/v1/telegram-rules/{id}", "Change a Telegram rule", "telegram")
@@ -236,9 +228,9 @@ async def patch_rule(request: web.Request, body: TelegramRulePatch) -> TelegramR
     changes = {k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None}
     if body.filters is not None:
         changes["filters"] = body.filters
-    return TelegramRuleOut.of(await TelegramRepository(_engine(request)).update(path_id(request), changes))
+    return TelegramRuleOut.of(await state(request).telegram_rules.update(path_id(request), changes))
 
 
 @routes.add("DELETE", "/v1/telegram-rules/{id}", "Delete a Telegram rule", "telegram")
 async def delete_rule(request: web.Request) -> None:
-    await TelegramRepository(_engine(request)).delete(path_id(request))
+    await state(request).telegram_rules.delete(path_id(request))

@@ -1,4 +1,4 @@
-"""What the API's handlers share: stores, repositories, face models and the publisher to Kafka."""
+"""What the API's handlers share: stores, every repository (built once, here), face models and the publisher."""
 
 from __future__ import annotations
 
@@ -14,6 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from connectors.api.errors import ApiError
 from connectors.api.faces import FaceService
 from connectors.media import MediaStore
+from connectors.sql.notify_repo import (
+    CounterRepository,
+    EpisodeRepository,
+    TelegramRepository,
+    WebhookRepository,
+)
 from connectors.sql.repositories import (
     CameraGroupRepository,
     CameraRepository,
@@ -63,6 +69,10 @@ class ApiState:
     dossiers: DossierRepository = field(init=False)
     events: EventRepository = field(init=False)
     videos: VideoRepository = field(init=False)
+    episodes: EpisodeRepository = field(init=False)
+    counters: CounterRepository = field(init=False)
+    webhooks: WebhookRepository = field(init=False)
+    telegram_rules: TelegramRepository = field(init=False)
     started_at: float = field(default_factory=time.time)
     background: set[asyncio.Task[Any]] = field(default_factory=set)
 
@@ -75,6 +85,10 @@ class ApiState:
         self.dossiers = DossierRepository(self.engine, url)
         self.events = EventRepository(self.engine, url)
         self.videos = VideoRepository(self.engine)
+        self.episodes = EpisodeRepository(self.engine)
+        self.counters = CounterRepository(self.engine)
+        self.webhooks = WebhookRepository(self.engine)
+        self.telegram_rules = TelegramRepository(self.engine)
 
 
 STATE: web.AppKey[ApiState] = web.AppKey("facestream_state", ApiState)
