@@ -17,7 +17,6 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -29,7 +28,7 @@ from pipeline import metrics
 from pipeline.kafka import AsyncProducer, group_id, make_consumer, topic_name
 from pipeline.membership import Membership
 from pipeline.settings import DecoderSettings, Settings
-from schemas.messages import CameraChanged, Frame, StreamEnd, VideoJob, VideoProgress
+from schemas.messages import CameraChanged, Frame, StreamEnd, VideoJob, VideoProgress, VideoStatus
 from schemas.topics import CAMERAS, FRAMES, VIDEO_JOBS, VIDEO_STATUS, TopicSpec
 
 log = logging.getLogger(__name__)
@@ -339,7 +338,7 @@ class DecoderAgent:
                 return
             await asyncio.sleep(0.05)
 
-    async def _progress_update(self, job: VideoJob, status: Any, done: int, total: int,
+    async def _progress_update(self, job: VideoJob, status: VideoStatus, done: int, total: int,
                                error: str | None = None) -> None:
         await self.producer.send(VIDEO_STATUS, job.video_id, VideoProgress(
             video_id=job.video_id, camera_id=job.camera_id, status=status, frames_done=done,

@@ -114,21 +114,24 @@ class DetectorAgent(AgentBase):
     async def handle(self, batch: list[Incoming]) -> list[Output]:
         frames = [item for item in batch if isinstance(item.message, Frame)]
         loop = asyncio.get_running_loop()
-        analysed = await loop.run_in_executor(None, self._analyse, [f.message for f in frames])
+        messages = [m for m in (f.message for f in frames) if isinstance(m, Frame)]
+        analysed = await loop.run_in_executor(None, self._analyse, messages)
         by_offset = {(f.partition, f.offset): a for f, a in zip(frames, analysed, strict=True)}
         outputs: list[Output] = []
         for item in batch:
-            camera_id = item.message.camera_id
+            frame = item.message
+            if not isinstance(frame, Frame | StreamEnd):
+                continue  # the frames topic carries nothing else
+            camera_id = frame.camera_id
             self.partition_of[camera_id] = (self._topic, item.partition)
             tracker = self._tracker(camera_id)
-            if isinstance(item.message, StreamEnd):
+            if isinstance(frame, StreamEnd):
                 outputs += await self._publish_posts(tracker.flush())
-                outputs.append(Output(FACES, camera_id, item.message))
+                outputs.append(Output(FACES, camera_id, frame))
                 self.trackers.pop(camera_id, None)
                 self.signatures.pop(camera_id, None)
                 self.sessions.pop(camera_id, None)
                 continue
-            frame: Frame = item.message
             if self.sessions.get(camera_id, frame.session) != frame.session:
                 # the source reopened: frame numbers restart, so the old session's tracks end here
                 outputs += await self._publish_posts(tracker.flush())

@@ -18,7 +18,7 @@ from models.align import CHIP_SIZE
 from models.faces import FaceModels
 from pipeline.settings import Settings
 from pipeline.stage import AgentBase, Incoming, Output
-from schemas.messages import DescribedFace, Face
+from schemas.messages import DescribedFace, Face, StreamEnd
 from schemas.topics import DESCRIPTORS, FACES
 
 
@@ -37,6 +37,8 @@ class ExtractorAgent(AgentBase):
         outputs = []
         for item in batch:
             msg = item.message
+            if not isinstance(msg, Face | StreamEnd):
+                continue  # the faces topic carries nothing else
             out = by_id[msg.face_id] if isinstance(msg, Face) else msg  # StreamEnd goes on in order
             outputs.append(Output(DESCRIPTORS, msg.camera_id, out))
         return outputs

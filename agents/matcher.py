@@ -18,7 +18,7 @@ from pipeline import metrics
 from pipeline.kafka import replay_topic
 from pipeline.settings import Settings
 from pipeline.stage import AgentBase, Incoming, Output
-from schemas.messages import DescribedFace, FaceEvent
+from schemas.messages import DescribedFace, FaceEvent, StreamEnd
 from schemas.topics import DESCRIPTORS, EVENTS, GALLERY
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ class MatcherAgent(AgentBase):
                     continue
                 metrics.EVENT_LATENCY.labels(self.name).observe(max(0.0, time.time() - event.timestamp))
                 outputs.append(Output(EVENTS, event.camera_id, event))
-            else:
+            elif isinstance(msg, StreamEnd):
                 outputs.append(Output(EVENTS, msg.camera_id, msg))
         return outputs
 

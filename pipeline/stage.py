@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
@@ -41,7 +41,7 @@ class Incoming:
 
     topic: TopicSpec
     key: str | None
-    message: Any
+    message: Message  # decoded by the topic's schema: one of the TopicSpec's message classes
     partition: int
     offset: int
     timestamp_ms: int
@@ -176,7 +176,7 @@ class StageRunner:
                 dead.append(Output(DEAD_LETTER, self.agent.name, DeadLetter(
                     stage=self.agent.name, topic=item.topic.name, partition=item.partition,
                     offset=item.offset, key=item.key, reason=f"{type(exc).__name__}: {exc}",
-                    payload=item.topic.encode(item.message) if isinstance(item.message, Message) else b"",
+                    payload=item.topic.encode(item.message),
                 )))
         return outputs
 

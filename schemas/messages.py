@@ -191,12 +191,15 @@ class GalleryChange(Message):
     dossier: DossierChanged | None = None
 
 
+VideoStatus = Literal["queued", "processing", "done", "failed"]
+
+
 class VideoProgress(Message):
     """decoder -> video-status: progress of an offline file."""
 
     video_id: str
     camera_id: str
-    status: Literal["queued", "processing", "done", "failed"]
+    status: VideoStatus
     frames_done: int = 0
     frames_total: int = 0
     error: str | None = None
