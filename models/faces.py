@@ -14,9 +14,14 @@ Descriptors are L2-normalised, so two faces compare by cosine similarity ``s`` (
 dlib's rule "same person below L2 0.6" is stated on its raw descriptors, whose norms on real faces are
 1.36-1.53 (mean 1.41; the ratio raw/normalised distance over all pairs has median 1.41). So raw 0.6 is
 normalised ``d = 0.425``, cosine 0.91: **dlib's 0.6 rule is confidence 0.5**, the curve's centre.
-The default ``DEFAULT_MATCH_THRESHOLD = 0.75`` is ``d = 0.392``, cosine 0.923 (raw L2 ~0.55): a little
-stricter than dlib's rule, as a watch-list matcher should be (a false alarm costs more than a missed
-frame; a track gives several tries).
+The default ``DEFAULT_MATCH_THRESHOLD = 0.4`` is ``d = 0.437``, cosine 0.904 (raw L2 ~0.62). The matcher
+applies it to a track's decision (the quality-weighted mean descriptor of the track's best faces, see
+``agents.extractor.track_descriptor``), ``/v1/verify`` and ``/v1/search`` to single faces. It is derived by
+``facestream bench calibration`` (``ops/bench_calibration.py``, figures in BENCHMARKS.md): the highest
+different-person score over the portrait pairs and the posted tracks of ``short_hamilton_clip.mp4`` (its
+non-enrolled audience included) is 0.28, the lowest same-person score 0.52 (Alex Lacamoire's profile
+close-up, Obama turned away with his hand at his chin; the former 0.75 missed both), and 0.4 is the middle
+of that gap in distance. Photo pairs keep 78 of 78 right, as at 0.75.
 
 Calibration, on ``shared/data/faces`` plus skimage's astronaut, faces found by CenterFace and aligned
 by ``models.align`` (14 whole faces, 4 people + 3 singletons: Obama in 9 photos/resolutions including

@@ -15,6 +15,7 @@ BENCHES = {
     "kafka": "ops.bench_kafka:run",
     "scaling": "ops.bench_scaling:run",
     "smallfaces": "ops.bench_smallfaces:run",
+    "calibration": "ops.bench_calibration:run",
 }
 BENCHMARKS_MD = Path("BENCHMARKS.md")
 

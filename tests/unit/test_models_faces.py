@@ -107,3 +107,13 @@ def test_emotion_is_a_distribution_on_a_real_face(face_models: FaceModels) -> No
 
 def test_no_face_in_a_blank_frame(face_models: FaceModels) -> None:
     assert face_models.detect([np.zeros((360, 640, 3), np.uint8)]) == [[]]
+
+
+def test_verify_keeps_every_shared_photo_pair_right_at_the_default_threshold(face_models: FaceModels) -> None:
+    from ops.bench_calibration import photo_pairs
+
+    same, other = photo_pairs(face_models)
+    if not same:
+        pytest.skip("shared portraits not found")
+    assert min(same) >= DEFAULT_MATCH_THRESHOLD > max(other)
+    assert len(same) + len(other) >= 70
