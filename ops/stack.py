@@ -25,7 +25,8 @@ async def broker_for(settings: Settings) -> AsyncIterator[Settings]:
         return
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     address = broker_address_file(settings)
-    async with EmbeddedBroker(log_file=settings.data_dir / "broker.log") as broker:
+    async with EmbeddedBroker(log_file=settings.data_dir / "broker.log",
+                              pid_file=settings.data_dir / "broker.pid") as broker:
         address.write_text(broker.bootstrap_servers + "\n")  # `facestream ops status` finds it here
         try:
             yield settings.model_copy(update={"bootstrap_servers": broker.bootstrap_servers})

@@ -270,7 +270,7 @@ class Episode(Message):
     opened_at: float  # timestamp of the first event
     last_at: float  # timestamp of the last event
     closed: bool = False
-    close_reason: Literal["timeout", "max_duration", "stream_end", "idle"] | None = None
+    close_reason: Literal["timeout", "max_duration", "stream_end", "idle", "interrupted"] | None = None
     event_count: int = Field(ge=1)
     first_event: EventRef
     last_event: EventRef

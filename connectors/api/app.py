@@ -4,7 +4,8 @@
 
 Start-up, in order: create the built-in admin user; republish every watch list, dossier and camera from the
 SQL store to ``gallery-changes`` and ``cameras`` when a broker is configured (the embedded broker keeps
-nothing across restarts, and consumers replay those changelogs from the start).
+nothing across restarts, and consumers replay those changelogs from the start); re-queue or fail the videos a
+restart interrupted (``connectors/api/resume.py``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from connectors.api.core import (
     validation_fields,
 )
 from connectors.api.openapi import openapi_document
+from connectors.api.resume import resume_videos
 from connectors.api.routes_entities import publish_dossier
 from connectors.api.state import STATE, ApiState
 from connectors.sql.repositories import (
@@ -148,6 +150,7 @@ def _lifespan(st: ApiState) -> Callable[[web.Application], AsyncIterator[None]]:
         await auth.ensure_admin_user(st)
         if st.publisher.producer is not None:
             await republish(st)
+            await resume_videos(st)
         yield
         for task in list(st.background):
             task.cancel()

@@ -143,7 +143,8 @@ async def upload_video(request: web.Request) -> VideoOut:
         await loop.run_in_executor(None, probe_video, tmp)
         key = f"videos/{video_id}{ext}"
         path = await loop.run_in_executor(None, _store_video, st.media, key, tmp)
-        video = await st.videos.create(video_id, Path(filename).name[:500], key, f"video:{video_id}", group)
+        video = await st.videos.create(video_id, Path(filename).name[:500], key, f"video:{video_id}", group,
+                                       started_at)
         try:
             await st.publisher.publish(VIDEO_JOBS, video_id, VideoJob(
                 video_id=video_id, path=path, camera_id=video.camera_id, camera_group=group,

@@ -96,6 +96,18 @@ class EpisodeRepository:
                 await _insert_absent(conn, episode_watch_lists, [{"episode_id": ep.episode_id, "watch_list_id": w}
                                                                  for w in ep.watch_list_ids])
 
+    async def close_video(self, video_id: str, reason: str = "interrupted") -> int:
+        """Close every open episode of one offline video (its file is gone: no end marker will come)."""
+        async with self.engine.begin() as conn:
+            rows = (await conn.execute(select(episodes.c.id, episodes.c.doc).where(
+                episodes.c.video_id == video_id, episodes.c.closed.is_(False)))).all()
+            for row in rows:
+                doc = orjson.loads(row.doc)
+                doc.update(closed=True, close_reason=reason)
+                await conn.execute(update(episodes).where(episodes.c.id == row.id).values(
+                    closed=True, close_reason=reason, doc=orjson.dumps(doc).decode(), updated_at=time.time()))
+        return len(rows)
+
     async def get(self, episode_id: str) -> dict[str, Any]:
         async with self.engine.connect() as conn:
             row = (await conn.execute(select(episodes).where(episodes.c.id == episode_id))).mappings().first()

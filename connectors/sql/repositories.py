@@ -712,13 +712,14 @@ class VideoRepository:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
-    async def create(self, ident: str, filename: str, media_key: str, camera_id: str, camera_group: str
-                     ) -> VideoOut:
+    async def create(self, ident: str, filename: str, media_key: str, camera_id: str, camera_group: str,
+                     started_at: float | None = None) -> VideoOut:
         now = time.time()
         async with self.engine.begin() as conn:
             await conn.execute(insert(t.videos).values(
                 id=ident, filename=filename, media_key=media_key, camera_id=camera_id, camera_group=camera_group,
-                status="queued", frames_done=0, frames_total=0, error=None, created_at=now, updated_at=now))
+                status="queued", frames_done=0, frames_total=0, error=None, created_at=now, updated_at=now,
+                started_at=started_at))
         return await self.get(ident)
 
     async def get(self, ident: str) -> VideoOut:
@@ -758,6 +759,23 @@ class VideoRepository:
         async with self.engine.begin() as conn:
             result = await conn.execute(update(t.videos).where(c.id == p.video_id, c.status.not_in(("done", "failed")))
                                         .values(**values))
+        return bool(result.rowcount)
+
+    async def unfinished(self) -> list[dict[str, Any]]:
+        """Videos still ``queued`` or ``processing`` (id, media_key, camera_id, camera_group, created_at,
+        started_at)."""
+        c = t.videos.c
+        query = select(c.id, c.media_key, c.camera_id, c.camera_group, c.created_at, c.started_at).where(
+            c.status.in_(("queued", "processing"))).order_by(c.created_at)
+        async with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in await conn.execute(query)]
+
+    async def fail(self, ident: str, reason: str) -> bool:
+        """Mark an unfinished video ``failed`` with ``reason``; terminal states are never left."""
+        c = t.videos.c
+        async with self.engine.begin() as conn:
+            result = await conn.execute(update(t.videos).where(c.id == ident, c.status.not_in(("done", "failed")))
+                                        .values(status="failed", error=reason, updated_at=time.time()))
         return bool(result.rowcount)
 
     async def mark_done(self, ident: str, frames_total: int) -> bool:

@@ -156,6 +156,7 @@ videos = Table(
     Column("error", Text),
     Column("created_at", Double, nullable=False),
     Column("updated_at", Double, nullable=False),
+    Column("started_at", Double),
 )
 
 
