@@ -68,6 +68,13 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def _wait_dead(pid: int, timeout_s: float = 10) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not _alive(pid)
+
+
 class Box:
     """One data dir, `facestream up` started and interrupted on it."""
 
@@ -78,14 +85,16 @@ class Box:
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
-    async def start(self, session: aiohttp.ClientSession) -> None:
+    def _spawn(self) -> subprocess.Popen[bytes]:
         env = {**os.environ, "FACESTREAM_ADMIN_TOKEN": TOKEN, "FACESTREAM_API_ADMIN_PASSWORD": "restart-pw"}
         self.starts += 1
-        log = open(self.data / f"up{self.starts}.log", "wb")  # noqa: SIM115 - the child holds it
-        self.proc = subprocess.Popen([sys.executable, "-m", "ops.cli", "up", "--data-dir", str(self.data),
-                                      "--api-port", str(self.port)],
-                                     cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        log.close()
+        with open(self.data / f"up{self.starts}.log", "wb") as log:
+            return subprocess.Popen([sys.executable, "-m", "ops.cli", "up", "--data-dir", str(self.data),
+                                     "--api-port", str(self.port)],
+                                    cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    async def start(self, session: aiohttp.ClientSession) -> None:
+        self.proc = self._spawn()
         deadline = time.monotonic() + WAIT_S
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, (self.data / f"up{self.starts}.log").read_text()[-3000:]
@@ -109,10 +118,8 @@ class Box:
         else:
             self.proc.send_signal(how)
         await asyncio.get_running_loop().run_in_executor(None, self.proc.wait, 60)
-        deadline = time.monotonic() + 10
-        while _alive(broker) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        assert not _alive(broker), "the embedded broker outlived its parent"
+        gone = await asyncio.get_running_loop().run_in_executor(None, _wait_dead, broker)
+        assert gone, "the embedded broker outlived its parent"
         self.proc = None
 
 
@@ -145,11 +152,11 @@ async def _outcome(session: aiohttp.ClientSession, box: Box, video: dict[str, An
     events = (await _call(session, box, "GET", "/v1/events", params={"camera": camera, "limit": "500"}))["results"]
     episodes = (await _call(session, box, "GET", "/v1/episodes",
                             params={"camera": camera, "limit": "500"}))["results"]
-    detail = [await _call(session, box, "GET", f"/v1/episodes/{e['episode_id']}") for e in episodes]
+    detail = [await _call(session, box, "GET", f"/v1/episodes/{e['id']}") for e in episodes]
     return {
         "events": sorted((e["id"].replace(camera, "CAM"), round(e["offset_s"], 3), e["dossier"],
                           (e["episode"] or "").replace(camera, "CAM")) for e in events),
-        "episodes": sorted((d["episode_id"].replace(camera, "CAM"), d["closed"], d["close_reason"],
+        "episodes": sorted((d["id"].replace(camera, "CAM"), d["closed"], d["close_reason"],
                             d["event_count"], tuple(i.replace(camera, "CAM") for i in d["event_ids"]))
                            for d in detail),
     }
