@@ -5,9 +5,9 @@ every video still ``queued`` or ``processing``. At start the API reads ``video-j
 for each unfinished video of the SQL store whose job is not there:
 
 1. its uploaded file is still in the media store: the job is published again. The decoder re-runs the file
-   from its start; frame timestamps come from the video's stored ``started_at`` (the upload time unless given) and every output id
-   is deterministic (``camera:track:seq``, ``ep:<first event>``), so the stores upsert and the result is that
-   of an undisturbed run;
+   from its start; frame timestamps come from the video's stored ``started_at`` (the upload time unless
+   given) and every output id is deterministic (``camera:track:seq``, ``ep:<first event>``), so the stores
+   upsert and the result is that of an undisturbed run;
 2. the file is gone: the video is marked ``failed`` with the reason and its open episodes are closed
    (``interrupted``), as no end marker will ever come.
 
