@@ -147,6 +147,18 @@ async def _until(session: aiohttp.ClientSession, box: Box, video_id: str, status
 
 
 async def _outcome(session: aiohttp.ClientSession, box: Box, video: dict[str, Any]) -> dict[str, Any]:
+    """_outcome_now once every event is in an episode and every episode closed (the episodes stage may trail
+    the store sink)."""
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        now = await _outcome_now(session, box, video)
+        settled = all(e[3] for e in now["events"]) and all(closed for _, closed, *_ in now["episodes"])
+        if (now["events"] and settled) or time.monotonic() > deadline:
+            return now
+        await asyncio.sleep(0.2)
+
+
+async def _outcome_now(session: aiohttp.ClientSession, box: Box, video: dict[str, Any]) -> dict[str, Any]:
     """The video's events and episodes with its camera id taken out of their ids, times from its start."""
     camera = video["camera_id"]
     events = (await _call(session, box, "GET", "/v1/events", params={"camera": camera, "limit": "500"}))["results"]
