@@ -52,12 +52,9 @@ SHOT_2_STARTS_S, SHOT_3_STARTS_S, SHOT_4_STARTS_S = 20 / CLIP_FPS, 82 / CLIP_FPS
 
 
 def offset_s(event: FaceEvent) -> float:
-    """Position of the event's face in the clip, in seconds."""
-    offset = getattr(event, "offset_s", None)
-    if offset is not None:
-        return float(offset)
-    assert event.frame_key, event  # until events carry offset_s: the frame number is in the frame's key
-    return int(event.frame_key.rsplit("/", 1)[1].split(".")[0]) / CLIP_FPS
+    """Position of the event's face in the clip, in seconds (every event of a file carries it)."""
+    assert event.offset_s is not None, event.event_id
+    return event.offset_s
 
 
 def test_the_clips_true_cast_is_found_and_biden_never(undisturbed) -> None:  # type: ignore[no-untyped-def]
