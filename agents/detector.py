@@ -151,8 +151,8 @@ class DetectorAgent(AgentBase):
         """Live cameras: end tracks by wall clock, since a quiet camera sends no frame to end them."""
         posts: list[Post[Shot]] = []
         for camera_id, tracker in self.trackers.items():
-            if not camera_id.startswith("video:"):
-                posts += tracker.expire(now)
+            if self.sessions.get(camera_id, 0) > 0:  # files (session 0, also when attributed to a camera) end
+                posts += tracker.expire(now)          # their tracks by their StreamEnd, not the wall clock
         return await self._publish_posts(posts)
 
     def hold_commits(self, offsets: dict[tuple[str, int], int]) -> dict[tuple[str, int], int]:

@@ -291,6 +291,26 @@ class VideoOut(ApiModel):
     updated_at: float
 
 
+class VideoUrlIn(ApiModel):
+    """A video to fetch from a URL and process like an upload."""
+
+    url: str = Field(max_length=4096, pattern=r"^https?://", description="http(s) URL of the video file.")
+    camera_group: Id = Field("default", description="Camera group its events belong to (the camera's, if given).")
+    camera: Id | None = Field(None, description="An existing, inactive camera to attribute the events to.")
+    started_at: float | None = Field(None, description="UNIX time of the first frame (default: now).")
+
+
+class BulkAcknowledgeIn(ApiModel):
+    """Events to acknowledge: these ids, and/or every event matching these filters (one of them is needed)."""
+
+    ids: IdList = Field(default_factory=list, description="Event ids.")
+    filters: EventFilters | None = Field(None, description="Event filters, as GET /v1/events takes them.")
+
+
+class BulkAcknowledgeResponse(ApiModel):
+    acknowledged: int = Field(description="How many events were acknowledged now (already acknowledged: not counted).")
+
+
 class EpisodeOut(ApiModel):
     """Events of one person close in time (``schemas.messages.Episode``) as the API shows it."""
 

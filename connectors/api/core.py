@@ -226,6 +226,8 @@ class ListQuery(ApiModel):
 
 
 class EventQuery(EventFilters):
+    ordering: Literal["-timestamp", "timestamp", "-confidence", "confidence"] = Field(
+        "-timestamp", description="Sort by time or confidence; `-` for descending (default: newest first).")
     limit: int = Field(50, ge=1, le=MAX_PAGE, description="Page size.")
     cursor: str | None = Field(None, max_length=1024, description="`next_cursor` of the previous page.")
 

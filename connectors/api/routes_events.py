@@ -13,11 +13,20 @@ from aiohttp import WSMsgType, web
 
 from connectors.api.auth import current_user
 from connectors.api.core import ApiError, EventQuery, FormField, ListQuery, RouteTable, page, path_id
-from connectors.api.state import state
+from connectors.api.state import ApiState, state
 from connectors.api.uploads import VIDEO_EXTENSIONS, probe_video, stream_file_field
+from connectors.api.video_urls import fetch_video
 from connectors.media import MediaNotFoundError, content_type_of
 from connectors.sql.repositories import NotFoundError, new_id
-from schemas.api import EventOut, Page, VideoOut
+from schemas.api import (
+    BulkAcknowledgeIn,
+    BulkAcknowledgeResponse,
+    CameraOut,
+    EventOut,
+    Page,
+    VideoOut,
+    VideoUrlIn,
+)
 from schemas.base import SchemaError
 from schemas.messages import FaceEvent, VideoJob
 from schemas.topics import EVENTS, VIDEO_JOBS
@@ -28,9 +37,19 @@ routes = RouteTable()
 
 # --- events -------------------------------------------------------------------------------------------------
 
-@routes.add("GET", "/v1/events", "List events, newest first, with filters", "events")
+@routes.add("GET", "/v1/events", "List events with filters (episode, video, camera, watch list, ...), newest first "
+            "or in `ordering`", "events")
 async def list_events(request: web.Request, query: EventQuery) -> Page[EventOut]:
-    return page(*await state(request).events.list_page(query, query.limit, query.cursor))
+    return page(*await state(request).events.list_page(query, query.limit, query.cursor, query.ordering))
+
+
+@routes.add("POST", "/v1/events/acknowledge", "Acknowledge many events: by ids and/or by filters", "events")
+async def acknowledge_events(request: web.Request, body: BulkAcknowledgeIn) -> BulkAcknowledgeResponse:
+    filters = body.filters
+    if not body.ids and (filters is None or not filters.model_dump(exclude_none=True)):
+        raise ApiError(422, "name the events: ids, or at least one filter", [{"loc": ["ids"], "msg": "empty"}])
+    count = await state(request).events.acknowledge_many(current_user(request).username, body.ids, filters)
+    return BulkAcknowledgeResponse(acknowledged=count)
 
 
 @routes.add("GET", "/v1/events/{id}", "Get an event with the URLs of its thumbnail and full frame", "events")
@@ -112,6 +131,8 @@ async def _forward_events(settings: object, ws: web.WebSocketResponse, since_ms:
             form=(FormField("file", "The video file (mp4, mkv, avi, mov, webm, ...).", file=True),
                   FormField("camera_group", "Camera group id its events belong to (default `default`).",
                             required=False),
+                  FormField("camera", "An existing, inactive camera to attribute the events to (its group "
+                                      "then applies).", required=False),
                   FormField("started_at", "When the video's first frame was shot: UNIX seconds or ISO 8601 "
                             "(default: the upload time). Event timestamps are this plus their `offset_s`.",
                             required=False)),
@@ -120,31 +141,55 @@ async def upload_video(request: web.Request) -> VideoOut:
     st = state(request)
     video_id = new_id()
     uploaded_at = time.time()
-    loop = asyncio.get_running_loop()
-    tmp_dir = Path(st.settings.data_dir) / "uploads"
-    tmp_dir.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_dir / f"{video_id}.part"
-    key: str | None = None
+    tmp = _tmp_path(st, video_id)
     try:
         with open(tmp, "wb") as out:  # noqa: ASYNC230 - writes go through the executor
             filename, fields = await stream_file_field(request, "file", out, st.settings.api.max_video_bytes)
-        ext = Path(filename).suffix.lower()
-        if ext not in VIDEO_EXTENSIONS:
-            raise ApiError(415, f"file: unsupported video extension {ext or '(none)'!r}")
-        group = fields.get("camera_group", "default") or "default"
-        if len(group) > 128:
-            raise ApiError(422, "camera_group: at most 128 characters", [{"loc": ["camera_group"], "msg": "too long"}])
+        unknown = set(fields) - UPLOAD_FIELDS
+        if unknown:
+            raise ApiError(422, f"unknown form fields: {', '.join(sorted(unknown))}",
+                           [{"loc": [name], "msg": "extra fields not permitted"} for name in sorted(unknown)])
         started_at = parse_started_at(fields.get("started_at"), uploaded_at)
-        try:
-            await st.groups.get(group)
-        except NotFoundError as exc:
-            raise ApiError(422, f"camera_group: unknown id {group!r}",
-                           [{"loc": ["camera_group"], "msg": "unknown id"}]) from exc
-        await loop.run_in_executor(None, probe_video, tmp)
-        key = f"videos/{video_id}{ext}"
+        return await _register(st, video_id, tmp, filename, fields.get("camera_group") or "default",
+                               fields.get("camera") or None, started_at)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+UPLOAD_FIELDS = frozenset({"camera_group", "camera", "started_at"})
+
+
+def _tmp_path(st: ApiState, video_id: str) -> Path:
+    tmp_dir = Path(st.settings.data_dir) / "uploads"
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    return tmp_dir / f"{video_id}.part"
+
+
+async def _register(st: ApiState, video_id: str, tmp: Path, filename: str, group: str, camera_id: str | None,
+                    started_at: float) -> VideoOut:
+    """Check the file and the attribution, move the file into the media store, record the video and queue its
+    job (nothing is left behind on a refusal)."""
+    loop = asyncio.get_running_loop()
+    ext = Path(filename).suffix.lower()
+    if ext not in VIDEO_EXTENSIONS:
+        raise ApiError(415, f"file: unsupported video extension {ext or '(none)'!r}")
+    if len(group) > 128:
+        raise ApiError(422, "camera_group: at most 128 characters", [{"loc": ["camera_group"], "msg": "too long"}])
+    decode_as = f"video:{video_id}"
+    if camera_id is not None:
+        camera = await _attributable_camera(st, camera_id)
+        decode_as, group = camera.id, camera.camera_group
+    try:
+        await st.groups.get(group)
+    except NotFoundError as exc:
+        raise ApiError(422, f"camera_group: unknown id {group!r}",
+                       [{"loc": ["camera_group"], "msg": "unknown id"}]) from exc
+    await loop.run_in_executor(None, probe_video, tmp)
+    key: str | None = f"videos/{video_id}{ext}"
+    assert key is not None
+    try:
         path = await loop.run_in_executor(None, _store_video, st.media, key, tmp)
-        video = await st.videos.create(video_id, Path(filename).name[:500], key, f"video:{video_id}", group,
-                                       started_at)
+        video = await st.videos.create(video_id, Path(filename).name[:500], key, decode_as, group, started_at)
         try:
             await st.publisher.publish(VIDEO_JOBS, video_id, VideoJob(
                 video_id=video_id, path=path, camera_id=video.camera_id, camera_group=group,
@@ -155,9 +200,45 @@ async def upload_video(request: web.Request) -> VideoOut:
         key = None  # kept
         return video
     finally:
-        tmp.unlink(missing_ok=True)
         if key is not None:
             await loop.run_in_executor(None, st.media.delete, key)
+
+
+async def _attributable_camera(st: ApiState, camera_id: str) -> CameraOut:
+    """The camera a video's events are attributed to: it must exist and not be decoding live (its frames
+    would interleave with the file's on one tracker)."""
+    if len(camera_id) > 128:
+        raise ApiError(422, "camera: at most 128 characters", [{"loc": ["camera"], "msg": "too long"}])
+    try:
+        camera = await st.cameras.get(camera_id)
+    except NotFoundError as exc:
+        raise ApiError(422, f"camera: unknown id {camera_id!r}", [{"loc": ["camera"], "msg": "unknown id"}],
+                       "unknown_reference") from exc
+    if camera.active:
+        raise ApiError(422, f"camera: {camera_id!r} is active (decoding live); deactivate it to attribute a video "
+                            "to it", [{"loc": ["camera"], "msg": "camera is active"}], "camera_active")
+    return camera
+
+
+@routes.add("POST", "/v1/videos/from-url", "Fetch a video from an http(s) URL and process it like an upload",
+            "videos", status=201, errors=(413, 415, 503))
+async def video_from_url(request: web.Request, body: VideoUrlIn) -> VideoOut:
+    st = state(request)
+    video_id = new_id()
+    tmp = _tmp_path(st, video_id)
+    try:
+        filename = await fetch_video(st.settings, body.url, tmp)
+        started_at = time.time() if body.started_at is None else body.started_at
+        return await _register(st, video_id, tmp, filename, body.camera_group, body.camera, started_at)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@routes.add("DELETE", "/v1/videos/{id}", "Delete an uploaded video and its file (its events stay)", "videos")
+async def delete_video(request: web.Request) -> None:
+    st = state(request)
+    key = await st.videos.delete(path_id(request))
+    await asyncio.get_running_loop().run_in_executor(None, st.media.delete, key)
 
 
 def parse_started_at(raw: str | None, default: float) -> float:

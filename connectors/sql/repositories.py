@@ -565,22 +565,39 @@ class EventRepository:
         by_id = {e.id: e for e in items}
         return [by_id[i] for i in ids if i in by_id]
 
-    async def list_page(self, filters: EventFilters, limit: int, cursor: str | None = None
-                        ) -> tuple[list[EventOut], str | None]:
-        """Newest first."""
+    async def list_page(self, filters: EventFilters, limit: int, cursor: str | None = None,
+                        ordering: str = "-timestamp") -> tuple[list[EventOut], str | None]:
+        """One page in ``ordering`` (``timestamp`` / ``confidence``, ``-`` for descending; ties by id)."""
         c = t.events.c
-        query = select(t.events).order_by(c.timestamp.desc(), c.id.desc()).limit(limit + 1)
+        order = c.confidence if ordering.lstrip("-") == "confidence" else c.timestamp
+        descending = ordering.startswith("-")
+        query = select(t.events)
         for cond in event_conditions(filters):
             query = query.where(cond)
-        after = _keyset_after(c.timestamp, c.id, cursor, descending=True)
+        after = _keyset_after(order, c.id, cursor, descending=descending)
         if after is not None:
             query = query.where(after)
+        ordered = (order.desc(), c.id.desc()) if descending else (order, c.id)
         async with self.engine.connect() as conn:
-            rows = [r._mapping for r in await conn.execute(query)]
+            rows = [r._mapping for r in await conn.execute(query.order_by(*ordered).limit(limit + 1))]
             items = await self._assemble(conn, rows[:limit])
         last = rows[limit - 1] if len(rows) > limit else None
-        next_cursor = encode_cursor([last["timestamp"], last["id"]]) if last is not None else None
+        next_cursor = encode_cursor([last[order.key], last["id"]]) if last is not None else None
         return items, next_cursor
+
+    async def acknowledge_many(self, by: str, ids: Sequence[str] = (), filters: EventFilters | None = None
+                               ) -> int:
+        """Acknowledge the unacknowledged events among ``ids`` and/or matching ``filters``; returns how many."""
+        c = t.events.c
+        conds: list[ColumnElement[bool]] = [c.acknowledged.is_(False)]
+        if ids:
+            conds.append(c.id.in_(list(ids)))
+        if filters is not None:
+            conds.extend(event_conditions(filters))
+        async with self.engine.begin() as conn:
+            result = await conn.execute(update(t.events).where(and_(*conds)).values(
+                acknowledged=True, acknowledged_at=time.time(), acknowledged_by=by))
+        return int(result.rowcount or 0)
 
     async def acknowledge(self, ident: str, by: str) -> EventOut:
         async with self.engine.begin() as conn:
@@ -691,6 +708,12 @@ def event_conditions(f: EventFilters) -> list[ColumnElement[bool]]:
     if f.watch_list is not None:
         conds.append(c.id.in_(select(t.event_watch_lists.c.event_id)
                               .where(t.event_watch_lists.c.watch_list_id == f.watch_list)))
+    if f.video is not None:
+        conds.append(c.video_id == f.video)
+    if f.episode is not None:
+        links = t.episode_events.c
+        conds.append(or_(c.episode_id == f.episode,
+                         c.id.in_(select(links.event_id).where(links.episode_id == f.episode))))
     return conds
 
 
@@ -741,10 +764,14 @@ class VideoRepository:
         next_cursor = encode_cursor([last["created_at"], last["id"]]) if last is not None else None
         return [_video(r) for r in rows[:limit]], next_cursor
 
-    async def delete(self, ident: str) -> None:
+    async def delete(self, ident: str) -> str:
+        """Delete the video's row; returns its media key (the caller deletes the file)."""
         async with self.engine.begin() as conn:
-            if (await conn.execute(delete(t.videos).where(t.videos.c.id == ident))).rowcount == 0:
+            key = (await conn.execute(select(t.videos.c.media_key).where(t.videos.c.id == ident))).scalar()
+            if key is None:
                 raise NotFoundError(ident)
+            await conn.execute(delete(t.videos).where(t.videos.c.id == ident))
+        return str(key)
 
     async def apply_progress(self, p: VideoProgress) -> bool:
         """Record decoder progress. A decoder ``done`` means decoded, not stored: it stays ``processing``

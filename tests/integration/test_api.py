@@ -4,6 +4,7 @@ prepared face models. One stack for the whole module."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import struct
 import time
 import zlib
@@ -14,6 +15,7 @@ import aiohttp
 import cv2
 import numpy as np
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from agents.store_sink import StoreSink
@@ -78,7 +80,7 @@ async def stack(tmp_path_factory: pytest.TempPathFactory):
         settings = Settings(data_dir=data, bootstrap_servers=broker.bootstrap_servers,
                             kafka={"topic_prefix": "apitest.", "partitions": 1},
                             api={"admin_token": ADMIN_TOKEN, "admin_password": "s3cret!",
-                                 "contract_checks": "fail"})
+                                 "contract_checks": "fail", "video_url_allow_private": True})
         await asyncio.to_thread(provision_topics, settings, CORE_TOPICS)
         async with open_resources(settings, client_id="apitest") as res:
             client = TestClient(TestServer(build_app(await api_state(res))))
@@ -233,6 +235,54 @@ async def test_video_upload_refusals_and_job(stack: Stack) -> None:
     jobs = [j for j in await _topic(stack.settings, VIDEO_JOBS) if j.video_id == video["id"]]
     assert len(jobs) == 1 and Path(jobs[0].path).read_bytes() == clip
     assert not any((Path(stack.settings.data_dir) / "uploads").iterdir())
+
+
+@contextlib.asynccontextmanager
+async def _file_server(files: dict[str, bytes]) -> Any:
+    """A real HTTP server on loopback serving ``files`` by name (a video host)."""
+    async def serve(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        return web.Response(body=files[name]) if name in files else web.Response(status=404)
+    app = web.Application()
+    app.router.add_get("/{name}", serve)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    finally:
+        await runner.cleanup()
+
+
+async def test_videos_by_url_with_camera_and_deleted(stack: Stack) -> None:
+    if not FACES.is_dir():
+        pytest.skip(f"shared test media absent: {FACES}")
+    clip = (FACES / "short_hamilton_clip.mp4").read_bytes()
+    await stack.upload("/v1/videos", 422, {"file": ("clip.mp4", clip)}, {"camrea": "typo"})  # not ignored
+    idle = await stack.json("POST", "/v1/cameras", 201, json={"name": "door (archive)", "url": "rtsp://10.9.9.9/x",
+                                                            "active": False})
+    live = await stack.json("POST", "/v1/cameras", 201, json={"name": "door", "url": "rtsp://10.9.9.8/x"})
+    for camera, code in (("nope", "unknown_reference"), (live["id"], "camera_active")):
+        err = await stack.upload("/v1/videos", 422, {"file": ("clip.mp4", clip)}, {"camera": camera})
+        assert err["error"]["code"] == code
+    attributed = await stack.upload("/v1/videos", 201, {"file": ("clip.mp4", clip)}, {"camera": idle["id"]})
+    assert attributed["camera_id"] == idle["id"] and attributed["camera_group"] == idle["camera_group"]
+    async with _file_server({"clip.mp4": clip, "notes.txt": b"text"}) as base:
+        fetched = await stack.json("POST", "/v1/videos/from-url", 201,
+                                   json={"url": f"{base}/clip.mp4", "camera": idle["id"]})
+        assert fetched["filename"] == "clip.mp4" and fetched["camera_id"] == idle["id"]
+        err = await stack.json("POST", "/v1/videos/from-url", 422, json={"url": f"{base}/missing.mp4"})
+        assert err["error"]["code"] == "fetch_failed"
+        await stack.json("POST", "/v1/videos/from-url", 415, json={"url": f"{base}/notes.txt"})
+    await stack.json("POST", "/v1/videos/from-url", 422, json={"url": "file:///etc/passwd"})
+    jobs = {j.video_id: j for j in await _topic(stack.settings, VIDEO_JOBS)}
+    assert jobs[fetched["id"]].camera_id == idle["id"] and Path(jobs[fetched["id"]].path).read_bytes() == clip
+    stored = Path(jobs[fetched["id"]].path)
+    await stack.json("DELETE", f"/v1/videos/{fetched['id']}", 204)
+    await stack.json("GET", f"/v1/videos/{fetched['id']}", 404)
+    await stack.json("DELETE", f"/v1/videos/{fetched['id']}", 404)
+    assert not stored.exists() and not any((Path(stack.settings.data_dir) / "uploads").iterdir())
 
 
 # --- faces: detect, enrol, verify, search -------------------------------------------------------------------
@@ -397,6 +447,36 @@ async def test_store_sink_events_api_and_search(stack: Stack) -> None:
         found = await stack.json("POST", "/v1/search", 200, json={"face": "event:cam9:1:0", "target": "events",
                                                                 "camera": "cam9", "threshold": 0})
         assert found["results"][0]["event"]["id"] == "cam9:1:0" and found["results"][0]["distance"] < 1e-3
+
+
+async def test_event_filters_ordering_and_bulk_acknowledge(stack: Stack) -> None:
+    st = stack.client.server.app[STATE]
+    events = [FaceEvent(event_id=f"cam7:{i}:0", face_id=f"cam7:{i}:0", camera_id="cam7", track_id=i,
+                        timestamp=1_700_000_100.0 + i, matched=False, confidence=c, quality=0.8, bbox=(1, 2, 30, 40),
+                        descriptor=[1.0] + [0.0] * 127, video_id="v7" if i < 3 else None)
+              for i, c in enumerate((0.3, 0.9, 0.5, 0.7))]
+    await st.events.upsert_many(events)
+    await st.events.set_episode(["cam7:1:0", "cam7:3:0"], "ep:cam7:1:0")
+
+    async def ids(query: str) -> list[str]:
+        return [e["id"] for e in (await stack.json("GET", f"/v1/events?camera=cam7&{query}", 200))["results"]]
+
+    assert await ids("ordering=timestamp") == ["cam7:0:0", "cam7:1:0", "cam7:2:0", "cam7:3:0"]
+    assert await ids("ordering=-confidence") == ["cam7:1:0", "cam7:3:0", "cam7:2:0", "cam7:0:0"]
+    first = await stack.json("GET", "/v1/events?camera=cam7&ordering=confidence&limit=2", 200)
+    rest = await stack.json("GET", f"/v1/events?camera=cam7&ordering=confidence&limit=2&cursor={first['next_cursor']}",
+                            200)
+    assert [e["id"] for e in first["results"] + rest["results"]] == ["cam7:0:0", "cam7:2:0", "cam7:3:0", "cam7:1:0"]
+    assert await ids("video=v7&ordering=timestamp") == ["cam7:0:0", "cam7:1:0", "cam7:2:0"]
+    assert await ids("episode=ep:cam7:1:0") == ["cam7:3:0", "cam7:1:0"]
+    await stack.json("GET", "/v1/events?ordering=name", 422)
+    await stack.json("POST", "/v1/events/acknowledge", 422, json={})
+    await stack.json("POST", "/v1/events/acknowledge", 422, json={"filters": {}})
+    done = await stack.json("POST", "/v1/events/acknowledge", 200, json={"ids": ["cam7:0:0", "nope"]})
+    assert done == {"acknowledged": 1}
+    done = await stack.json("POST", "/v1/events/acknowledge", 200, json={"filters": {"camera": "cam7", "video": "v7"}})
+    assert done == {"acknowledged": 2}  # cam7:0:0 was already acknowledged
+    assert await ids("acknowledged=false") == ["cam7:3:0"]
 
 
 async def test_websocket_forwards_new_events(stack: Stack) -> None:
