@@ -3,7 +3,9 @@
 Two inputs, one consumer group: the ``cameras`` changelog (never committed: on every assignment the
 owner replays its partitions from the start and decodes the active cameras found there, so a camera
 moves to another decoder when this one dies) and ``video-jobs`` (one file at a time, committed when the
-file is fully published). Decoding runs in the executor. Live sources reconnect with capped back-off;
+file is fully published). Decoding runs in the executor. Live sources reconnect with capped, jittered
+back-off; each opening is a stream session (its open time in ms, carried in every frame, so ids never
+repeat across reconnects, restarts or moves) and each camera's health goes to ``camera-status``;
 files are read as fast as the detector keeps up (at most ``decoder.max_in_flight`` frames ahead of the
 detector group's committed offset on the partition).
 """
@@ -15,21 +17,26 @@ import contextlib
 import logging
 import tempfile
 import time
+from collections import deque
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import OffsetAndMetadata
 
+from agents.camera_health import StreamHealth, mask_url, reconnect_delay
 from agents.ports import MediaReader
 from pipeline import metrics
 from pipeline.kafka import AsyncProducer, group_id, make_consumer, topic_name
 from pipeline.membership import Membership
 from pipeline.settings import DecoderSettings, Settings
-from schemas.messages import CameraChanged, Frame, StreamEnd, VideoJob, VideoProgress, VideoStatus
-from schemas.topics import CAMERAS, FRAMES, VIDEO_JOBS, VIDEO_STATUS, TopicSpec
+from schemas.base import SchemaError
+from schemas.messages import CameraChanged, CameraStatus, Frame, StreamEnd, VideoJob, VideoProgress, VideoStatus
+from schemas.topics import CAMERA_STATUS, CAMERAS, FRAMES, VIDEO_JOBS, VIDEO_STATUS, TopicSpec
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +56,24 @@ class DecodedFrame:
 
 
 class FrameSource:
-    """Blocking reader of one OpenCV source, sampled to a target fps, downscaled and JPEG-encoded."""
+    """Blocking reader of one OpenCV source, sampled to a target fps, downscaled and JPEG-encoded.
+
+    Network sources (``rtsp://``, ``http(s)://``) open through FFmpeg with ``decoder.open_timeout_s`` and
+    ``decoder.read_timeout_s``; a read that times out ends the source (the caller reconnects)."""
 
     def __init__(self, url: str, cfg: DecoderSettings) -> None:
         self.cfg = cfg
-        target: int | str = int(url) if url.isdigit() else url
-        self.cap = cv2.VideoCapture(target)
+        if url.isdigit():
+            self.cap = cv2.VideoCapture(int(url))
+        elif "://" in url:
+            self.cap = cv2.VideoCapture(url, cv2.CAP_FFMPEG, [
+                cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(cfg.open_timeout_s * 1000),
+                cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(cfg.read_timeout_s * 1000)])
+        else:
+            self.cap = cv2.VideoCapture(url)
         if not self.cap.isOpened():
-            raise SourceError(f"cannot open source {url!r}")
+            self.cap.release()
+            raise SourceError(f"cannot open source {mask_url(url)!r}")
         self.src_fps = self.cap.get(cv2.CAP_PROP_FPS) or 25.0
         if not 1 <= self.src_fps <= 240:
             self.src_fps = 25.0
@@ -100,7 +117,13 @@ class FrameSource:
 
 
 class DecoderAgent:
-    """Owns cameras (by partition of the cameras topic) and runs video jobs one at a time."""
+    """Owns cameras (by partition of the cameras topic) and runs video jobs, several at once.
+
+    Rails: every task it starts is supervised (an unexpected error in any stops the decoder with that error,
+    so ``facestream run decoder`` exits non-zero); every send is awaited or tracked (live frames: at most
+    ``decoder.live_max_in_flight`` unacknowledged per camera, frames beyond are dropped and counted); queued
+    video jobs are bounded (the video-jobs partitions pause while ``parallel_jobs`` jobs wait); offsets are
+    committed in one place (``_commit_jobs``; the cameras changelog is never committed)."""
 
     name = "decoder"
 
@@ -110,49 +133,82 @@ class DecoderAgent:
         self.producer = producer
         self.media = media
         self.membership = membership
+        self.client_id = self.name  # the member client id once running
         self.cameras: dict[str, CameraChanged] = {}
         self.camera_tasks: dict[str, asyncio.Task[None]] = {}
         self.camera_partition: dict[str, int] = {}  # partition of the cameras topic that holds each camera
+        self.health: dict[str, StreamHealth] = {}  # camera id -> health of its stream (reported)
         self.jobs: asyncio.Queue[tuple[TopicPartition, int, VideoJob]] = asyncio.Queue()
-        self.status: dict[str, str] = {}  # camera id -> "streaming" | "reconnecting" | error text
+        self.consumer: AIOKafkaConsumer | None = None
+        self.cameras_topic = topic_name(settings, CAMERAS)
+        self._jobs_topic = topic_name(settings, VIDEO_JOBS)
         self._sessions: dict[str, int] = {}  # camera id -> its latest stream session id
-        self._consumer: AIOKafkaConsumer | None = None
         self._progress: AIOKafkaConsumer | None = None
         self._frames_topic = topic_name(settings, FRAMES)
-        self._cameras_topic = topic_name(settings, CAMERAS)
+        self._failure: asyncio.Future[BaseException] | None = None
+        self._wake_reporter = asyncio.Event()
+        self._final: list[CameraStatus] = []  # "stopped" reports still to send
 
     async def run(self, stop: asyncio.Event) -> None:
         group = group_id(self.settings, self.name)
         reporter = self.membership.reporter(self.name, group)
-        consumer = self._consumer = make_consumer(self.settings, [], group, client_id=reporter.client_id)
-        consumer.subscribe([self._cameras_topic, topic_name(self.settings, VIDEO_JOBS)], listener=_Rebalance(self))
+        self.client_id = reporter.client_id
+        consumer = self.consumer = make_consumer(self.settings, [], group, client_id=reporter.client_id)
+        consumer.subscribe([self.cameras_topic, self._jobs_topic], listener=_Rebalance(self, consumer))
         self._progress = make_consumer(self.settings, [], group_id(self.settings, "detector"))
+        self._failure = asyncio.get_running_loop().create_future()
         await consumer.start()
         await self._progress.start()
         metrics.HEALTHY.labels(self.name).set(1)
-        worker = asyncio.create_task(self._run_jobs(stop))
+        helpers = [self._supervised(self._run_jobs(stop), "video jobs"),
+                   self._supervised(self._report_health(stop), "camera health")]
         try:
-            while not stop.is_set():
-                batches = await consumer.getmany(timeout_ms=200)
+            while not stop.is_set() and not self._failure.done():
+                batches = await consumer.getmany(timeout_ms=200, max_records=self.settings.kafka.max_batch)
                 reporter.update(consumer.assignment())
                 for tp, records in batches.items():
                     for record in records:
                         self._on_record(tp, record.offset, record.value)
+                self._bound_jobs(consumer)
+            if self._failure.done():
+                raise self._failure.result()
         finally:
             metrics.HEALTHY.labels(self.name).set(0)
-            worker.cancel()
-            for task in list(self.camera_tasks.values()):
+            tasks = [*helpers, *self.camera_tasks.values()]
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(worker, *self.camera_tasks.values(), return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
             await consumer.stop()
             reporter.close()
             await self._progress.stop()
 
+    def _supervised(self, coro: Coroutine[Any, Any, None], what: str) -> asyncio.Task[None]:
+        """A task whose unexpected failure stops the decoder (cancellation is not a failure)."""
+        task = asyncio.create_task(coro, name=f"decoder {what}")
+
+        def check(t: asyncio.Task[None]) -> None:
+            if t.cancelled() or t.exception() is None:
+                return
+            log.error("decoder: %s failed: %r", what, t.exception())
+            if self._failure is not None and not self._failure.done():
+                self._failure.set_result(t.exception())  # type: ignore[arg-type]
+
+        task.add_done_callback(check)
+        return task
+
+    def _bound_jobs(self, consumer: AIOKafkaConsumer) -> None:
+        """Pause the video-jobs partitions while enough jobs wait; camera changes keep flowing."""
+        jobs = [tp for tp in consumer.assignment() if tp.topic == self._jobs_topic]
+        if self.jobs.qsize() >= self.settings.decoder.parallel_jobs:
+            consumer.pause(*jobs)
+        else:
+            consumer.resume(*jobs)
+
     def _on_record(self, tp: TopicPartition, offset: int, value: bytes | None) -> None:
-        spec: TopicSpec = CAMERAS if tp.topic == self._cameras_topic else VIDEO_JOBS
+        spec: TopicSpec = CAMERAS if tp.topic == self.cameras_topic else VIDEO_JOBS
         try:
             message = spec.decode(value)
-        except Exception as exc:  # noqa: BLE001 - a bad config record must not stop the decoder
+        except SchemaError as exc:  # a bad config record must not stop the decoder
             log.warning("decoder: skipping undecodable %s record at %d: %s", tp.topic, offset, exc)
             return
         if isinstance(message, CameraChanged):
@@ -161,9 +217,14 @@ class DecoderAgent:
             self.jobs.put_nowait((tp, offset, message))
 
     def _apply_camera(self, camera: CameraChanged, partition: int) -> None:
+        """Start, restart (any change of the config) or stop one camera; the others keep streaming."""
         running = self.camera_tasks.get(camera.camera_id)
-        if running is not None and not running.done() and self.cameras.get(camera.camera_id) == camera:
-            return  # a replay after a rebalance repeats the config: keep streaming
+        current = self.cameras.get(camera.camera_id)
+        if running is not None and not running.done() and current is not None and not reopens(current, camera):
+            # a replay after a rebalance, or a change only the detector applies (mode, filters, ROI, name):
+            # the stream goes on in the same session
+            self.cameras[camera.camera_id] = camera
+            return
         self.camera_partition[camera.camera_id] = partition
         task = self.camera_tasks.pop(camera.camera_id, None)
         if task:
@@ -171,9 +232,20 @@ class DecoderAgent:
         self.cameras.pop(camera.camera_id, None)
         if camera.deleted or not camera.active:
             log.info("camera %s stopped", camera.camera_id)
+            self._stopped(camera.camera_id)
             return
         self.cameras[camera.camera_id] = camera
-        self.camera_tasks[camera.camera_id] = asyncio.create_task(self._stream(camera))
+        health = self.health[camera.camera_id] = StreamHealth(camera.camera_id, self.settings.decoder.failed_after)
+        self.camera_tasks[camera.camera_id] = self._supervised(self._stream(camera, health),
+                                                               f"camera {camera.camera_id}")
+        self._wake_reporter.set()
+
+    def _stopped(self, camera_id: str) -> None:
+        health = self.health.pop(camera_id, None) or StreamHealth(camera_id, 1)
+        health.status = "stopped"
+        self._final.append(health.report(self.client_id))
+        metrics.SOURCE_UP.labels(camera_id).set(0)
+        self._wake_reporter.set()
 
     def revoke(self, partitions: set[int]) -> None:
         """Cameras on partitions this instance lost stop here; their new owner starts them."""
@@ -181,26 +253,35 @@ class DecoderAgent:
             if self.camera_partition.get(camera_id) in partitions:
                 self.camera_tasks.pop(camera_id).cancel()
                 self.cameras.pop(camera_id, None)
+                self.health.pop(camera_id, None)
 
-    async def _stream(self, camera: CameraChanged) -> None:
-        backoff = 1.0
+    async def _stream(self, camera: CameraChanged, health: StreamHealth) -> None:
+        """Open, stream, and reopen one live source forever (until cancelled by a config change)."""
+        d = self.settings.decoder
         loop = asyncio.get_running_loop()
         while True:
             try:
-                source = await loop.run_in_executor(None, FrameSource, camera.url, self.settings.decoder)
+                source = await loop.run_in_executor(None, FrameSource, camera.url, d)
             except SourceError as exc:
-                self._set_status(camera.camera_id, f"reconnecting in {backoff:.0f}s: {exc}")
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self.settings.decoder.reconnect_max_s)
+                health.open_failed(str(exc))
+                self._health_changed(health)
+                await asyncio.sleep(reconnect_delay(health.failures, d.reconnect_min_s, d.reconnect_max_s))
                 continue
-            backoff = 1.0
-            self._set_status(camera.camera_id, "streaming")
+            health.opened(self._new_session(camera.camera_id))
+            self._health_changed(health)
             try:
-                await self._publish_live(camera, source, self._new_session(camera.camera_id))
+                error = await self._publish_live(camera, source, health)
             finally:
-                source.close()
-            self._set_status(camera.camera_id, "source ended; reconnecting")
-            await asyncio.sleep(backoff)
+                await loop.run_in_executor(None, source.close)
+            health.ended(error)
+            self._health_changed(health)
+            await asyncio.sleep(reconnect_delay(health.failures, d.reconnect_min_s, d.reconnect_max_s))
+
+    def _health_changed(self, health: StreamHealth) -> None:
+        log.info("camera %s: %s%s", health.camera_id, health.status,
+                 f" ({health.last_error})" if health.status != "streaming" and health.last_error else "")
+        metrics.SOURCE_UP.labels(health.camera_id).set(1 if health.status == "streaming" else 0)
+        self._wake_reporter.set()
 
     def _new_session(self, camera_id: str) -> int:
         """A stream session id: the open time in ms, strictly increasing per camera in this process."""
@@ -208,27 +289,53 @@ class DecoderAgent:
         self._sessions[camera_id] = session
         return session
 
-    async def _publish_live(self, camera: CameraChanged, source: FrameSource, session: int) -> None:
+    async def _publish_live(self, camera: CameraChanged, source: FrameSource, health: StreamHealth) -> str | None:
+        """Publish a session's frames until the source ends; returns the error that ended it, if any."""
         loop = asyncio.get_running_loop()
         period = 1.0 / self.settings.decoder.target_fps
-        while True:
-            started = time.monotonic()
-            decoded = await loop.run_in_executor(None, source.read)
-            if decoded is None:
-                return
-            frame = Frame(camera_id=camera.camera_id, camera_group=camera.camera_group, session=session,
-                          frame_no=decoded.index, timestamp=decoded.captured_at, width=decoded.width,
-                          height=decoded.height, jpeg=decoded.jpeg)
-            self.producer.send(FRAMES, camera.camera_id, frame)
-            metrics.FRAMES_DECODED.labels(camera.camera_id).inc()
-            if source.total:  # a file used as a camera: play it at the target rate
-                await asyncio.sleep(max(0.0, period - (time.monotonic() - started)))
+        pending: deque[asyncio.Future[tuple[int, int]]] = deque()
+        limit = self.settings.decoder.live_max_in_flight
+        error: str | None = None
+        try:
+            while True:
+                started = time.monotonic()
+                try:
+                    decoded = await loop.run_in_executor(None, source.read)
+                except (SourceError, cv2.error) as exc:
+                    return f"read failed: {exc}"
+                if decoded is None:
+                    return None if source.total else "stream ended"
+                while pending and pending[0].done():
+                    error = _settled(pending.popleft(), health) or error
+                if len(pending) >= limit:
+                    health.dropped("send_backlog")  # the broker is behind: a live source is never paused
+                    metrics.FRAMES_DROPPED.labels(camera.camera_id, "send_backlog").inc()
+                    continue
+                frame = Frame(camera_id=camera.camera_id, camera_group=camera.camera_group,
+                              session=health.session, frame_no=decoded.index, timestamp=decoded.captured_at,
+                              width=decoded.width, height=decoded.height, jpeg=decoded.jpeg)
+                pending.append(self.producer.send(FRAMES, camera.camera_id, frame))
+                health.decoded(decoded.captured_at)
+                metrics.FRAMES_DECODED.labels(camera.camera_id).inc()
+                if source.total:  # a file used as a camera: play it at the target rate
+                    await asyncio.sleep(max(0.0, period - (time.monotonic() - started)))
+        finally:
+            for future in pending:  # every send is accounted for, even when cancelled by a config change
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.shield(future)
+                error = _settled(future, health) or error
 
-    def _set_status(self, camera_id: str, status: str) -> None:
-        if self.status.get(camera_id) != status:
-            log.info("camera %s: %s", camera_id, status)
-        self.status[camera_id] = status
-        metrics.SOURCE_UP.labels(camera_id).set(1 if status == "streaming" else 0)
+    async def _report_health(self, stop: asyncio.Event) -> None:
+        """Publish every owned camera's health on each change and every ``decoder.status_interval_s``."""
+        interval = self.settings.decoder.status_interval_s
+        while not stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake_reporter.wait(), interval)
+            self._wake_reporter.clear()
+            reports = self._final + [h.report(self.client_id) for h in self.health.values()]
+            self._final = []
+            await self.producer.send_all((CAMERA_STATUS, r.camera_id, r) for r in reports)
+            await asyncio.sleep(0.05)  # coalesce bursts of changes
 
     async def _run_jobs(self, stop: asyncio.Event) -> None:
         """Run up to ``decoder.parallel_jobs`` files at once; commit each partition's jobs in order."""
@@ -266,9 +373,11 @@ class DecoderAgent:
         while started and started[0] in done:
             upto = started.pop(0)
             done.discard(upto)
-        if upto is not None and self._consumer is not None:
-            with contextlib.suppress(Exception):  # lost partition: the new owner redoes the job (same ids)
-                await self._consumer.commit({tp: OffsetAndMetadata(upto + 1, "")})
+        if upto is not None and self.consumer is not None:
+            try:
+                await self.consumer.commit({tp: OffsetAndMetadata(upto + 1, "")})
+            except (CommitFailedError, IllegalStateError) as exc:
+                log.warning("decoder: job commit skipped (partition moved; its new owner redoes it): %s", exc)
 
     async def process_file(self, job: VideoJob) -> None:
         """Publish every sampled frame of a file, then a StreamEnd; progress goes to video-status."""
@@ -345,14 +454,35 @@ class DecoderAgent:
             frames_total=total, error=error))
 
 
+def reopens(old: CameraChanged, new: CameraChanged) -> bool:
+    """Whether a config change needs the camera's stream reopened (a new session): what the decoder itself
+    uses (URL, group: it is in every frame) or its activation. The rest is applied by the detector live."""
+    return (old.url, old.camera_group, old.active, old.deleted) != (new.url, new.camera_group, new.active,
+                                                                   new.deleted)
+
+
+def _settled(future: asyncio.Future[tuple[int, int]], health: StreamHealth) -> str | None:
+    """Account for one acknowledged (or failed) live frame send; returns the error, if any."""
+    if not future.done() or future.cancelled():
+        health.dropped("send_failed")
+        return "frame send cancelled"
+    exc = future.exception()
+    if exc is None:
+        return None
+    health.dropped("send_failed")
+    metrics.FRAMES_DROPPED.labels(health.camera_id, "send_failed").inc()
+    return f"frame send failed: {exc}"
+
+
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, agent: DecoderAgent) -> None:
+    def __init__(self, agent: DecoderAgent, consumer: AIOKafkaConsumer) -> None:
         self.agent = agent
+        self.consumer = consumer
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        self.agent.revoke({tp.partition for tp in revoked if tp.topic == self.agent._cameras_topic})
+        self.agent.revoke({tp.partition for tp in revoked if tp.topic == self.agent.cameras_topic})
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        cams = [tp for tp in assigned if tp.topic == self.agent._cameras_topic]
-        if cams and self.agent._consumer is not None:
-            await self.agent._consumer.seek_to_beginning(*cams)
+        cams = [tp for tp in assigned if tp.topic == self.agent.cameras_topic]
+        if cams:
+            await self.consumer.seek_to_beginning(*cams)

@@ -29,11 +29,21 @@ from agents.ports import MediaWriter
 from agents.shots import colour_signature, is_cut
 from agents.tracking import Candidate, FaceTracker, Post, TrackerPolicy
 from models.faces import Detection, FaceModels
+from pipeline.membership import member_client_id
 from pipeline import metrics
 from pipeline.settings import Settings
 from pipeline.stage import AgentBase, Incoming, Output
-from schemas.messages import CameraChanged, Face, Frame, StreamEnd, SupportFace, face_id_for, frame_key_for
-from schemas.topics import FACES, FRAMES
+from schemas.messages import (
+    CameraChanged,
+    CameraStatus,
+    Face,
+    Frame,
+    StreamEnd,
+    SupportFace,
+    face_id_for,
+    frame_key_for,
+)
+from schemas.topics import CAMERA_STATUS, FACES, FRAMES
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +114,9 @@ class DetectorAgent(AgentBase):
         self.partition_of: dict[str, tuple[str, int]] = {}
         self.signatures: dict[str, np.ndarray] = {}  # camera id -> colour signature of its last frame
         self._topic = f"{settings.kafka.topic_prefix}{FRAMES.name}"
+        self.client_id = member_client_id(self.name)
+        self.counts: dict[str, list[int]] = {}  # live camera id -> [frames detected, faces posted]
+        self._next_report = 0.0
 
     async def start(self) -> None:
         await self.cameras.start(self.settings)
@@ -132,6 +145,8 @@ class DetectorAgent(AgentBase):
                 self.signatures.pop(camera_id, None)
                 self.sessions.pop(camera_id, None)
                 continue
+            if frame.session:
+                self.counts.setdefault(camera_id, [0, 0])[0] += 1
             if self.sessions.get(camera_id, frame.session) != frame.session:
                 # the source reopened: frame numbers restart, so the old session's tracks end here
                 outputs += await self._publish_posts(tracker.flush())
@@ -153,7 +168,13 @@ class DetectorAgent(AgentBase):
         for camera_id, tracker in self.trackers.items():
             if self.sessions.get(camera_id, 0) > 0:  # files (session 0, also when attributed to a camera) end
                 posts += tracker.expire(now)          # their tracks by their StreamEnd, not the wall clock
-        return await self._publish_posts(posts)
+        outputs = await self._publish_posts(posts)
+        if now >= self._next_report:
+            self._next_report = now + self.settings.decoder.status_interval_s
+            outputs += [Output(CAMERA_STATUS, camera_id, CameraStatus(
+                camera_id=camera_id, reporter="detector", client_id=self.client_id, timestamp=now,
+                frames_detected=frames, faces_posted=faces)) for camera_id, (frames, faces) in self.counts.items()]
+        return outputs
 
     def hold_commits(self, offsets: dict[tuple[str, int], int]) -> dict[tuple[str, int], int]:
         """Commit no further than the first frame of an open track, but never more than half the decoder's
@@ -169,15 +190,21 @@ class DetectorAgent(AgentBase):
         return {tp: max(off - window, min(off, held[tp])) if tp in held else off for tp, off in offsets.items()}
 
     def _tracker(self, camera_id: str) -> FaceTracker[Shot]:
-        if camera_id not in self.trackers:
-            d = self.settings.detector
-            camera = self.cameras.get(camera_id)
-            mode = (camera.best_face_mode if camera and camera.best_face_mode else d.best_face_mode)
-            self.trackers[camera_id] = FaceTracker(TrackerPolicy(
-                mode=mode, iou_threshold=d.track_iou, timeout_s=d.track_timeout_s,
-                realtime_interval_s=d.realtime_interval_s, realtime_post_first=d.realtime_post_first,
-                max_track_s=d.max_track_s, track_faces=d.track_faces))
-        return self.trackers[camera_id]
+        """The camera's tracker, following its current config: a change of ``best_face_mode`` applies to
+        the open tracks from the next frame on (the camera table follows the cameras changelog)."""
+        d = self.settings.detector
+        camera = self.cameras.get(camera_id)
+        mode = (camera.best_face_mode if camera and camera.best_face_mode else d.best_face_mode)
+        policy = TrackerPolicy(
+            mode=mode, iou_threshold=d.track_iou, timeout_s=d.track_timeout_s,
+            realtime_interval_s=d.realtime_interval_s, realtime_post_first=d.realtime_post_first,
+            max_track_s=d.max_track_s, track_faces=d.track_faces)
+        tracker = self.trackers.get(camera_id)
+        if tracker is None:
+            tracker = self.trackers[camera_id] = FaceTracker(policy)
+        elif tracker.policy != policy:
+            tracker.policy = policy
+        return tracker
 
     def _analyse(self, frames: list[Frame]) -> list[Analysed]:
         """Blocking: decode each frame once, detect in one batch, then per face one alignment (its chip
@@ -219,6 +246,8 @@ class DetectorAgent(AgentBase):
             return []
         faces = await asyncio.get_running_loop().run_in_executor(None, self._to_faces, posts)
         for face in faces:
+            if face.session:
+                self.counts.setdefault(face.camera_id, [0, 0])[1] += 1
             metrics.EVENT_LATENCY.labels(self.name).observe(max(0.0, time.time() - face.timestamp))
         return [Output(FACES, f.camera_id, f) for f in faces]
 

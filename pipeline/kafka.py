@@ -42,7 +42,7 @@ def _topic_config(settings: Settings, spec: TopicSpec) -> dict[str, str]:
     k = settings.kafka
     if spec.keep_forever:
         return {"retention.ms": "-1", "cleanup.policy": "compact"}
-    retention = k.frames_retention_ms if spec.large else k.retention_ms
+    retention = k.frames_retention_ms if spec.large else k.status_retention_ms if spec.short_lived else k.retention_ms
     return {"retention.ms": str(retention), "max.message.bytes": str(k.max_message_bytes)}
 
 
@@ -150,6 +150,7 @@ def make_consumer(settings: Settings, specs: Iterable[TopicSpec], group: str | N
         max_partition_fetch_bytes=k.max_message_bytes,
         fetch_max_bytes=max(k.max_message_bytes, 52428800),
         max_poll_records=k.max_batch,
+        fetch_max_wait_ms=k.fetch_max_wait_ms,
         **extra,
     )
 

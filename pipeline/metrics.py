@@ -28,6 +28,12 @@ ROLE_RESTARTS = Counter("facestream_role_restarts_total", "Roles restarted after
 RESOURCES_OPENED = Counter(
     "facestream_resources_opened_total", "Shared resources opened in this process (sql, producer, vectors, media, "
     "face_models): the composition root opens each once.", ["kind"])
+FRAMES_DROPPED = Counter("facestream_frames_dropped_total", "Frames not published or not detected, by reason.",
+                         ["camera", "reason"])
+INPUT_AGE = Histogram(
+    "facestream_input_age_seconds", "Age of a stage's input when it takes it: now minus the record's produce time.",
+    ["stage"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
 SOURCE_UP = Gauge("facestream_source_up", "1 while a camera source is open.", ["camera"])
 
 

@@ -32,14 +32,24 @@ class KafkaSettings(_Section):
     session_timeout_ms: int = Field(6000, ge=1000, description="Consumer group session timeout; short, as a join waits half of it.")
     heartbeat_interval_ms: int = Field(1000, ge=100, description="Consumer heartbeat interval.")
     max_batch: int = Field(16, ge=1, description="Most messages a stage takes from the broker at once.")
-    linger_ms: int = Field(5, ge=0, description="Producer linger: latency traded for batching.")
+    linger_ms: int = Field(2, ge=0, description="Producer linger: latency traded for batching.")
+    fetch_max_wait_ms: int = Field(
+        20, ge=0, le=10000,
+        description="Longest a consumer fetch waits for data on the broker (every hop pays up to this when idle).")
+    status_retention_ms: int = Field(3600 * 1000, description="Retention of the camera-status topic.")
 
 
 class DecoderSettings(_Section):
     target_fps: float = Field(8.0, gt=0, description="Frames per second sampled from each source.")
     max_width: int = Field(3840, ge=64, description="Frames wider than this are downscaled before publishing (detection then misses faces under models.detector_min_face * source width / max_width pixels at the source).")
     jpeg_quality: int = Field(90, ge=10, le=100, description="JPEG quality of published frames.")
+    reconnect_min_s: float = Field(0.5, gt=0, description="First reconnect delay of a live stream (doubled per failure, with jitter).")
     reconnect_max_s: float = Field(30.0, gt=0, description="Cap of the reconnect back-off for live streams.")
+    open_timeout_s: float = Field(10.0, gt=0, description="RTSP/HTTP sources: longest wait to open the stream.")
+    read_timeout_s: float = Field(10.0, gt=0, description="RTSP/HTTP sources: longest wait for a frame before reconnecting.")
+    failed_after: int = Field(3, ge=1, description="Consecutive failed opens after which a camera shows `failed` (it keeps retrying).")
+    live_max_in_flight: int = Field(16, ge=1, description="Live cameras: frames sent but not yet acknowledged by the broker; frames beyond are dropped (counted).")
+    status_interval_s: float = Field(2.0, gt=0, description="How often decoders and detectors report camera health.")
     parallel_jobs: int = Field(4, ge=1, description="Video files one decoder processes at once.")
     max_in_flight: int = Field(256, ge=8, description="Offline files: frames published but not yet detected (back-pressure).")
 

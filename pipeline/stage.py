@@ -137,6 +137,10 @@ class StageRunner:
         name = self.agent.name
         metrics.MESSAGES_IN.labels(name).inc(len(records))
         metrics.BATCH_SIZE.labels(name).observe(len(records))
+        now_ms = time.time() * 1000
+        age = metrics.INPUT_AGE.labels(name)
+        for record in records:  # how long each input waited between its producer and this stage
+            age.observe(max(0.0, now_ms - record.timestamp) / 1000)
         batch, dead = self._decode(records)
         started = time.perf_counter()
         outputs = await self._handle(batch, dead) if batch else []

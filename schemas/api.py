@@ -169,9 +169,24 @@ def _check_roi(roi: Polygon | None) -> None:
 
 
 class CameraOut(CameraIn):
+    """A camera and its health as its decoder and detector last reported it (topic ``camera-status``).
+    ``url`` credentials are masked (``***:***@``) for roles below admin."""
+
     id: str
     created_at: float
     updated_at: float
+    status: Literal["connecting", "streaming", "reconnecting", "failed", "stopped"] = Field(
+        "connecting", description="connecting (not yet reported or first open), streaming, reconnecting "
+        "(the source failed or ended; retrying), failed (decoder.failed_after opens failed; still retrying), "
+        "stopped (inactive).")
+    fps: float = Field(0.0, description="Frames per second decoded lately.")
+    frames_decoded: int = Field(0, description="Frames published by the camera's decoder since it took the camera.")
+    frames_dropped: int = Field(0, description="Frames the decoder dropped (broker behind), since it took the camera.")
+    faces_posted: int = Field(0, description="Faces the camera's detector posted since it took the camera.")
+    last_frame_at: float | None = Field(None, description="Capture time of the latest frame (UNIX s).")
+    last_error: str | None = Field(None, description="The latest source error (open or read), if any.")
+    session: int = Field(0, description="Current stream session (open time of the source, ms); in event ids.")
+    reported_at: float | None = Field(None, description="When the decoder last reported (UNIX s).")
 
 
 # --- watch lists and dossiers -------------------------------------------------------------------------------

@@ -233,6 +233,33 @@ class CameraChanged(Message):
     min_quality: float | None = None  # None: detector.min_quality
 
 
+CameraState = Literal["connecting", "streaming", "reconnecting", "failed", "stopped"]
+
+
+class CameraStatus(Message):
+    """decoder / detector -> camera-status: the health of one live camera, as its owner sees it now.
+    Keyed by camera id. The decoder owning the camera reports its source (``status``, ``session``, fps,
+    frames, drops, last error) on every change and every ``decoder.status_interval_s``; the detector owning
+    it reports ``faces_posted`` (and frames detected). Counters are those of the reporting process since it
+    took the camera. Any API instance replays the topic and answers from the latest report of each."""
+
+    kind: Literal["camera-status"] = "camera-status"
+    camera_id: str
+    reporter: Literal["decoder", "detector"]
+    client_id: str = ""
+    timestamp: float  # when reported (UNIX s)
+    status: CameraState | None = None  # decoder reports only
+    session: int = 0
+    fps: float = 0.0
+    frames_decoded: int = 0
+    frames_dropped: int = 0
+    drops: dict[str, int] = Field(default_factory=dict)  # reason -> frames dropped
+    frames_detected: int = 0  # detector reports only
+    faces_posted: int = 0  # detector reports only
+    last_frame_at: float | None = None
+    last_error: str | None = None
+
+
 class VideoJob(Message):
     """API -> decoders: process an uploaded file once, offline. Keyed by video id."""
 

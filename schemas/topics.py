@@ -10,6 +10,7 @@ from pydantic import Field, TypeAdapter, ValidationError
 from schemas.base import Message, SchemaError, is_envelope, open_envelope
 from schemas.messages import (
     CameraChanged,
+    CameraStatus,
     CounterRecord,
     DeadLetter,
     DescribedFace,
@@ -33,6 +34,7 @@ class TopicSpec:
     key: str  # what the key is, for documentation
     large: bool = False  # carries frames: its own retention and message size
     keep_forever: bool = False  # a changelog replayed from the start (compacted on real Kafka)
+    short_lived: bool = False  # reports only the latest of which matters: ``kafka.status_retention_ms``
     _adapter: TypeAdapter[Any] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -70,8 +72,9 @@ EPISODES = TopicSpec("episodes", EpisodeChanged, "episode id")
 EPISODE_STATE = TopicSpec("episode-state", EpisodeStateRecord, "episode id", keep_forever=True)
 COUNTER_RECORDS = TopicSpec("counter-records", CounterRecord, "counter id")
 STAGE_MEMBERS = TopicSpec("stage-members", MemberReport, "client id")  # ops status: who owns which partitions
+CAMERA_STATUS = TopicSpec("camera-status", CameraStatus, "camera id", short_lived=True)  # camera health
 
 CORE_TOPICS: tuple[TopicSpec, ...] = (
     FRAMES, FACES, DESCRIPTORS, EVENTS, GALLERY, CAMERAS, VIDEO_JOBS, VIDEO_STATUS, DEAD_LETTER,
-    EPISODES, EPISODE_STATE, COUNTER_RECORDS, STAGE_MEMBERS,
+    EPISODES, EPISODE_STATE, COUNTER_RECORDS, STAGE_MEMBERS, CAMERA_STATUS,
 )

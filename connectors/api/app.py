@@ -151,9 +151,11 @@ def _lifespan(st: ApiState) -> Callable[[web.Application], AsyncIterator[None]]:
         if st.publisher.producer is not None:
             await republish(st)
             await resume_videos(st)
+            st.camera_health.start(st.settings)
         yield
         for task in list(st.background):
             task.cancel()
+        await st.camera_health.stop()
     return lifespan
 
 

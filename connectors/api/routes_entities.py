@@ -10,6 +10,8 @@ import logging
 from aiohttp import web
 from pydantic import Field
 
+from agents.camera_health import mask_url
+from connectors.api.auth import current_user
 from connectors.api.core import ApiError, FormField, ListQuery, RouteTable, invalid, page, path_id
 from connectors.api.references import crop, face_in_box, jpeg, photo, resolve
 from connectors.api.state import ApiState, state
@@ -68,9 +70,10 @@ async def delete_group(request: web.Request) -> None:
 
 # --- cameras ------------------------------------------------------------------------------------------------
 
-@routes.add("GET", "/v1/cameras", "List cameras", "cameras")
+@routes.add("GET", "/v1/cameras", "List cameras with their health", "cameras")
 async def list_cameras(request: web.Request, query: ListQuery) -> Page[CameraOut]:
-    return page(*await state(request).cameras.list_page(query.limit, query.cursor))
+    cameras, cursor = await state(request).cameras.list_page(query.limit, query.cursor)
+    return page([with_health(request, c) for c in cameras], cursor)
 
 
 @routes.add("POST", "/v1/cameras", "Create a camera: an active camera starts decoding at once", "cameras",
@@ -83,22 +86,31 @@ async def create_camera(request: web.Request, body: CameraIn) -> CameraOut:
     except ApiError:
         await st.cameras.delete(camera.id)  # nothing partial: the camera does not exist
         raise
-    return camera
+    return with_health(request, camera)
 
 
-@routes.add("GET", "/v1/cameras/{id}", "Get a camera", "cameras")
+@routes.add("GET", "/v1/cameras/{id}", "Get a camera with its health (status, fps, frames, last error)",
+            "cameras")
 async def get_camera(request: web.Request) -> CameraOut:
-    return await state(request).cameras.get(path_id(request))
+    return with_health(request, await state(request).cameras.get(path_id(request)))
 
 
-@routes.add("PATCH", "/v1/cameras/{id}", "Change a camera: its decoder restarts with the new settings", "cameras",
-            errors=(503,))
+@routes.add("PATCH", "/v1/cameras/{id}", "Change a camera: the change applies to its running stream within "
+            "2 s (a new URL, group or activation reopens that camera alone)", "cameras", errors=(503,))
 async def patch_camera(request: web.Request, body: CameraPatch) -> CameraOut:
     st = state(request)
     changes = body.model_dump(exclude_unset=True)
     camera = await st.cameras.update(path_id(request), changes)
     await st.publisher.publish(CAMERAS, camera.id, camera_changed(camera))
-    return camera
+    return with_health(request, camera)
+
+
+def with_health(request: web.Request, camera: CameraOut) -> CameraOut:
+    """The camera with its latest reported health; URL credentials masked below the admin role."""
+    update = state(request).camera_health.fields(camera.id, camera.active)
+    if current_user(request).role != "admin":
+        update["url"] = mask_url(camera.url)
+    return camera.model_copy(update=update)
 
 
 @routes.add("DELETE", "/v1/cameras/{id}", "Delete a camera: its decoding stops", "cameras", errors=(503,))

@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from agents.camera_table import CameraHealthTable
 from connectors.api.errors import ApiError
 from connectors.api.faces import FaceService
 from connectors.media import MediaStore
@@ -73,6 +74,7 @@ class ApiState:
     counters: CounterRepository = field(init=False)
     webhooks: WebhookRepository = field(init=False)
     telegram_rules: TelegramRepository = field(init=False)
+    camera_health: CameraHealthTable = field(default_factory=CameraHealthTable)
     started_at: float = field(default_factory=time.time)
     background: set[asyncio.Task[Any]] = field(default_factory=set)
 

@@ -43,6 +43,13 @@ ts("Frames decoded / s by camera", [('sum by (camera) (rate(facestream_frames_de
 ts("Faces detected / s", [(f'sum by (stage) (rate(facestream_faces_detected_total{{{S}}}[1m]))', "{{stage}}")], "ops", 12,
    desc="facestream_faces_detected_total: faces found in frames (before tracking and best-face selection).")
 nl()
+ts("Frames dropped / s by camera and reason", [('sum by (camera, reason) (rate(facestream_frames_dropped_total[1m]))', "{{camera}} {{reason}}")], "ops", 0,
+   desc="facestream_frames_dropped_total: live frames a decoder did not publish (send_backlog: the broker was behind; send_failed).")
+ts("Input age per stage (p50 / p95)", [
+    (f'histogram_quantile(0.5, sum by (le, stage) (rate(facestream_input_age_seconds_bucket{{{S}}}[1m])))', "{{stage}} p50"),
+    (f'histogram_quantile(0.95, sum by (le, stage) (rate(facestream_input_age_seconds_bucket{{{S}}}[1m])))', "{{stage}} p95")], "s", 12,
+   desc="facestream_input_age_seconds: how long a stage's inputs waited between their producer and the stage (one hop each).")
+nl()
 row("Health and errors")
 ts("Handler errors / s", [(f'sum by (stage) (rate(facestream_errors_total{{{S}}}[5m]))', "{{stage}}")], "ops", 0, w=8,
    desc="facestream_errors_total: batches whose handler raised (then retried message by message).")

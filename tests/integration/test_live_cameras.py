@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from ops.demo import synthesize_clip
 from ops.harness import SPINE_ROLES, LocalPipeline
+from ops.root import api_app
 from ops.root import api_app
 from pipeline.settings import Settings
 from schemas.messages import FaceEvent
@@ -155,3 +157,72 @@ async def test_events_of_an_uploaded_video_carry_its_start_plus_their_offset(liv
         stored = await resp.json()
         assert stored["offset_s"] == pytest.approx(events[0].offset_s)
         assert stored["timestamp"] == pytest.approx(started_at + events[0].offset_s)
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_camera_health_a_dead_url_shows_its_error_and_a_patch_switches_overall_to_realtime(
+        live: Live) -> None:
+    long_clip = live.clip.with_name("long.avi")
+    synthesize_clip(long_clip, seconds=20.0)  # one long track: overall mode posts nothing for 20 s
+    async with live.spine():
+        dead = await live.json("POST", "/v1/cameras", 201, json={
+            "name": "dead", "url": f"rtsp://admin:s3cret@127.0.0.1:{_closed_port()}/live"})
+        cam = await live.json("POST", "/v1/cameras", 201, json={
+            "name": "hall", "url": str(long_clip), "best_face_mode": "overall"})
+
+        async def get(camera_id: str) -> dict[str, Any]:
+            return await live.json("GET", f"/v1/cameras/{camera_id}", 200)  # type: ignore[no-any-return]
+
+        health: dict[str, Any] = {}
+
+        async def reported(camera_id: str, *states: str) -> bool:
+            health.update(await get(camera_id))
+            return health["status"] in states
+
+        for _ in range(200):
+            if await reported(dead["id"], "reconnecting", "failed") and await reported(cam["id"], "streaming"):
+                break
+            await asyncio.sleep(0.1)
+        dead_now = await get(dead["id"])
+        assert dead_now["status"] in ("reconnecting", "failed"), dead_now
+        assert dead_now["last_error"] and "cannot open" in dead_now["last_error"]
+        assert "s3cret" not in dead_now["last_error"]
+        assert health["status"] == "streaming", health
+
+        # a viewer sees the camera with the credentials masked
+        await live.json("POST", "/v1/users", 201, json={"username": "vera", "password": "viewer-pw",
+                                                         "role": "viewer"})
+        login = await live.json("POST", "/v1/auth/login", 200, json={"username": "vera", "password": "viewer-pw"})
+        resp = await live.client.get(f"/v1/cameras/{dead['id']}",
+                                     headers={"Authorization": f"Token {login['token']}"})
+        assert (await resp.json())["url"].startswith("rtsp://***:***@127.0.0.1:")
+
+        await asyncio.sleep(2.0)  # the track is open for a while in overall mode: no event yet
+        assert not live.events(cam["id"])
+        patched_at = time.time()
+        await live.json("PATCH", f"/v1/cameras/{cam['id']}", 200, json={"best_face_mode": "realtime"})
+        await live.wait_for(lambda: bool(live.events(cam["id"])), timeout_s=20)
+        first = live.events(cam["id"])[0]
+        # realtime mode posted the open track's face from a frame captured within 2 s of the change
+        assert first.timestamp - patched_at <= 2.0, first.timestamp - patched_at
+        assert session_of(first) == health["session"], "a mode change must not reopen the stream"
+        streaming = await get(cam["id"])
+        assert streaming["frames_decoded"] > 0 and streaming["fps"] > 0 and streaming["last_frame_at"]
+        for _ in range(60):
+            if (await get(cam["id"]))["faces_posted"] >= 1:
+                break
+            await asyncio.sleep(0.1)
+        assert (await get(cam["id"]))["faces_posted"] >= 1
+        await live.json("PATCH", f"/v1/cameras/{dead['id']}", 200, json={"active": False})
+        for _ in range(60):
+            if (await get(dead["id"]))["status"] == "stopped":
+                break
+            await asyncio.sleep(0.1)
+        assert (await get(dead["id"]))["status"] == "stopped"

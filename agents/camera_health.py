@@ -1,0 +1,124 @@
+"""Camera health: what a decoder knows about one live source, the reconnect back-off, URL masking.
+
+Pure logic, no broker. The decoder owns one ``StreamHealth`` per camera it decodes and reports it as a
+``CameraStatus`` (topic ``camera-status``); ``CameraHealthView`` is what an API instance builds from those
+reports (the latest of the camera's decoder and of its detector).
+
+States: ``connecting`` (first open of the camera on this decoder), ``streaming`` (frames flowing),
+``reconnecting`` (the source failed or ended; another open is due), ``failed`` (``decoder.failed_after``
+consecutive opens failed; it keeps retrying at the capped back-off), ``stopped`` (inactive or deleted).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from schemas.messages import CameraState, CameraStatus
+
+_CREDENTIALS = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^@/]*)@")
+
+
+def mask_url(url: str) -> str:
+    """``rtsp://user:secret@host/...`` -> ``rtsp://***:***@host/...``; URLs without credentials unchanged."""
+    return _CREDENTIALS.sub(lambda m: f"{m.group('scheme')}***:***@", url, count=1)
+
+
+def reconnect_delay(failures: int, base_s: float, cap_s: float, rng: random.Random | None = None) -> float:
+    """Seconds before the next open after ``failures`` consecutive failures (0: the source just ended):
+    exponential from ``base_s``, capped at ``cap_s``, with jitter in [50 %, 100 %] so cameras that failed
+    together (a switch reboot) do not reconnect in lock-step."""
+    nominal = min(cap_s, base_s * (2 ** max(0, failures - 1)))
+    return float(nominal * (rng or random).uniform(0.5, 1.0))
+
+
+@dataclass
+class StreamHealth:
+    """Mutable health of one live camera on its decoder (single asyncio task writes it)."""
+
+    camera_id: str
+    failed_after: int
+    status: CameraState = "connecting"
+    session: int = 0
+    failures: int = 0  # consecutive failed opens
+    frames_decoded: int = 0
+    drops: Counter[str] = field(default_factory=Counter)
+    last_frame_at: float | None = None
+    last_error: str | None = None
+    _fps_mark: tuple[float, int] = field(default_factory=lambda: (time.monotonic(), 0))
+    fps: float = 0.0
+
+    def opened(self, session: int) -> None:
+        self.session = session
+        self.status = "streaming"
+
+    def open_failed(self, error: str) -> None:
+        self.failures += 1
+        self.last_error = error
+        self.status = "failed" if self.failures >= self.failed_after else "reconnecting"
+
+    def ended(self, error: str | None) -> None:
+        """The source stopped giving frames (end of a file camera, a read timeout, a dropped stream)."""
+        if self.frames_decoded:
+            self.failures = 0
+        if error:
+            self.last_error = error
+        self.status = "reconnecting"
+
+    def decoded(self, captured_at: float) -> None:
+        self.frames_decoded += 1
+        self.last_frame_at = captured_at
+        self.failures = 0
+
+    def dropped(self, reason: str) -> None:
+        self.drops[reason] += 1
+
+    def report(self, client_id: str, now: float | None = None) -> CameraStatus:
+        """A ``CameraStatus`` for now; fps is measured since the previous report."""
+        mark_t, mark_n = self._fps_mark
+        t = time.monotonic()
+        if t - mark_t >= 0.5:
+            self.fps = round((self.frames_decoded - mark_n) / (t - mark_t), 2)
+            self._fps_mark = (t, self.frames_decoded)
+        if self.status != "streaming":
+            self.fps = 0.0
+        return CameraStatus(
+            camera_id=self.camera_id, reporter="decoder", client_id=client_id,
+            timestamp=time.time() if now is None else now, status=self.status, session=self.session,
+            fps=self.fps, frames_decoded=self.frames_decoded, frames_dropped=sum(self.drops.values()),
+            drops=dict(self.drops), last_frame_at=self.last_frame_at, last_error=self.last_error)
+
+
+@dataclass
+class CameraHealthView:
+    """The API's view of one camera: its decoder's latest report merged with its detector's."""
+
+    decoder: CameraStatus | None = None
+    detector: CameraStatus | None = None
+
+    def apply(self, report: CameraStatus) -> None:
+        if report.reporter == "decoder":
+            if self.decoder is None or report.timestamp >= self.decoder.timestamp or (
+                    report.session > self.decoder.session):
+                self.decoder = report
+        elif self.detector is None or report.timestamp >= self.detector.timestamp:
+            self.detector = report
+
+    def fields(self, active: bool) -> dict[str, object]:
+        """The health fields of ``CameraOut``."""
+        d, k = self.decoder, self.detector
+        status: CameraState = "stopped" if not active else (d.status if d and d.status else "connecting")
+        return {
+            "status": status,
+            "fps": d.fps if d and status == "streaming" else 0.0,
+            "frames_decoded": d.frames_decoded if d else 0,
+            "frames_dropped": d.frames_dropped if d else 0,
+            "faces_posted": k.faces_posted if k else 0,
+            "last_frame_at": d.last_frame_at if d else None,
+            "last_error": d.last_error if d else None,
+            "session": d.session if d else 0,
+            "reported_at": d.timestamp if d else None,
+        }
