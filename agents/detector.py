@@ -29,8 +29,8 @@ from agents.ports import MediaWriter
 from agents.shots import colour_signature, is_cut
 from agents.tracking import Candidate, FaceTracker, Post, TrackerPolicy
 from models.faces import Detection, FaceModels
-from pipeline.membership import member_client_id
 from pipeline import metrics
+from pipeline.membership import member_client_id
 from pipeline.settings import Settings
 from pipeline.stage import AgentBase, Incoming, Output
 from schemas.messages import (

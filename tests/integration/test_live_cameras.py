@@ -17,7 +17,6 @@ from aiohttp.test_utils import TestClient, TestServer
 from ops.demo import synthesize_clip
 from ops.harness import SPINE_ROLES, LocalPipeline
 from ops.root import api_app
-from ops.root import api_app
 from pipeline.settings import Settings
 from schemas.messages import FaceEvent
 from tests.integration.conftest import settings_for
