@@ -1,8 +1,8 @@
 """Camera health: what a decoder knows about one live source, the reconnect back-off, URL masking.
 
 Pure logic, no broker. The decoder owns one ``StreamHealth`` per camera it decodes and reports it as a
-``CameraStatus`` (topic ``camera-status``); ``CameraHealthView`` is what an API instance builds from those
-reports (the latest of the camera's decoder and of its detector).
+``CameraStatus`` (topic ``camera-status``); ``connectors.camera_health`` is what an API instance builds from
+those reports.
 
 States: ``connecting`` (first open of the camera on this decoder), ``streaming`` (frames flowing),
 ``reconnecting`` (the source failed or ended; another open is due), ``failed`` (``decoder.failed_after``
@@ -12,20 +12,14 @@ consecutive opens failed; it keeps retrying at the capped back-off), ``stopped``
 from __future__ import annotations
 
 import random
-import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from connectors.camera_health import mask_url
 from schemas.messages import CameraState, CameraStatus
 
-_CREDENTIALS = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^@/]*)@")
-
-
-def mask_url(url: str) -> str:
-    """``rtsp://user:secret@host/...`` -> ``rtsp://***:***@host/...``; URLs without credentials unchanged."""
-    return _CREDENTIALS.sub(lambda m: f"{m.group('scheme')}***:***@", url, count=1)
-
+__all__ = ["StreamHealth", "mask_url", "reconnect_delay"]
 
 def reconnect_delay(failures: int, base_s: float, cap_s: float, rng: random.Random | None = None) -> float:
     """Seconds before the next open after ``failures`` consecutive failures (0: the source just ended):
@@ -90,35 +84,3 @@ class StreamHealth:
             timestamp=time.time() if now is None else now, status=self.status, session=self.session,
             fps=self.fps, frames_decoded=self.frames_decoded, frames_dropped=sum(self.drops.values()),
             drops=dict(self.drops), last_frame_at=self.last_frame_at, last_error=self.last_error)
-
-
-@dataclass
-class CameraHealthView:
-    """The API's view of one camera: its decoder's latest report merged with its detector's."""
-
-    decoder: CameraStatus | None = None
-    detector: CameraStatus | None = None
-
-    def apply(self, report: CameraStatus) -> None:
-        if report.reporter == "decoder":
-            if self.decoder is None or report.timestamp >= self.decoder.timestamp or (
-                    report.session > self.decoder.session):
-                self.decoder = report
-        elif self.detector is None or report.timestamp >= self.detector.timestamp:
-            self.detector = report
-
-    def fields(self, active: bool) -> dict[str, object]:
-        """The health fields of ``CameraOut``."""
-        d, k = self.decoder, self.detector
-        status: CameraState = "stopped" if not active else (d.status if d and d.status else "connecting")
-        return {
-            "status": status,
-            "fps": d.fps if d and status == "streaming" else 0.0,
-            "frames_decoded": d.frames_decoded if d else 0,
-            "frames_dropped": d.frames_dropped if d else 0,
-            "faces_posted": k.faces_posted if k else 0,
-            "last_frame_at": d.last_frame_at if d else None,
-            "last_error": d.last_error if d else None,
-            "session": d.session if d else 0,
-            "reported_at": d.timestamp if d else None,
-        }

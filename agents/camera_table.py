@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from agents.camera_health import CameraHealthView
 from pipeline.kafka import replay_topic
 from pipeline.settings import Settings
-from schemas.messages import CameraChanged, CameraStatus
-from schemas.topics import CAMERA_STATUS, CAMERAS
+from schemas.messages import CameraChanged
+from schemas.topics import CAMERAS
 
 
 class CameraTable:
@@ -34,32 +33,6 @@ class CameraTable:
         self._task = asyncio.create_task(replay_topic(settings, CAMERAS, self.apply, self._stop, caught_up))
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(caught_up.wait(), 10)
-
-    async def stop(self) -> None:
-        self._stop.set()
-        if self._task:
-            with contextlib.suppress(Exception):
-                await self._task
-
-
-class CameraHealthTable:
-    """camera id -> its latest health reports; kept current by a background replay of ``camera-status``
-    (no consumer group: every API instance holds the whole table and can answer for any camera)."""
-
-    def __init__(self) -> None:
-        self.views: dict[str, CameraHealthView] = {}
-        self._stop = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    def apply(self, report: CameraStatus) -> None:
-        self.views.setdefault(report.camera_id, CameraHealthView()).apply(report)
-
-    def fields(self, camera_id: str, active: bool) -> dict[str, object]:
-        return self.views.get(camera_id, CameraHealthView()).fields(active)
-
-    def start(self, settings: Settings) -> None:
-        self._task = asyncio.create_task(replay_topic(settings, CAMERA_STATUS, self.apply, self._stop),
-                                         name="camera-health")
 
     async def stop(self) -> None:
         self._stop.set()

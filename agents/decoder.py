@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -35,7 +36,15 @@ from pipeline.kafka import AsyncProducer, group_id, make_consumer, topic_name
 from pipeline.membership import Membership
 from pipeline.settings import DecoderSettings, Settings
 from schemas.base import SchemaError
-from schemas.messages import CameraChanged, CameraStatus, Frame, StreamEnd, VideoJob, VideoProgress, VideoStatus
+from schemas.messages import (
+    CameraChanged,
+    CameraStatus,
+    Frame,
+    StreamEnd,
+    VideoJob,
+    VideoProgress,
+    VideoStatus,
+)
 from schemas.topics import CAMERA_STATUS, CAMERAS, FRAMES, VIDEO_JOBS, VIDEO_STATUS, TopicSpec
 
 log = logging.getLogger(__name__)

@@ -10,12 +10,12 @@ import logging
 from aiohttp import web
 from pydantic import Field
 
-from agents.camera_health import mask_url
 from connectors.api.auth import current_user
 from connectors.api.core import ApiError, FormField, ListQuery, RouteTable, invalid, page, path_id
 from connectors.api.references import crop, face_in_box, jpeg, photo, resolve
 from connectors.api.state import ApiState, state
 from connectors.api.uploads import Form, decode_image
+from connectors.camera_health import mask_url
 from connectors.sql.repositories import NotFoundError, camera_changed, new_id, watch_list_changed
 from schemas.api import (
     CameraGroupIn,

@@ -11,9 +11,9 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from agents.camera_table import CameraHealthTable
 from connectors.api.errors import ApiError
 from connectors.api.faces import FaceService
+from connectors.camera_health import CameraHealthTable
 from connectors.media import MediaStore
 from connectors.sql.notify_repo import (
     CounterRepository,

@@ -8,9 +8,10 @@ import random
 import numpy as np
 import pytest
 
-from agents.camera_health import CameraHealthView, StreamHealth, mask_url, reconnect_delay
+from agents.camera_health import StreamHealth, reconnect_delay
 from agents.decoder import reopens
 from agents.detector import DetectorAgent
+from connectors.camera_health import CameraHealthView, mask_url
 from models.faces import Detection
 from pipeline.settings import Settings
 from schemas.messages import CameraChanged, CameraStatus, face_id_for, frame_key_for

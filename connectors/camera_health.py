@@ -1,0 +1,79 @@
+"""Camera health as the API sees it: the latest ``CameraStatus`` reports of each camera's decoder and detector,
+replayed from ``camera-status`` by every API instance; and credentials masked in stream URLs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from dataclasses import dataclass
+
+from pipeline.kafka import replay_topic
+from pipeline.settings import Settings
+from schemas.messages import CameraState, CameraStatus
+from schemas.topics import CAMERA_STATUS
+
+_CREDENTIALS = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^@/]*)@")
+
+
+def mask_url(url: str) -> str:
+    """``rtsp://user:secret@host/...`` -> ``rtsp://***:***@host/...``; URLs without credentials unchanged."""
+    return _CREDENTIALS.sub(lambda m: f"{m.group('scheme')}***:***@", url, count=1)
+
+
+@dataclass
+class CameraHealthView:
+    """The API's view of one camera: its decoder's latest report merged with its detector's."""
+
+    decoder: CameraStatus | None = None
+    detector: CameraStatus | None = None
+
+    def apply(self, report: CameraStatus) -> None:
+        if report.reporter == "decoder":
+            if self.decoder is None or report.timestamp >= self.decoder.timestamp or (
+                    report.session > self.decoder.session):
+                self.decoder = report
+        elif self.detector is None or report.timestamp >= self.detector.timestamp:
+            self.detector = report
+
+    def fields(self, active: bool) -> dict[str, object]:
+        """The health fields of ``CameraOut``."""
+        d, k = self.decoder, self.detector
+        status: CameraState = "stopped" if not active else (d.status if d and d.status else "connecting")
+        return {
+            "status": status,
+            "fps": d.fps if d and status == "streaming" else 0.0,
+            "frames_decoded": d.frames_decoded if d else 0,
+            "frames_dropped": d.frames_dropped if d else 0,
+            "faces_posted": k.faces_posted if k else 0,
+            "last_frame_at": d.last_frame_at if d else None,
+            "last_error": d.last_error if d else None,
+            "session": d.session if d else 0,
+            "reported_at": d.timestamp if d else None,
+        }
+
+
+class CameraHealthTable:
+    """camera id -> its latest health reports; kept current by a background replay of ``camera-status``
+    (no consumer group: every API instance holds the whole table and can answer for any camera)."""
+
+    def __init__(self) -> None:
+        self.views: dict[str, CameraHealthView] = {}
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def apply(self, report: CameraStatus) -> None:
+        self.views.setdefault(report.camera_id, CameraHealthView()).apply(report)
+
+    def fields(self, camera_id: str, active: bool) -> dict[str, object]:
+        return self.views.get(camera_id, CameraHealthView()).fields(active)
+
+    def start(self, settings: Settings) -> None:
+        self._task = asyncio.create_task(replay_topic(settings, CAMERA_STATUS, self.apply, self._stop),
+                                         name="camera-health")
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task:
+            with contextlib.suppress(Exception):
+                await self._task
