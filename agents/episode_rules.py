@@ -40,6 +40,7 @@ import numpy as np
 
 from agents.ports import Similarity
 from pipeline.settings import EpisodeSettings
+from schemas.attributes import summarise
 from schemas.messages import Episode, EpisodeChanged, EpisodeStateRecord, EventRef, FaceEvent
 
 Scope = tuple[str, str | None]  # (camera group, video id)
@@ -78,6 +79,7 @@ def event_ref(event: FaceEvent) -> EventRef:
         confidence=event.confidence,
         dossier_id=event.dossier_id,
         thumbnail_key=event.thumbnail_key,
+        **summarise(event.attributes).fields(),
     )
 
 

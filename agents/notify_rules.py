@@ -29,6 +29,7 @@ from typing import Any
 
 import orjson
 
+from schemas.attributes import AttributeFields, summarise
 from schemas.messages import CounterRecord, EpisodeChanged, FaceEvent
 from schemas.notify import NotifyFilters, WebhookTopic
 
@@ -50,6 +51,7 @@ class Item:
     watch_list_ids: tuple[str, ...] = ()
     counter_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    face: AttributeFields | None = None  # the face's flat attributes (an episode: its best event's)
 
     def body(self) -> bytes:
         """The item's JSON object in the webhook payload."""
@@ -81,8 +83,10 @@ def exact(x: float) -> str:
 
 def event_item(e: FaceEvent, media_url: MediaUrl = _no_urls) -> Item:
     data = with_media_urls(e.model_dump(mode="json", exclude={"descriptor", "schema_version", "kind"}), media_url)
+    face = summarise(e.attributes)
+    data.update(face.fields())
     return Item("event", "events", e.event_id, data, (e.camera_id,), e.camera_group, e.matched, e.confidence,
-                tuple(e.watch_list_ids))
+                tuple(e.watch_list_ids), face=face)
 
 
 def episode_item(c: EpisodeChanged, media_url: MediaUrl = _no_urls) -> Item:
@@ -91,7 +95,7 @@ def episode_item(c: EpisodeChanged, media_url: MediaUrl = _no_urls) -> Item:
     conf = ep.matched_event.confidence if ep.matched_event else ep.best_event.confidence
     topic: WebhookTopic = f"episode_{c.change}"  # type: ignore[assignment]
     return Item(topic, topic, f"{ep.episode_id}:{c.change}:{ep.event_count}", data, tuple(ep.camera_ids),
-                ep.camera_group, ep.matched, conf, tuple(ep.watch_list_ids))
+                ep.camera_group, ep.matched, conf, tuple(ep.watch_list_ids), face=ep.best_event)
 
 
 def counter_item(r: CounterRecord) -> Item:
@@ -114,7 +118,8 @@ def item_of(message: object, media_url: MediaUrl = _no_urls) -> Item | None:
 
 def passes(f: NotifyFilters, item: Item) -> bool:
     """Whether ``item`` gets through the filters (empty lists: any). Counter records are filtered only by
-    ``counter_ids`` and ``camera_ids``."""
+    ``counter_ids`` and ``camera_ids``. Attribute conditions (gender, age, mask, emotion) need the face's
+    attribute known: a rule on ``mask=false`` fires on faces classified as bare, never on unknown ones."""
     if item.counter_id is not None:
         if f.counter_ids and item.counter_id not in f.counter_ids:
             return False
@@ -126,6 +131,8 @@ def passes(f: NotifyFilters, item: Item) -> bool:
     if (f.matched == "matched" and not item.matched) or (f.matched == "unmatched" and item.matched):
         return False
     if f.watch_list_ids and not (item.matched and set(f.watch_list_ids) & set(item.watch_list_ids)):
+        return False
+    if not f.admits(item.face):
         return False
     return not (f.min_confidence > 0 and (not item.matched or item.confidence < f.min_confidence))
 

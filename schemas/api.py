@@ -12,7 +12,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 import orjson
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from schemas.attributes import AttributeFields
+from schemas.attributes import AttributeFields, AttributeFilters
 from schemas.messages import Attributes, BBox, EventRef, Point
 
 Role = Literal["admin", "operator", "viewer"]
@@ -250,8 +250,9 @@ class DossierOut(DossierIn):
 
 # --- events and videos --------------------------------------------------------------------------------------
 
-class EventFilters(ApiModel):
-    """Query parameters shared by ``GET /v1/events`` and event search."""
+class EventFilters(ApiModel, AttributeFilters):
+    """Query parameters shared by ``GET /v1/events`` and event search (attribute filters: ``gender``,
+    ``age_min``/``age_max``, ``mask``, ``emotion``; ``schemas.attributes``)."""
 
     camera: Id | None = None
     camera_group: Id | None = None
@@ -326,8 +327,9 @@ class BulkAcknowledgeResponse(ApiModel):
     acknowledged: int = Field(description="How many events were acknowledged now (already acknowledged: not counted).")
 
 
-class EpisodeOut(ApiModel):
-    """Events of one person close in time (``schemas.messages.Episode``) as the API shows it."""
+class EpisodeOut(ApiModel, AttributeFields):
+    """Events of one person close in time (``schemas.messages.Episode``) as the API shows it; ``gender``,
+    ``age``, ``mask``, ``emotion`` are those of its best event."""
 
     id: str
     camera_group: str
@@ -355,7 +357,9 @@ class EpisodeOut(ApiModel):
     def of(cls, doc: dict[str, Any]) -> EpisodeOut:
         """From the episode repository's document (``episode_id`` -> ``id``)."""
         values = {k: v for k, v in doc.items() if k not in ("episode_id", "schema_version")}
-        return cls(id=doc["episode_id"], **values)
+        best = doc.get("best_event") or {}
+        values.update({k: best.get(k) for k in AttributeFields.model_fields})
+        return cls.model_validate({"id": doc["episode_id"], **values})
 
 
 # --- detect, verify, search ---------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 Attributes = dict[str, dict[str, float]]
 Gender = Literal["male", "female"]
+Emotion = Literal["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]  # fer's labels
 
 
 class AttributeFields(BaseModel):
@@ -67,3 +68,35 @@ def summarise(attributes: Attributes) -> AttributeSummary:
     if live and "live" in live:
         values["liveness"] = float(live["live"])
     return AttributeSummary.model_validate(values)
+
+
+class AttributeFilters(BaseModel):
+    """Attribute conditions shared by event and episode listings and notification rules (all optional; a face
+    whose attribute is unknown never passes a condition on it). Episodes are judged by their best event."""
+
+    gender: Gender | None = Field(None, description="Only faces classified as this gender.")
+    age_min: float | None = Field(None, ge=0, le=150, description="Only faces estimated at least this old (years).")
+    age_max: float | None = Field(None, ge=0, le=150, description="Only faces estimated at most this old (years).")
+    mask: bool | None = Field(None, description="true: only faces with a mask; false: only faces without one.")
+    emotion: Emotion | None = Field(None, description="Only faces whose most likely emotion is this.")
+
+    def attribute_conditions_set(self) -> bool:
+        """Whether any attribute condition is set."""
+        return any(v is not None for v in (self.gender, self.age_min, self.age_max, self.mask, self.emotion))
+
+    def admits(self, face: AttributeFields | None) -> bool:
+        """Whether a face with these attribute fields passes (``None``: nothing known, passes only when no
+        condition is set)."""
+        if not self.attribute_conditions_set():
+            return True
+        if face is None:
+            return False
+        if self.gender is not None and face.gender != self.gender:
+            return False
+        if self.mask is not None and face.mask is not self.mask:
+            return False
+        if self.emotion is not None and face.emotion != self.emotion:
+            return False
+        if self.age_min is not None and (face.age is None or face.age < self.age_min):
+            return False
+        return not (self.age_max is not None and (face.age is None or face.age > self.age_max))

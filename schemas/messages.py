@@ -13,6 +13,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
+from schemas.attributes import AttributeFields
 from schemas.base import Message
 
 BBox = tuple[float, float, float, float]
@@ -273,8 +274,9 @@ class VideoJob(Message):
 # --- episodes, counters (helper-4) -------------------------------------------------------------
 
 
-class EventRef(Message):
-    """A face event as an episode remembers it (no descriptor, no attributes)."""
+class EventRef(Message, AttributeFields):
+    """A face event as an episode remembers it: no descriptor, no attribute distributions, but the flat
+    attribute fields (gender, age, mask, emotion, liveness; ``schemas.attributes``)."""
 
     event_id: str
     face_id: str

@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.api import IdList
+from schemas.attributes import AttributeFilters
 
 MAX_NAME = 256
 MAX_URL = 2048
@@ -23,8 +24,10 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
-class NotifyFilters(_Body):
-    """What a webhook or a Telegram rule lets through. Empty lists mean "any"."""
+class NotifyFilters(_Body, AttributeFilters):
+    """What a webhook or a Telegram rule lets through. Empty lists mean "any". The attribute conditions
+    (``gender``, ``age_min``/``age_max``, ``mask``, ``emotion``) apply to events and to episodes (their best
+    event): ``{"mask": false}`` is the anti-COVID "no mask at the entrance" rule."""
 
     camera_ids: IdList = Field(default_factory=list)
     camera_groups: IdList = Field(default_factory=list)

@@ -120,7 +120,8 @@ async def _search_dossiers(st: ApiState, vector: list[float], body: SearchIn) ->
 
 async def _search_events(st: ApiState, vector: list[float], body: SearchIn) -> list[SearchHit]:
     sql_only = (body.acknowledged, body.min_confidence, body.episode, body.video)
-    over = body.limit * (4 if any(v is not None for v in sql_only) else 1)
+    post_filtered = any(v is not None for v in sql_only) or body.attribute_conditions_set()
+    over = body.limit * (4 if post_filtered else 1)
     raw = await st.vectors.search_events(vector, min(over, 1000), body, watch_lists=body.watch_lists)
     scored = [(h.id, h.cosine) for h in raw if _accepts(st, body, h.cosine) is not None]
     events = {e.id: e for e in await st.events.get_many([i for i, _ in scored])}
@@ -128,6 +129,8 @@ async def _search_events(st: ApiState, vector: list[float], body: SearchIn) -> l
     for ident, cosine in scored:
         event = events.get(ident)
         if event is None:
+            continue
+        if not body.admits(event):  # attribute filters (gender, age, mask, emotion) on the stored event
             continue
         if body.acknowledged is not None and event.acknowledged != body.acknowledged:
             continue

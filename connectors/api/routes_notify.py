@@ -31,6 +31,7 @@ from connectors.sql.notify_repo import (
 )
 from connectors.sql.repositories import InvalidCursorError, decode_cursor, encode_cursor
 from schemas.api import EpisodeOut, Page
+from schemas.attributes import AttributeFilters
 from schemas.notify import (
     CounterIn,
     CounterOut,
@@ -49,7 +50,10 @@ routes = RouteTable()
 MAX_BUCKETS = 10_000
 
 
-class EpisodeQuery(ListQuery):
+class EpisodeQuery(ListQuery, AttributeFilters):
+    """Episode filters; the attribute ones (``gender``, ``age_min``/``age_max``, ``mask``, ``emotion``) judge the
+    episode by its best event."""
+
     closed: bool | None = Field(None, description="true: closed only; false: open only.")
     camera: str | None = Field(None, max_length=128, description="Episodes that include this camera id.")
     watch_list: str | None = Field(None, max_length=128, description="Episodes that include this watch list id.")
@@ -78,7 +82,7 @@ class DeliveryQuery(ListQuery):
 async def list_episodes(request: web.Request, query: EpisodeQuery) -> Page[EpisodeOut]:
     items, nxt = await state(request).episodes.list_page(
         closed=query.closed, camera_id=query.camera, watch_list_id=query.watch_list, dossier_id=query.dossier,
-        since=query.since, until=query.until, limit=query.limit, cursor=query.cursor)
+        since=query.since, until=query.until, limit=query.limit, cursor=query.cursor, attributes=query)
     return page([EpisodeOut.of(e) for e in items], nxt)
 
 

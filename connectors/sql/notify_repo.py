@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
 from connectors.sql import tables as core
+from connectors.sql.attributes import EPISODE_COLUMNS, attribute_conditions, attribute_values
 from connectors.sql.repositories import NotFoundError, keyset_page, new_id, upsert_statement
 from connectors.sql.tables import (
     counter_records,
@@ -43,6 +44,7 @@ from connectors.sql.tables import (
     webhook_outbox,
     webhooks,
 )
+from schemas.attributes import AttributeFilters
 from schemas.messages import CounterRecord, Episode
 from schemas.notify import (
     Counter,
@@ -83,7 +85,7 @@ class EpisodeRepository:
                        "opened_at": ep.opened_at, "last_at": ep.last_at, "closed": ep.closed,
                        "close_reason": ep.close_reason, "event_count": ep.event_count, "matched": ep.matched,
                        "dossier_id": ep.dossier_id, "doc": ep.model_dump_json(), "acknowledged": False,
-                       "updated_at": now}
+                       "updated_at": now, **attribute_values(ep.best_event, EPISODE_COLUMNS)}
                 stmt = upsert_statement(conn, episodes).values(row)
                 newer = or_(episodes.c.event_count < stmt.excluded.event_count,
                             and_(episodes.c.event_count == stmt.excluded.event_count, stmt.excluded.closed))
@@ -120,19 +122,21 @@ class EpisodeRepository:
     async def list(
         self, *, closed: bool | None = None, camera_id: str | None = None, watch_list_id: str | None = None,
         dossier_id: str | None = None, since: float | None = None, until: float | None = None,
-        limit: int = 100, cursor: str | None = None,
+        limit: int = 100, cursor: str | None = None, attributes: AttributeFilters | None = None,
     ) -> list[dict[str, Any]]:
         """Newest first (by ``opened_at``); ``since``/``until`` bound the episode's time span overlap."""
         items, _ = await self.list_page(closed=closed, camera_id=camera_id, watch_list_id=watch_list_id,
-                                        dossier_id=dossier_id, since=since, until=until, limit=limit, cursor=cursor)
+                                        dossier_id=dossier_id, since=since, until=until, limit=limit, cursor=cursor,
+                                        attributes=attributes)
         return items
 
     async def list_page(
         self, *, closed: bool | None = None, camera_id: str | None = None, watch_list_id: str | None = None,
         dossier_id: str | None = None, since: float | None = None, until: float | None = None,
-        limit: int = 100, cursor: str | None = None,
+        limit: int = 100, cursor: str | None = None, attributes: AttributeFilters | None = None,
     ) -> tuple[builtins.list[dict[str, Any]], str | None]:
-        """One page, newest first, and the next page's cursor (None at the end)."""
+        """One page, newest first, and the next page's cursor (None at the end). ``attributes`` filter on the
+        episode's best event (gender, age, mask, emotion)."""
         e = episodes.c
         conds: list[ColumnElement[bool]] = []
         if closed is not None:
@@ -149,6 +153,8 @@ class EpisodeRepository:
             conds.append(e.last_at >= since)
         if until is not None:
             conds.append(e.opened_at < until)
+        if attributes is not None:
+            conds += attribute_conditions(episodes, attributes)
         rows, nxt = await keyset_page(self.engine, select(episodes).where(and_(true(), *conds)), e.opened_at, e.id,
                                       limit, cursor, descending=True)
         return [_episode_out(r) for r in rows], nxt

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
 from connectors.sql import tables as t
+from connectors.sql.attributes import EVENT_COLUMNS, attribute_conditions, attribute_values
 from schemas.api import (
     CameraGroupIn,
     CameraGroupOut,
@@ -537,12 +538,13 @@ class EventRepository:
         latest = {e.event_id: e for e in events}  # a batch may hold the same event twice
         now = time.time()
         rows = [{"id": e.event_id, **{f: getattr(e, f) for f in _EVENT_FIELDS_FROM_MESSAGE},
+                 **attribute_values(summarise(e.attributes), EVENT_COLUMNS),
                  "bbox": list(e.bbox), "acknowledged": False, "created_at": now} for e in latest.values()]
         async with self.engine.begin() as conn:
             stmt = upsert_statement(conn, t.events)
             stmt = stmt.on_conflict_do_update(
                 index_elements=[t.events.c.id],
-                set_={f: stmt.excluded[f] for f in _EVENT_FIELDS_FROM_MESSAGE})
+                set_={f: stmt.excluded[f] for f in (*_EVENT_FIELDS_FROM_MESSAGE, *EVENT_COLUMNS)})
             await conn.execute(stmt, rows)
             await conn.execute(delete(t.event_watch_lists).where(t.event_watch_lists.c.event_id.in_(list(latest))))
             links = [{"event_id": e.event_id, "watch_list_id": wl} for e in latest.values()
@@ -678,7 +680,7 @@ class EventRepository:
             id=r["id"], camera=r["camera_id"], camera_group=r["camera_group"], timestamp=r["timestamp"],
             offset_s=r["offset_s"], matched=bool(r["matched"]), dossier=r["dossier_id"], dossier_name=r["dossier_name"],
             watch_lists=watch_lists, confidence=r["confidence"], quality=r["quality"], bbox=tuple(r["bbox"]),
-            attributes=r["attributes"], **summarise(r["attributes"]).fields(),
+            attributes=r["attributes"], **{name: r[name] for name in EVENT_COLUMNS},
             episode=r["episode_id"] or episode, acknowledged=bool(r["acknowledged"]),
             acknowledged_at=r["acknowledged_at"], acknowledged_by=r["acknowledged_by"], video=r["video_id"],
             thumbnail=self.url_path(r["thumbnail_key"]) if r["thumbnail_key"] else None,
@@ -714,7 +716,7 @@ def event_conditions(f: EventFilters) -> list[ColumnElement[bool]]:
         links = t.episode_events.c
         conds.append(or_(c.episode_id == f.episode,
                          c.id.in_(select(links.event_id).where(links.episode_id == f.episode))))
-    return conds
+    return conds + attribute_conditions(t.events, f)
 
 
 async def _still_referenced(conn: AsyncConnection, keys: set[str]) -> set[str]:

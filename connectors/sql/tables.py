@@ -15,6 +15,8 @@ import orjson
 from sqlalchemy import BigInteger, Boolean, Column, Float, MetaData, String, Table, Text
 from sqlalchemy.types import TypeDecorator
 
+from connectors.sql.attributes import EPISODE_COLUMNS, EVENT_COLUMNS, attribute_columns
+
 
 class JsonText(TypeDecorator[Any]):
     """A JSON document in a TEXT column."""
@@ -127,6 +129,7 @@ events = Table(
     Column("quality", Double, nullable=False),
     Column("bbox", JsonText, nullable=False),
     Column("attributes", JsonText, nullable=False),
+    *attribute_columns(EVENT_COLUMNS),
     Column("frame_key", Text),
     Column("thumbnail_key", Text),
     Column("video_id", String(64)),
@@ -179,6 +182,7 @@ episodes = Table(
     Column("acknowledged_at", Double),
     Column("acknowledged_by", String(128)),
     Column("updated_at", Double, nullable=False),
+    *attribute_columns(EPISODE_COLUMNS),  # of the best event
 )
 
 episode_events = Table(

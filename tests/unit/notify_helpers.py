@@ -71,3 +71,13 @@ async def wait_for(predicate: Callable[[], bool], timeout_s: float) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "timed out"
         await asyncio.sleep(0.05)
+
+
+def face_attributes(gender: str = "male", age: float = 40.0, mask: bool = False, emotion: str = "neutral"
+                    ) -> dict[str, dict[str, float]]:
+    """Attribute distributions as the extractor's models write them (``schemas.attributes``)."""
+    p_male = 0.9 if gender == "male" else 0.1
+    labels = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+    return {"gender": {"male": p_male, "female": 1 - p_male}, "age": {"years": age},
+            "mask": {"mask": 0.95 if mask else 0.02, "no_mask": 0.03 if mask else 0.97},
+            "emotion": {label: (0.7 if label == emotion else 0.05) for label in labels}}

@@ -18,7 +18,7 @@ from agents.notify_rules import (
 from models.faces import confidences
 from schemas.messages import CounterRecord
 from schemas.notify import NotifyFilters
-from tests.unit.notify_helpers import event, person
+from tests.unit.notify_helpers import event, face_attributes, person
 
 P = person(1)
 M = event("m", 1000, P, dossier="d1", watch_lists=("wl1",), confidence=0.9, camera="c1", group="g1")
@@ -40,6 +40,25 @@ def test_filters():
     rec = counter_item(CounterRecord(counter_id="k", start=0, end=60, faces=3, camera_ids=["c1"]))
     assert passes(NotifyFilters(matched="matched"), rec)  # only counter/camera filters apply
     assert not passes(NotifyFilters(counter_ids=["other"]), rec)
+
+
+def test_attribute_filters_no_mask_at_the_entrance():
+    bare = U.model_copy(update={"attributes": face_attributes("female", 31, mask=False, emotion="happy")})
+    masked = U.model_copy(update={"attributes": face_attributes("male", 58, mask=True)})
+    unknown = U  # no attribute models ran
+    no_mask = NotifyFilters(mask=False)
+    assert passes(no_mask, event_item(bare))
+    assert not passes(no_mask, event_item(masked)) and not passes(no_mask, event_item(unknown))
+    assert passes(NotifyFilters(mask=True), event_item(masked))
+    assert passes(NotifyFilters(gender="female", age_max=40, emotion="happy"), event_item(bare))
+    assert not passes(NotifyFilters(gender="female", age_min=35), event_item(bare))
+    assert passes(NotifyFilters(age_min=50, age_max=65), event_item(masked))
+    assert not passes(NotifyFilters(emotion="sad"), event_item(masked))
+    assert event_item(bare).data["mask"] is False and event_item(bare).data["gender"] == "female"
+    builder = EpisodeBuilder()
+    changes = builder.add(masked.model_copy(update={"timestamp": 5000.0}), now=0)
+    assert passes(NotifyFilters(mask=True), episode_item(changes[0]))
+    assert not passes(no_mask, episode_item(changes[0]))
 
 
 def test_payload_items_are_stable_and_documented():
