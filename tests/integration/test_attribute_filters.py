@@ -14,6 +14,8 @@ from agents.episode_rules import EpisodeBuilder
 from connectors.api.app import build_app
 from connectors.sql.notify_repo import EpisodeRepository
 from connectors.sql.repositories import EventRepository
+from models.faces import confidences
+from ops.root import Resources, api_state, open_resources
 from pipeline.settings import Settings
 from schemas.messages import FaceEvent
 from schemas.notify import NotifyFilters, TelegramRuleIn, WebhookIn
@@ -44,15 +46,18 @@ async def _ids(client: TestClient, path: str) -> list[str]:
 
 async def test_events_and_episodes_show_and_filter_attributes(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, api={"admin_token": TOKEN, "contract_checks": "fail"})
-    client = TestClient(TestServer(build_app(settings)))
+    async with open_resources(settings) as res:
+        await _show_and_filter(res)
+
+
+async def _show_and_filter(res: Resources) -> None:
+    client = TestClient(TestServer(build_app(await api_state(res))))
     await client.start_server()
     try:
-        from connectors.api.state import STATE
-
-        engine = client.server.app[STATE].engine
+        engine = await res.sql()
         events = _faces()
         await EventRepository(engine, lambda k: k).upsert_many(events)
-        builder = EpisodeBuilder()
+        builder = EpisodeBuilder(confidences)
         await EpisodeRepository(engine).save((c.episode, c.event_ids) for e in events for c in builder.add(e, now=0))
 
         one: dict[str, Any] = await (await client.get("/v1/events/masked-woman",

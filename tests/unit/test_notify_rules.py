@@ -55,7 +55,7 @@ def test_attribute_filters_no_mask_at_the_entrance():
     assert passes(NotifyFilters(age_min=50, age_max=65), event_item(masked))
     assert not passes(NotifyFilters(emotion="sad"), event_item(masked))
     assert event_item(bare).data["mask"] is False and event_item(bare).data["gender"] == "female"
-    builder = EpisodeBuilder()
+    builder = EpisodeBuilder(confidences)
     changes = builder.add(masked.model_copy(update={"timestamp": 5000.0}), now=0)
     assert passes(NotifyFilters(mask=True), episode_item(changes[0]))
     assert not passes(no_mask, episode_item(changes[0]))
