@@ -37,21 +37,21 @@ clearly "same" and clearly "different". Note the cosine of two different people 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from models import attributes as attribute_plugins
-from models.align import CHIP_SIZE, align_chip
+from models.align import align_chip
 from models.attributes import AttributeModel
-from models.centerface import MAX_INPUT_SIDE, Letterbox, decode, plan_input, preprocess
 from models.config import ModelSettings
 from models.engines import Engine, ShapeProfile, open_engine
 from models.liveness import LivenessModel, load_liveness
+from models.plugins import Detection, FaceDescriptor, FaceDetector
 from models.prepare import ModelsNotPreparedError, prepared_paths
 from models.quality import quality_score
+from models.registry import open_descriptor, open_detector
 
 __all__ = [
     "DEFAULT_MATCH_THRESHOLD", "Detection", "FaceModels", "ModelsNotPreparedError", "confidence",
@@ -60,7 +60,6 @@ __all__ = [
 DEFAULT_MATCH_THRESHOLD: float = 0.4
 _CONF_CENTRE = 0.425  # normalised L2 distance at confidence 0.5: dlib's raw 0.6 rule
 _CONF_WIDTH = 0.03
-_DETECTOR_MAX_BATCH = 8
 
 
 def confidence(similarity: float | np.ndarray) -> float | np.ndarray:
@@ -77,16 +76,6 @@ def confidences(similarities: np.ndarray) -> np.ndarray:
     return np.asarray(confidence(similarities), dtype=np.float64)
 
 
-@dataclass(frozen=True)
-class Detection:
-    """One detected face in an image."""
-
-    bbox: tuple[float, float, float, float]  # x1, y1, x2, y2 in pixels of the input image
-    score: float  # detector confidence in [0, 1]
-    # (5, 2) float32 (x, y): left eye, right eye, nose, mouth left, mouth right (image left/right)
-    landmarks: np.ndarray
-
-
 def _as_bgr(image: np.ndarray) -> np.ndarray:
     if image.ndim == 2:
         return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
@@ -98,7 +87,7 @@ def _as_bgr(image: np.ndarray) -> np.ndarray:
 class FaceModels:
     """Detector, descriptor and attribute models, loaded once (see the module docstring)."""
 
-    def __init__(self, settings: ModelSettings, detector: Engine, descriptor: Engine,
+    def __init__(self, settings: ModelSettings, detector: FaceDetector, descriptor: FaceDescriptor,
                  plugins: list[tuple[AttributeModel, Engine]], liveness: LivenessModel | None = None) -> None:
         self.settings = settings
         self._detector = detector
@@ -112,12 +101,8 @@ class FaceModels:
 
         Raises ``ModelsNotPreparedError`` (run ``facestream models prepare``) when the cache is incomplete."""
         paths = prepared_paths(settings.cache_dir)
-        side = MAX_INPUT_SIDE
-        batch = settings.max_batch
-        detector = open_engine(paths["detector"], settings, ShapeProfile(
-            (1, 3, 32, 32), (1, 3, 384, 640), (_DETECTOR_MAX_BATCH, 3, side, side)))
-        descriptor = open_engine(paths["descriptor"], settings, ShapeProfile(
-            (1, 3, CHIP_SIZE, CHIP_SIZE), (batch, 3, CHIP_SIZE, CHIP_SIZE), (batch, 3, CHIP_SIZE, CHIP_SIZE)))
+        detector = open_detector(settings, paths)
+        descriptor = open_descriptor(settings, paths)
         plugins = [cls._open_plugin(name, settings, paths) for name in settings.attributes]
         return cls(settings, detector, descriptor, plugins, load_liveness(settings, paths["liveness"]))
 
@@ -137,37 +122,9 @@ class FaceModels:
     # -- detection ---------------------------------------------------------------------------------
 
     def detect(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
-        """Faces in each image (BGR uint8 HxWx3, any size), best score first. Images whose network
-        input has the same shape are run as one batch."""
-        images = [_as_bgr(img) for img in images]
-        plans = [plan_input(img.shape[0], img.shape[1], self.settings.detector_max_side,
-                            self.settings.detector_min_face) for img in images]
-        results: list[list[Detection]] = [[] for _ in images]
-        groups: dict[tuple[int, int], list[int]] = {}
-        for i, plan in enumerate(plans):
-            groups.setdefault((plan.height, plan.width), []).append(i)
-        for (height, width), members in groups.items():
-            for start in range(0, len(members), _DETECTOR_MAX_BATCH):
-                chunk = members[start : start + _DETECTOR_MAX_BATCH]
-                batch = np.zeros((len(chunk), 3, height, width), np.float32)
-                for row, i in enumerate(chunk):
-                    preprocess(images[i], plans[i], batch[row])
-                maps = self._detector.run(batch)
-                for row, i in enumerate(chunk):
-                    results[i] = self._to_detections(tuple(m[row] for m in maps), images[i].shape, plans[i])
-        return results
-
-    def _to_detections(self, maps: tuple[np.ndarray, ...], shape: tuple[int, ...], plan: Letterbox) -> list[Detection]:
-        raw = decode(maps, self.settings.detector_threshold, self.settings.detector_nms_iou)
-        sx, sy = plan.scale_x, plan.scale_y
-        h, w = shape[:2]
-        out = []
-        for box, score, lms in zip(raw.boxes, raw.scores, raw.landmarks, strict=True):
-            x1, x2 = np.clip([box[0] / sx, box[2] / sx], 0, w)
-            y1, y2 = np.clip([box[1] / sy, box[3] / sy], 0, h)
-            points = (lms / np.array([sx, sy], np.float32)).astype(np.float32)
-            out.append(Detection((float(x1), float(y1), float(x2), float(y2)), float(score), points))
-        return out
+        """Faces in each image (BGR uint8 HxWx3, any size), best score first (the ``models.detector``
+        plug-in's; CenterFace by default)."""
+        return self._detector.detect(images)
 
     # -- per face ----------------------------------------------------------------------------------
 
@@ -182,20 +139,11 @@ class FaceModels:
         return quality_score(det.score, det.landmarks, chip, det.bbox[2] - det.bbox[0])
 
     def describe(self, chips: Sequence[np.ndarray]) -> np.ndarray:
-        """(N, 128) float32 L2-normalised descriptors of 150x150 BGR uint8 chips (from ``align``)."""
-        out = np.zeros((len(chips), 128), np.float32)
-        step = self.settings.max_batch
-        for start in range(0, len(chips), step):
-            part = chips[start : start + step]
-            batch = np.stack([c[:, :, ::-1].transpose(2, 0, 1) for c in part]).astype(np.float32)
-            out[start : start + len(part)] = self._descriptor.run(batch)[0]
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        return out / np.maximum(norms, 1e-12)
-
-    def raw_descriptors(self, chips: Sequence[np.ndarray]) -> np.ndarray:
-        """(N, 128) float32 un-normalised descriptors in dlib's own scale (where L2 < 0.6 = same person)."""
-        batch = np.stack([c[:, :, ::-1].transpose(2, 0, 1) for c in chips]).astype(np.float32)
-        return self._descriptor.run(batch)[0]
+        """(N, 128) float32 L2-normalised descriptors of 150x150 BGR uint8 chips (from ``align``), by the
+        ``models.descriptor`` plug-in (dlib's ResNet by default)."""
+        if not len(chips):
+            return np.zeros((0, 128), np.float32)
+        return self._descriptor.describe(chips)
 
     def liveness(self, faces: Sequence[tuple[np.ndarray, tuple[float, float, float, float]]]) -> list[float]:
         """Live probability in [0, 1] of each (BGR frame, x1 y1 x2 y2 box), from the liveness plug-in

@@ -1,0 +1,1 @@
+"""Face descriptor plug-ins (see models.plugins)."""

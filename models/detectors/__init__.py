@@ -1,0 +1,1 @@
+"""Face detector plug-ins (see models.plugins)."""
