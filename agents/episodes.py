@@ -72,7 +72,7 @@ class EpisodesAgent(AgentBase):
         states = self.builder.drain_changes()
         if not changes and not states:
             return []
-        await self.repo.save((c.episode, c.event_ids) for c in changes)
+        await self.repo.save(changes)
         outputs = [Output(EPISODES, c.episode.episode_id, c) for c in changes]
         outputs += [Output(EPISODE_STATE, s.episode.episode_id, s) for s in states]
         return outputs

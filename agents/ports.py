@@ -13,8 +13,8 @@ from typing import Protocol
 
 import numpy as np
 
-from schemas.messages import CounterRecord, Episode, FaceEvent, GalleryChange, VideoProgress
-from schemas.notify import Counter, TelegramRule, Webhook
+from schemas.messages import CounterRecord, EpisodeChanged, FaceEvent, GalleryChange, VideoProgress
+from schemas.notify import Counter, OutboxItem, QueuedMessage, TelegramRule, Webhook
 
 Similarity = Callable[[np.ndarray], np.ndarray]
 """The one cosine -> confidence calibration: cosine similarities of L2-normalised descriptors (an array of
@@ -77,8 +77,8 @@ Retention = Callable[[], Awaitable[object]]
 
 
 class EpisodeStore(Protocol):
-    async def save(self, changes: Iterable[tuple[Episode, list[str]]]) -> None:
-        """Upsert episodes with their event ids (idempotent)."""
+    async def save(self, changes: Iterable[EpisodeChanged]) -> None:
+        """Upsert the changed episodes and link the events each change added (idempotent)."""
         ...
 
 
@@ -92,16 +92,15 @@ class WebhookOutbox(Protocol):
     """Webhook definitions and the per-webhook outbox the dispatcher drains."""
 
     async def list_all(self) -> list[Webhook]: ...
-    async def enqueue(self, items: list[tuple[str, str, bytes]], queue_max: int) -> int:
-        """Add ``(webhook id, item id, item JSON)``; returns how many old items overflowed."""
+    async def enqueue(self, items: list[OutboxItem], queue_max: int) -> int:
+        """Add items (one already there is skipped); returns how many old items overflowed."""
         ...
 
 
 class TelegramOutbox(Protocol):
     async def list_all(self) -> list[TelegramRule]: ...
-    async def enqueue(self, messages: list[tuple[str, str, str, str | None, str, float]], cooldown_s: float) -> int:
-        """Queue ``(message id, chat id, caption, thumbnail key, person key, event time)`` past the cooldown;
-        returns how many were queued."""
+    async def enqueue(self, messages: list[QueuedMessage], cooldown_s: float) -> int:
+        """Queue the messages whose chat has not heard of that person within the cooldown; returns how many."""
         ...
 
 

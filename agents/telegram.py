@@ -23,16 +23,15 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
 
 from agents.notify_rules import backoff_s, caption, event_item, passes, person_key
 from agents.ports import MediaReader, NameBook, TelegramOutbox
-from connectors.sql.notify_repo import TelegramRepository
+from connectors.sql.telegram import TelegramRepository
 from connectors.telegram_client import TelegramClient
 from pipeline.settings import Settings, TelegramSettings
 from pipeline.stage import AgentBase, Incoming, Output
 from schemas.messages import FaceEvent
-from schemas.notify import TelegramRule
+from schemas.notify import OutboxMessage, QueuedMessage, TelegramRule
 from schemas.topics import EVENTS
 
 log = logging.getLogger(__name__)
@@ -56,7 +55,7 @@ class TelegramAgent(AgentBase):
 
     async def handle(self, batch: list[Incoming]) -> list[Output]:
         await self._refresh()
-        messages = []
+        messages: list[QueuedMessage] = []
         for incoming in batch:
             e = incoming.message
             if not isinstance(e, FaceEvent):
@@ -65,8 +64,8 @@ class TelegramAgent(AgentBase):
             text = caption(e, self.watch_list_names, self.camera_names.get(e.camera_id))
             for rule in self.rules:
                 if rule.active and passes(rule.filters, item):
-                    messages.append((f"{rule.chat_id}:{e.event_id}", rule.chat_id, text, e.thumbnail_key,
-                                     person_key(e), e.timestamp))
+                    messages.append(QueuedMessage(f"{rule.chat_id}:{e.event_id}", rule.chat_id, text,
+                                                  e.thumbnail_key, person_key(e), e.timestamp))
         if messages and await self.repo.enqueue(messages, self.settings.telegram.cooldown_s):
             self.wake.set()
         return []
@@ -105,20 +104,20 @@ class TelegramSender:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), timeout=0.25)
 
-    async def _send(self, m: dict[str, Any]) -> None:
-        photo = await self._thumbnail(m["thumbnail_key"])
-        result = await self.client.send_photo(m["chat_id"], m["caption"], photo)
-        attempts = m["attempts"] + 1
+    async def _send(self, m: OutboxMessage) -> None:
+        photo = await self._thumbnail(m.thumbnail_key)
+        result = await self.client.send_photo(m.chat_id, m.caption, photo)
+        attempts = m.attempts + 1
         now = time.time()
         if result.ok:
-            await self.repo.mark(m["id"], "sent", attempts, now, None)
+            await self.repo.mark(m.id, "sent", attempts, now, None)
         elif result.retry_after is not None:  # rate limited: not the message's fault, wait as told
-            await self.repo.mark(m["id"], "pending", m["attempts"], now + result.retry_after, result.error)
+            await self.repo.mark(m.id, "pending", m.attempts, now + result.retry_after, result.error)
         elif result.permanent or attempts >= self.settings.max_attempts:
-            log.warning("telegram: message %s failed after %d attempts: %s", m["id"], attempts, result.error)
-            await self.repo.mark(m["id"], "failed", attempts, now, result.error)
+            log.warning("telegram: message %s failed after %d attempts: %s", m.id, attempts, result.error)
+            await self.repo.mark(m.id, "failed", attempts, now, result.error)
         else:
-            await self.repo.mark(m["id"], "pending", attempts, now + backoff_s(attempts, 1.0), result.error)
+            await self.repo.mark(m.id, "pending", attempts, now + backoff_s(attempts, 1.0), result.error)
 
     async def _thumbnail(self, key: str | None) -> bytes | None:
         if not key:

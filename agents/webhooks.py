@@ -33,12 +33,12 @@ import time
 from agents.dedup import Deduplicator, DedupRules
 from agents.notify_rules import Item, backoff_s, item_of, passes
 from agents.ports import Similarity, WebhookOutbox
-from connectors.sql.notify_repo import WebhookRepository
+from connectors.sql.webhooks import WebhookRepository
 from connectors.webhook_client import WebhookClient
 from pipeline.settings import Settings, WebhookSettings
 from pipeline.stage import AgentBase, Incoming, Output
 from schemas.messages import FaceEvent, StreamEnd
-from schemas.notify import Delivery, Webhook
+from schemas.notify import OutboxItem, PendingDelivery, Webhook
 from schemas.topics import COUNTER_RECORDS, EPISODES, EVENTS
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ class WebhooksAgent(AgentBase):
 
     async def handle(self, batch: list[Incoming]) -> list[Output]:
         await self.book.refresh()
-        rows: list[tuple[str, str, bytes]] = []
+        rows: list[OutboxItem] = []
         for incoming in batch:
             item = self._item(incoming.message)
             if item is None:
@@ -85,7 +85,7 @@ class WebhooksAgent(AgentBase):
             body = item.body()
             for w in self.book.by_id.values():
                 if w.active and item.topic in w.topics and passes(w.filters, item):
-                    rows.append((w.webhook_id, item.item_id, body))
+                    rows.append(OutboxItem(w.webhook_id, item.item_id, body))
         if rows:
             self.overflowed += await self.repo.enqueue(rows, self.settings.webhooks.queue_max)
             self.wake.set()
@@ -141,8 +141,8 @@ class Dispatcher:
     async def _worker(self, webhook_id: str, stop: asyncio.Event) -> None:
         s = self.settings
         try:
-            for delivery, body in await self.repo.pending(webhook_id):
-                await self._deliver(webhook_id, delivery, body, stop)
+            for pending in await self.repo.pending(webhook_id):
+                await self._deliver(webhook_id, pending, stop)
             while not stop.is_set():
                 taken = await self.repo.take_batch(webhook_id, s.batch_max, s.batch_linger_s)
                 if taken is None:
@@ -151,14 +151,15 @@ class Dispatcher:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(kick.wait(), timeout=max(0.05, min(0.5, s.batch_linger_s)))
                     continue
-                await self._deliver(webhook_id, *taken, stop)
+                await self._deliver(webhook_id, taken, stop)
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("webhook %s: delivery task failed; restarting", webhook_id)
             await asyncio.sleep(1.0)
 
-    async def _deliver(self, webhook_id: str, delivery: Delivery, body: bytes, stop: asyncio.Event) -> None:
+    async def _deliver(self, webhook_id: str, pending: PendingDelivery, stop: asyncio.Event) -> None:
+        delivery, body = pending.delivery, pending.body
         attempts = delivery.attempts
         while not stop.is_set():
             webhook = self.book.by_id.get(webhook_id)

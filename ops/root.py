@@ -35,20 +35,15 @@ from connectors.api.faces import FaceService
 from connectors.api.state import ApiState, Publisher
 from connectors.http_session import HttpSessionClient
 from connectors.media import MediaStore, open_media_store
+from connectors.sql.counters import CounterRepository
 from connectors.sql.engine import open_sql
-from connectors.sql.notify_repo import (
-    CounterRepository,
-    EpisodeRepository,
-    TelegramRepository,
-    WebhookRepository,
-)
-from connectors.sql.repositories import (
-    CameraRepository,
-    EventRepository,
-    VideoRepository,
-    WatchListRepository,
-)
+from connectors.sql.entities import CameraRepository, WatchListRepository
+from connectors.sql.episodes import EpisodeRepository
+from connectors.sql.events import EventRepository
 from connectors.sql.retention import purge_expired
+from connectors.sql.telegram import TelegramRepository
+from connectors.sql.videos import VideoRepository
+from connectors.sql.webhooks import WebhookRepository
 from connectors.telegram_client import TelegramClient
 from connectors.vectors import VectorStore, open_vectors
 from connectors.webhook_client import WebhookClient

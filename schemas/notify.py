@@ -6,7 +6,7 @@ Stored in SQL (migrations ``connectors/sql/migrations/01xx_*.sql``), served by
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -103,6 +103,21 @@ class Delivery(_Body):
     error: str | None = None
 
 
+class OutboxItem(NamedTuple):
+    """One payload item for one webhook's outbox (the webhooks stage -> SQL)."""
+
+    webhook_id: str
+    item_id: str
+    body: bytes  # the item's JSON object
+
+
+class PendingDelivery(_Body):
+    """A delivery waiting to be POSTed, with its body (the JSON array of its items)."""
+
+    delivery: Delivery
+    body: bytes
+
+
 # -- Telegram ------------------------------------------------------------------------------------
 
 
@@ -123,6 +138,32 @@ class TelegramRulePatch(_Body):
 class TelegramRule(TelegramRuleIn):
     rule_id: str
     created_at: float = 0.0
+
+
+class QueuedMessage(NamedTuple):
+    """A Telegram message the Telegram stage queues, subject to the chat's cooldown for the person."""
+
+    message_id: str  # "{chat id}:{event id}"
+    chat_id: str
+    caption: str
+    thumbnail_key: str | None
+    person_key: str
+    event_time: float
+
+
+class OutboxMessage(_Body):
+    """One Telegram message in the outbox (``telegram_outbox``): queued by the Telegram stage, sent by its
+    sender. ``id`` is ``"{chat id}:{event id}"``."""
+
+    id: str
+    chat_id: str
+    caption: str
+    thumbnail_key: str | None
+    status: Literal["pending", "sent", "failed"]
+    attempts: int
+    created_at: float
+    next_attempt_at: float
+    error: str | None
 
 
 # -- API views: every resource's key is ``id`` --------------------------------------------------

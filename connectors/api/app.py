@@ -35,14 +35,8 @@ from connectors.api.openapi import openapi_document
 from connectors.api.resume import resume_videos
 from connectors.api.routes_entities import publish_dossier
 from connectors.api.state import STATE, ApiState
-from connectors.sql.repositories import (
-    ConflictError,
-    InvalidCursorError,
-    NotFoundError,
-    ReferenceError_,
-    camera_changed,
-    watch_list_changed,
-)
+from connectors.sql.base import ConflictError, InvalidCursorError, NotFoundError, ReferenceError_
+from connectors.sql.entities import camera_changed, watch_list_changed
 from schemas.topics import CAMERAS, GALLERY
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,8 @@ from aiohttp import web
 
 from connectors.api.core import RANK, ApiError, ListQuery, RouteInfo, RouteTable, page, path_id
 from connectors.api.state import ApiState, state
-from connectors.sql.repositories import ConflictError, check_password, hash_password
+from connectors.sql.base import ConflictError
+from connectors.sql.users import check_password, hash_password
 from schemas.api import LoginRequest, LoginResponse, Page, UserIn, UserOut
 
 log = logging.getLogger(__name__)
@@ -88,11 +89,11 @@ async def login(request: web.Request, body: LoginRequest) -> LoginResponse:
     st = state(request)
     found = await st.users.by_username(body.username)
     ok = found is not None and await asyncio.get_running_loop().run_in_executor(
-        None, check_password, body.password, found[1])
+        None, check_password, body.password, found.password_hash)
     if not ok or found is None:
         raise ApiError(401, "wrong user name or password")
-    token = await st.users.issue_token(found[0].id)
-    return LoginResponse(token=token, user=found[0])
+    token = await st.users.issue_token(found.user.id)
+    return LoginResponse(token=token, user=found.user)
 
 
 @routes.add("POST", "/v1/auth/logout", "Revoke the token of this request", "auth", access="viewer")

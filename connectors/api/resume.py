@@ -23,7 +23,6 @@ import logging
 from typing import Any
 
 from connectors.api.state import ApiState
-from connectors.sql.notify_repo import EpisodeRepository
 from pipeline.kafka import replay_topic
 from schemas.messages import VideoJob
 from schemas.topics import VIDEO_JOBS
@@ -78,7 +77,7 @@ async def resume_videos(st: ApiState) -> tuple[int, int]:
         path = await loop.run_in_executor(None, _job_path, st, video["media_key"])
         if path is None:
             await st.videos.fail(video["id"], f"interrupted by a restart and its file is gone ({video['media_key']})")
-            await EpisodeRepository(st.engine).close_video(video["id"])
+            await st.episodes.close_video(video["id"])
             failed += 1
             continue
         await st.publisher.publish(VIDEO_JOBS, video["id"], VideoJob(

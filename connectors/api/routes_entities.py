@@ -16,7 +16,8 @@ from connectors.api.references import crop, face_in_box, jpeg, photo, resolve
 from connectors.api.state import ApiState, state
 from connectors.api.uploads import Form, decode_image
 from connectors.camera_health import mask_url
-from connectors.sql.repositories import NotFoundError, camera_changed, new_id, watch_list_changed
+from connectors.sql.base import NotFoundError, new_id
+from connectors.sql.entities import camera_changed, watch_list_changed
 from schemas.api import (
     CameraGroupIn,
     CameraGroupOut,

@@ -17,7 +17,7 @@ from connectors.api.state import ApiState, state
 from connectors.api.uploads import VIDEO_EXTENSIONS, probe_video, stream_file_field
 from connectors.api.video_urls import fetch_video
 from connectors.media import MediaNotFoundError, content_type_of
-from connectors.sql.repositories import NotFoundError, new_id
+from connectors.sql.base import NotFoundError, new_id
 from schemas.api import (
     BulkAcknowledgeIn,
     BulkAcknowledgeResponse,

@@ -21,8 +21,8 @@ from connectors.api.faces import similarity_confidence
 from connectors.api.references import face_input, jpeg, photo
 from connectors.api.state import ApiState, state
 from connectors.api.uploads import Form, read_form
+from connectors.sql.base import new_id
 from connectors.sql.references import Detection, DetectionRepository
-from connectors.sql.repositories import new_id
 from schemas.api import (
     DetectedFace,
     DetectResponse,

@@ -26,10 +26,8 @@ from pydantic import Field
 from connectors.api.auth import current_user
 from connectors.api.core import ApiError, ApiModel, ListQuery, RouteTable, page, path_id
 from connectors.api.state import state
-from connectors.sql.notify_repo import (
-    aggregate,
-)
-from connectors.sql.repositories import InvalidCursorError, decode_cursor, encode_cursor
+from connectors.sql.base import InvalidCursorError, decode_cursor, encode_cursor
+from connectors.sql.counters import aggregate
 from schemas.api import EpisodeOut, Page
 from schemas.attributes import AttributeFilters
 from schemas.notify import (
@@ -83,18 +81,18 @@ async def list_episodes(request: web.Request, query: EpisodeQuery) -> Page[Episo
     items, nxt = await state(request).episodes.list_page(
         closed=query.closed, camera_id=query.camera, watch_list_id=query.watch_list, dossier_id=query.dossier,
         since=query.since, until=query.until, limit=query.limit, cursor=query.cursor, attributes=query)
-    return page([EpisodeOut.of(e) for e in items], nxt)
+    return page(items, nxt)
 
 
 @routes.add("GET", "/v1/episodes/{id}", "One episode with its event ids", "episodes")
 async def get_episode(request: web.Request) -> EpisodeOut:
-    return EpisodeOut.of(await state(request).episodes.get(path_id(request)))
+    return await state(request).episodes.get(path_id(request))
 
 
 @routes.add("POST", "/v1/episodes/{id}/acknowledge", "Acknowledge an episode and all its events", "episodes")
 async def acknowledge_episode(request: web.Request) -> EpisodeOut:
     user = current_user(request)
-    return EpisodeOut.of(await state(request).episodes.acknowledge(path_id(request), user.username))
+    return await state(request).episodes.acknowledge(path_id(request), user.username)
 
 
 # --- counters ---------------------------------------------------------------------------------------------

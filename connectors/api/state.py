@@ -15,21 +15,15 @@ from connectors.api.errors import ApiError
 from connectors.api.faces import FaceService
 from connectors.camera_health import CameraHealthTable
 from connectors.media import MediaStore
-from connectors.sql.notify_repo import (
-    CounterRepository,
-    EpisodeRepository,
-    TelegramRepository,
-    WebhookRepository,
-)
-from connectors.sql.repositories import (
-    CameraGroupRepository,
-    CameraRepository,
-    DossierRepository,
-    EventRepository,
-    UserRepository,
-    VideoRepository,
-    WatchListRepository,
-)
+from connectors.sql.counters import CounterRepository
+from connectors.sql.dossiers import DossierRepository
+from connectors.sql.entities import CameraGroupRepository, CameraRepository, WatchListRepository
+from connectors.sql.episodes import EpisodeRepository
+from connectors.sql.events import EventRepository
+from connectors.sql.telegram import TelegramRepository
+from connectors.sql.users import UserRepository
+from connectors.sql.videos import VideoRepository
+from connectors.sql.webhooks import WebhookRepository
 from connectors.vectors import VectorStore
 from pipeline.settings import Settings
 from schemas.base import Message

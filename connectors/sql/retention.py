@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 
 from connectors.media import MediaStore
-from connectors.sql.repositories import EventRepository
+from connectors.sql.events import EventRepository
 from connectors.vectors import VectorStore
 from pipeline.settings import StoreSettings
 

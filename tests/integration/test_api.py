@@ -21,7 +21,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from agents.store_sink import StoreSink
 from connectors.api.app import build_app, republish
 from connectors.api.state import STATE
-from connectors.sql.repositories import EventRepository, VideoRepository
+from connectors.sql.events import EventRepository
+from connectors.sql.videos import VideoRepository
 from ops.broker import EmbeddedBroker
 from ops.root import Resources, api_state, open_resources
 from pipeline.kafka import AsyncProducer, provision_topics, replay_topic

@@ -10,8 +10,10 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from agents.episode_rules import EpisodeBuilder
 from connectors.api.app import build_app
-from connectors.sql.notify_repo import CounterRepository, EpisodeRepository, WebhookRepository
-from connectors.sql.repositories import EventRepository
+from connectors.sql.counters import CounterRepository
+from connectors.sql.episodes import EpisodeRepository
+from connectors.sql.events import EventRepository
+from connectors.sql.webhooks import WebhookRepository
 from models.faces import confidences
 from ops.root import Resources, api_state, open_resources
 from pipeline.settings import Settings
@@ -44,7 +46,7 @@ async def _routes(res: Resources) -> None:
                event("e2", 101, person(1), camera="c2"), event("x", 102, person(2), camera="c1")]
         await EventRepository(engine, lambda k: k).upsert_many(evs)
         b = EpisodeBuilder(confidences)
-        await EpisodeRepository(engine).save((c.episode, c.event_ids) for e in evs for c in b.add(e, now=0))
+        await EpisodeRepository(engine).save([c for e in evs for c in b.add(e, now=0)])
         page = await call(client, "GET", "/v1/episodes?closed=false", 200)
         assert [e["id"] for e in page["results"]] == ["ep:x", "ep:e1"]
         assert [e["id"] for e in (await call(client, "GET", "/v1/episodes?watch_list=wl", 200))["results"]] \

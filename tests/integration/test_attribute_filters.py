@@ -12,8 +12,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from agents.episode_rules import EpisodeBuilder
 from connectors.api.app import build_app
-from connectors.sql.notify_repo import EpisodeRepository
-from connectors.sql.repositories import EventRepository
+from connectors.sql.episodes import EpisodeRepository
+from connectors.sql.events import EventRepository
 from models.faces import confidences
 from ops.root import Resources, api_state, open_resources
 from pipeline.settings import Settings
@@ -58,7 +58,7 @@ async def _show_and_filter(res: Resources) -> None:
         events = _faces()
         await EventRepository(engine, lambda k: k).upsert_many(events)
         builder = EpisodeBuilder(confidences)
-        await EpisodeRepository(engine).save((c.episode, c.event_ids) for e in events for c in builder.add(e, now=0))
+        await EpisodeRepository(engine).save([c for e in events for c in builder.add(e, now=0)])
 
         one: dict[str, Any] = await (await client.get("/v1/events/masked-woman",
                                                       headers={"Authorization": f"Token {TOKEN}"})).json()

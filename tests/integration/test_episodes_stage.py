@@ -14,7 +14,7 @@ import pytest
 
 from agents.episode_rules import EpisodeBuilder, EpisodeRules
 from connectors.sql.engine import open_sql
-from connectors.sql.notify_repo import EpisodeRepository
+from connectors.sql.episodes import EpisodeRepository
 from models.faces import confidences
 from pipeline.kafka import AsyncProducer, provision_topics, replay_topic
 from schemas.messages import EpisodeChanged, FaceEvent, StreamEnd
@@ -90,10 +90,10 @@ def test_killed_and_restarted_episode_stage_gives_the_same_episodes(broker, tmp_
                 repo = EpisodeRepository(engine)
                 for _ in range(1200):
                     stored = await repo.list(limit=1000)
-                    if stored and all(e["closed"] for e in stored) and len(stored) >= len(expected_changes):
+                    if stored and all(e.closed for e in stored) and len(stored) >= len(expected_changes):
                         break
                     await asyncio.sleep(0.1)
-                return summary(await repo.list(limit=1000))
+                return summary([{**e.model_dump(mode="json"), "episode_id": e.id} for e in await repo.list(limit=1000)])
             finally:
                 await engine.dispose()
         finally:

@@ -9,7 +9,7 @@ import pytest
 
 from connectors.media import LocalMediaStore, MediaNotFoundError, check_key
 from connectors.sql.engine import open_sql
-from connectors.sql.repositories import EventRepository
+from connectors.sql.events import EventRepository
 from connectors.sql.retention import purge_expired
 from connectors.vectors import EVENT_FACES, VectorStore, event_filter_expr, quote
 from pipeline.settings import Settings

@@ -15,8 +15,8 @@ from pydantic import SecretStr
 from agents.telegram import TelegramAgent, TelegramSender
 from connectors.media import open_media_store
 from connectors.sql.engine import open_sql
-from connectors.sql.notify_repo import TelegramRepository
-from connectors.sql.repositories import CameraRepository, WatchListRepository
+from connectors.sql.entities import CameraRepository, WatchListRepository
+from connectors.sql.telegram import TelegramRepository
 from connectors.telegram_client import TelegramClient
 from pipeline.settings import Settings
 from schemas.notify import NotifyFilters, TelegramRuleIn

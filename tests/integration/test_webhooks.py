@@ -14,7 +14,7 @@ from aiohttp import web
 
 from agents.webhooks import Dispatcher, WebhookBook, WebhooksAgent
 from connectors.sql.engine import open_sql
-from connectors.sql.notify_repo import WebhookRepository
+from connectors.sql.webhooks import WebhookRepository
 from connectors.webhook_client import ID_HEADER, WebhookClient, new_secret
 from models.faces import confidences
 from pipeline.settings import Settings

@@ -182,9 +182,9 @@ class MemoryEpisodes:
     def __init__(self) -> None:
         self.saved: dict[str, tuple[Episode, list[str]]] = {}
 
-    async def save(self, changes: Iterable[tuple[Episode, list[str]]]) -> None:
+    async def save(self, changes: Iterable[EpisodeChanged]) -> None:
         """The latest state of each episode; its event ids accumulate (a change lists the new ones)."""
-        for e, ids in changes:
+        for e, ids in ((c.episode, c.event_ids) for c in changes):
             known = self.saved.get(e.episode_id, (e, []))[1]
             self.saved[e.episode_id] = (e, known + [i for i in ids if i not in known])
 

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from connectors.api.core import ApiError
 from connectors.api.openapi import openapi_document
 from connectors.api.uploads import decode_image, header_size, sniff_image
-from connectors.sql.repositories import InvalidCursorError, decode_cursor, encode_cursor
+from connectors.sql.base import InvalidCursorError, decode_cursor, encode_cursor
 from schemas.api import CameraIn, WatchListIn
 
 

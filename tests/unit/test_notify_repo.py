@@ -7,15 +7,13 @@ from pathlib import Path
 import pytest
 
 from agents.episode_rules import EpisodeBuilder
+from connectors.sql.base import NotFoundError
+from connectors.sql.counters import CounterRepository, aggregate
 from connectors.sql.engine import open_sql
-from connectors.sql.notify_repo import (
-    CounterRepository,
-    EpisodeRepository,
-    TelegramRepository,
-    WebhookRepository,
-    aggregate,
-)
-from connectors.sql.repositories import EventRepository, NotFoundError
+from connectors.sql.episodes import EpisodeRepository
+from connectors.sql.events import EventRepository
+from connectors.sql.telegram import TelegramRepository
+from connectors.sql.webhooks import WebhookRepository
 from models.faces import confidences
 from pipeline.settings import Settings
 from schemas.messages import CounterRecord
@@ -39,20 +37,20 @@ async def test_episodes_upsert_filter_and_acknowledge(engine) -> None:
     events_repo = EventRepository(engine, lambda k: k)
     await events_repo.upsert_many(evs)
     changes = [c for e in evs for c in b.add(e, now=0)]
-    await repo.save((c.episode, c.event_ids) for c in changes)
+    await repo.save(changes)
     # a replayed older version does not overwrite the newer one
-    await repo.save([(changes[0].episode, changes[0].event_ids)])
+    await repo.save([changes[0]])
     ep = await repo.get("ep:e1")
-    assert ep["event_count"] == 2 and ep["event_ids"] == ["e1", "e2"] and ep["dossier_id"] == "d1"
-    assert [e["episode_id"] for e in await repo.list(camera_id="c2")] == ["ep:e1"]
-    assert [e["episode_id"] for e in await repo.list(watch_list_id="wl")] == ["ep:e1"]
-    assert [e["episode_id"] for e in await repo.list(closed=False)] == ["ep:x1", "ep:e1"]
+    assert ep.event_count == 2 and ep.event_ids == ["e1", "e2"] and ep.dossier_id == "d1"
+    assert [e.id for e in await repo.list(camera_id="c2")] == ["ep:e1"]
+    assert [e.id for e in await repo.list(watch_list_id="wl")] == ["ep:e1"]
+    assert [e.id for e in await repo.list(closed=False)] == ["ep:x1", "ep:e1"]
     assert await repo.list(dossier_id="d1", since=200) == []
     closes = b.tick(10_000)
-    await repo.save((c.episode, c.event_ids) for c in closes)
+    await repo.save(closes)
     assert len(await repo.list(closed=True)) == 2
     acked = await repo.acknowledge("ep:e1", "admin")
-    assert acked["acknowledged"] and acked["acknowledged_by"] == "admin"
+    assert acked.acknowledged and acked.acknowledged_by == "admin"
     ev = await events_repo.get("e2")
     assert ev.acknowledged
     with pytest.raises(NotFoundError):
@@ -82,17 +80,19 @@ async def test_webhook_outbox_batches_overflow_and_log(engine) -> None:
     await repo.enqueue([(w.webhook_id, f"i{n}", b'{"n":%d}' % n) for n in range(5)], queue_max=100)
     await repo.enqueue([(w.webhook_id, "i0", b'{"n":0}')], queue_max=100)  # duplicate ignored
     assert await repo.take_batch(w.webhook_id, batch_max=10, linger_s=60) is None  # lingering
-    d, taken = await repo.take_batch(w.webhook_id, batch_max=3, linger_s=60)
-    assert d.item_ids == ["i0", "i1", "i2"] and taken == b'[{"n":0},{"n":1},{"n":2}]'
-    [(pending, body)] = await repo.pending(w.webhook_id)
-    assert pending.delivery_id == d.delivery_id and body == b'[{"n":0},{"n":1},{"n":2}]'
+    taken = await repo.take_batch(w.webhook_id, batch_max=3, linger_s=60)
+    assert taken is not None
+    d = taken.delivery
+    assert d.item_ids == ["i0", "i1", "i2"] and taken.body == b'[{"n":0},{"n":1},{"n":2}]'
+    [pending] = await repo.pending(w.webhook_id)
+    assert pending.delivery.delivery_id == d.delivery_id and pending.body == b'[{"n":0},{"n":1},{"n":2}]'
     await repo.record_attempt(d.delivery_id, 1, "delivered", 200, None)
     overflow = await repo.enqueue([(w.webhook_id, f"j{n}", b"{}") for n in range(4)], queue_max=3)
     assert overflow == 3  # i3, i4, j0 dead
     dead = await repo.deliveries(w.webhook_id, status="dead")
     assert dead[0].item_ids == ["i3", "i4", "j0"] and dead[0].error == "queue overflow"
-    d2, _ = await repo.take_batch(w.webhook_id, batch_max=10, linger_s=0)
-    assert d2.item_ids == ["j1", "j2", "j3"]
+    d2 = await repo.take_batch(w.webhook_id, batch_max=10, linger_s=0)
+    assert d2 is not None and d2.delivery.item_ids == ["j1", "j2", "j3"]
     assert {x.status for x in await repo.deliveries(w.webhook_id)} == {"delivered", "dead", "pending"}
 
 
@@ -105,7 +105,7 @@ async def test_telegram_rules_cooldown_and_outbox(engine) -> None:
     assert await repo.enqueue([("m3", "43", "hi", None, "dossier:d1", 1030)], cooldown_s=60) == 1
     assert await repo.enqueue([("m4", "42", "hi", None, "dossier:d1", 1061)], cooldown_s=60) == 1
     due = await repo.due()
-    assert [m["id"] for m in due] == ["m1", "m3", "m4"]
+    assert [m.id for m in due] == ["m1", "m3", "m4"] and due[0].thumbnail_key == "thumbs/1.jpg"
     await repo.mark("m1", "sent", 1, 0, None)
-    assert [m["id"] for m in await repo.outbox("sent")] == ["m1"]
+    assert [m.id for m in await repo.outbox("sent")] == ["m1"]
     await repo.delete(r.rule_id)

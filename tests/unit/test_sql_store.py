@@ -6,23 +6,18 @@ from pathlib import Path
 
 import pytest
 
+from connectors.sql.base import ConflictError, InvalidCursorError, NotFoundError, ReferenceError_
+from connectors.sql.dossiers import DossierRepository
 from connectors.sql.engine import applied_versions, load_migrations, migrate, open_sql, split_statements
-from connectors.sql.repositories import (
+from connectors.sql.entities import (
     CameraGroupRepository,
     CameraRepository,
-    ConflictError,
-    DossierRepository,
-    EventRepository,
-    InvalidCursorError,
-    NotFoundError,
-    ReferenceError_,
-    UserRepository,
-    VideoRepository,
     WatchListRepository,
     camera_changed,
-    check_password,
-    hash_password,
 )
+from connectors.sql.events import EventRepository
+from connectors.sql.users import UserRepository, check_password, hash_password
+from connectors.sql.videos import VideoRepository
 from pipeline.settings import Settings
 from schemas.api import CameraIn, DossierIn, EventFilters, WatchListIn
 from schemas.messages import FaceEvent, VideoProgress
@@ -143,7 +138,8 @@ async def test_event_purge_keeps_shared_frames(engine) -> None:
     await events.upsert_many([_event(1, True, ts=100), _event(2, False, ts=100)])
     ids, keys = await events.purge(matched_before=50, unmatched_before=200)
     assert ids == ["cam:1:2"] and keys == ["thumbs/2.jpg"]  # the frame is still used by event 1
-    assert await events.expire_frames(before=500) == (1, ["frames/cam/1.jpg"])
+    expired = await events.expire_frames(before=500)
+    assert len(expired.event_ids) == 1 and expired.media_keys == ["frames/cam/1.jpg"]
     assert (await events.get("cam:1:1")).frame is None
 
 
