@@ -147,6 +147,18 @@ class TelegramSettings(_Section):
     refresh_s: float = Field(5.0, gt=0, description="How often the Telegram stage re-reads notification rules from the store.")
 
 
+class VideoLivenessSettings(_Section):
+    frames: int = Field(30, ge=1, le=300, description="POST /v1/video-liveness: frames sampled from a clip (the `frames` parameter's default).")
+    max_fps: float = Field(60.0, gt=0, description="Clips above this frame rate are refused (400).")
+    max_width: int = Field(1920, ge=16, description="Clips wider than this are refused (400).")
+    max_height: int = Field(1080, ge=16, description="Clips taller than this are refused (400).")
+    max_length_s: float = Field(60.0, gt=0, description="Clips longer than this are refused (400).")
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Largest request body (413 beyond).")
+    min_frames: int = Field(10, ge=1, description="Frames that must decode, and frames that must hold a usable face (else 400 / 406).")
+    multiple_faces: Literal["best", "biggest", "refuse"] = Field("best", description="Several faces in a frame: score the best-quality one, the biggest, or refuse the clip (406).")
+    secondary_face_ratio: float = Field(0.5, ge=0, le=1, description="Faces narrower than this fraction of a frame's widest face are ignored.")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="FACESTREAM_", env_nested_delimiter="_", env_nested_max_split=1, extra="forbid"
@@ -168,6 +180,7 @@ class Settings(BaseSettings):
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     telegram: TelegramSettings = Field(default_factory=TelegramSettings)
     models: ModelSettings = Field(default_factory=ModelSettings)
+    video_liveness: VideoLivenessSettings = Field(default_factory=VideoLivenessSettings)
 
     @model_validator(mode="after")
     def _admin_token_env(self) -> Settings:

@@ -20,7 +20,15 @@ from aiohttp import web
 from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
 
-from connectors.api import auth, routes_docs, routes_entities, routes_events, routes_faces, routes_notify
+from connectors.api import (
+    auth,
+    routes_docs,
+    routes_entities,
+    routes_events,
+    routes_faces,
+    routes_liveness,
+    routes_notify,
+)
 from connectors.api.core import (
     FORM_LIMIT,
     ApiError,
@@ -57,7 +65,8 @@ async def openapi_json(request: web.Request) -> web.Response:
 
 
 def _route_tables() -> list[RouteTable]:
-    return [auth.routes, routes_entities.routes, routes_events.routes, routes_faces.routes, routes_notify.routes,
+    return [auth.routes, routes_entities.routes, routes_events.routes, routes_faces.routes, routes_liveness.routes,
+            routes_notify.routes,
             docs, routes_docs.routes]
 
 
