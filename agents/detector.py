@@ -251,6 +251,9 @@ class DetectorAgent(AgentBase):
             metrics.EVENT_LATENCY.labels(self.name).observe(max(0.0, time.time() - face.timestamp))
         return [Output(FACES, f.camera_id, f) for f in faces]
 
+    def _liveness(self, frame: Frame, det: Detection) -> float | None:
+        return _liveness_of(self.models if self.settings.models.event_liveness else None, frame, det)
+
     def _to_faces(self, posts: list[Post[Shot]]) -> list[Face]:
         """Blocking: store the full frame and the thumbnail, build the messages."""
         encoding = self.settings.detector.chip_encoding
@@ -258,6 +261,7 @@ class DetectorAgent(AgentBase):
         for post in posts:
             shot = post.candidate.payload
             frame, det = shot.frame, shot.detection
+            live = self._liveness(frame, det)
             face_id = face_id_for(frame.camera_id, frame.session, post.track_id, post.seq)
             frame_key = frame_key_for(frame.camera_id, frame.session, frame.frame_no)
             thumb_key = f"thumbs/{_safe(face_id)}.jpg"
@@ -272,10 +276,18 @@ class DetectorAgent(AgentBase):
                 landmarks=tuple((float(x), float(y)) for x, y in det.landmarks),  # type: ignore[arg-type]
                 det_score=float(det.score), quality=float(post.candidate.quality),
                 chip=chip, chip_encoding=encoding, frame_key=frame_key,
-                thumbnail_key=thumb_key, video_id=frame.video_id,
+                thumbnail_key=thumb_key, video_id=frame.video_id, liveness=live,
                 **_support(post, encoding),
             ))
         return faces
+
+
+def _liveness_of(models: FaceModels | None, frame: Frame, det: Detection) -> float | None:
+    """Per-event liveness (``models.event_liveness``): the face scored in its full frame (decoded again: the
+    frame is not kept, and this runs only for posted faces)."""
+    if models is None:
+        return None
+    return models.liveness([(decode_jpeg(frame.jpeg), det.bbox)])[0]
 
 
 def _support(post: Post[Shot], encoding: str) -> dict[str, Any]:

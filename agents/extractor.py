@@ -52,6 +52,8 @@ class ExtractorAgent(AgentBase):
         flat = self.models.describe([c for group in groups for c in group])
         out, start = [], 0
         for face, group, attrs in zip(faces, groups, attributes, strict=True):
+            if face.liveness is not None:  # scored by the detector (models.event_liveness)
+                attrs["liveness"] = {"live": face.liveness}
             weights = np.asarray([face.quality, *(s.quality for s in face.support)], np.float32)
             descriptor = track_descriptor(flat[start : start + len(group)], weights)
             start += len(group)

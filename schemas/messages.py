@@ -111,6 +111,7 @@ class Face(Message):
     quality: float
     chip: bytes = b""  # aligned 150x150 chip (see the class docstring)
     chip_encoding: Literal["bgr", "jpeg"] = "bgr"
+    liveness: float | None = None  # live probability of the face in its frame (models.event_liveness only)
     frame_key: str | None = None  # media-store key of the full frame
     thumbnail_key: str | None = None  # media-store key of the face crop
     video_id: str | None = None
