@@ -21,8 +21,8 @@ from connectors.api.core import ApiError, FormField, RouteTable
 from connectors.api.references import jpeg
 from connectors.api.state import ApiState, state
 from connectors.api.uploads import read_form
+from connectors.sql.base import new_id
 from connectors.sql.references import Detection, DetectionRepository
-from connectors.sql.repositories import new_id
 from models.video_liveness import VideoLimits, VideoLivenessError, VideoLivenessResult, assess_video
 from schemas.liveness import LivenessBox, LivenessFace, VideoLivenessQuery, VideoLivenessResponse
 

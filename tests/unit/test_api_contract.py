@@ -16,7 +16,7 @@ from connectors.api.openapi import openapi_document
 from schemas.api import ApiModel, Page
 
 NOT_RESOURCES = {"DetectResponse", "VerifyResponse", "SearchResponse", "HealthOut", "LoginResponse", "CounterWindow",
-                 "BulkAcknowledgeResponse"}
+                 "BulkAcknowledgeResponse", "VideoLivenessResponse"}
 
 
 def _routes() -> list[Any]:
