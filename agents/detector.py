@@ -4,8 +4,12 @@ Inference and JPEG work run in the default executor. Each frame's JPEG is decode
 alignment (once per face, its chip also feeds the quality score) and the thumbnail crop all read that one
 image; the chip then travels to the extractor raw (``detector.chip_encoding``), not re-encoded. A camera's
 frames arrive in order on one partition, so this instance owns that camera's tracker. Offsets are committed
-no further than the first frame of any open track (``hold_commits``): a detector that dies mid-track replays
-those frames and posts the same faces with the same ids.
+no further than the last *clean point* of a camera with open tracks: the offset of a frame before which its
+tracker held no track at all (``hold_commits``). A detector that dies replays from there with a fresh tracker,
+which is then exactly in the state the dead one was in, so it posts the same faces with the same ids and no
+track is restarted mid-way under a new id. After any rebalance the trackers of the partitions that moved are
+dropped before the next batch (``partitions_changed``): the consumer resumes from the committed offset, so a
+tracker that lived on would see frames it has already tracked.
 
 A shot cut (``agents.shots``) ends every open track of the camera, so a track never spans two scenes.
 Each posted face carries the aligned chips of its track's other best faces (``Face.support``) for the
@@ -113,6 +117,8 @@ class DetectorAgent(AgentBase):
         self.sessions: dict[str, int] = {}  # camera id -> stream session its tracker follows
         self.partition_of: dict[str, tuple[str, int]] = {}
         self.signatures: dict[str, np.ndarray] = {}  # camera id -> colour signature of its last frame
+        self.clean: dict[str, int] = {}  # camera id -> offset of the last frame its tracker met empty
+        self._moved: set[tuple[str, int]] = set()  # partitions revoked or assigned since the last batch
         self._topic = f"{settings.kafka.topic_prefix}{FRAMES.name}"
         self.client_id = member_client_id(self.name)
         self.counts: dict[str, list[int]] = {}  # live camera id -> [frames detected, faces posted]
@@ -124,7 +130,20 @@ class DetectorAgent(AgentBase):
     async def stop(self) -> None:
         await self.cameras.stop()
 
+    def partitions_changed(self, partitions: set[tuple[str, int]]) -> None:
+        """A rebalance revoked or assigned ``partitions``: their cameras' tracking restarts at the next batch
+        (from the committed offset, a clean point)."""
+        self._moved |= partitions
+
+    def _forget(self, camera_id: str) -> None:
+        for table in (self.trackers, self.signatures, self.sessions, self.clean):
+            table.pop(camera_id, None)
+
     async def handle(self, batch: list[Incoming]) -> list[Output]:
+        if self._moved:
+            for camera_id in [c for c, tp in self.partition_of.items() if tp in self._moved]:
+                self._forget(camera_id)
+            self._moved.clear()
         frames = [item for item in batch if isinstance(item.message, Frame)]
         loop = asyncio.get_running_loop()
         messages = [m for m in (f.message for f in frames) if isinstance(m, Frame)]
@@ -141,9 +160,7 @@ class DetectorAgent(AgentBase):
             if isinstance(frame, StreamEnd):
                 outputs += await self._publish_posts(tracker.flush())
                 outputs.append(Output(FACES, camera_id, frame))
-                self.trackers.pop(camera_id, None)
-                self.signatures.pop(camera_id, None)
-                self.sessions.pop(camera_id, None)
+                self._forget(camera_id)
                 continue
             if frame.session:
                 self.counts.setdefault(camera_id, [0, 0])[0] += 1
@@ -158,6 +175,8 @@ class DetectorAgent(AgentBase):
             if is_cut(self.signatures.get(camera_id), found.signature, self.settings.detector.cut_threshold):
                 outputs += await self._publish_posts(tracker.flush())
             self.signatures[camera_id] = found.signature
+            if not tracker.tracks:
+                self.clean[camera_id] = item.offset  # a fresh tracker replaying from here is this one
             cands = self._candidates(frame, found.faces, item.offset)
             outputs += await self._publish_posts(tracker.update(frame.frame_no, frame.timestamp, cands))
         return outputs
@@ -177,16 +196,16 @@ class DetectorAgent(AgentBase):
         return outputs
 
     def hold_commits(self, offsets: dict[tuple[str, int], int]) -> dict[tuple[str, int], int]:
-        """Commit no further than the first frame of an open track, but never more than half the decoder's
-        in-flight window behind, so a very long track cannot stall an offline file (its replay after a crash
-        then starts mid-track: documented trade-off)."""
+        """Commit no further than the clean point of any camera with open tracks (see the module docstring),
+        but never more than half the decoder's in-flight window behind, so faces that never leave the picture
+        cannot stall an offline file (a replay after a crash then starts mid-track: documented trade-off)."""
         window = self.settings.decoder.max_in_flight // 2
         held: dict[tuple[str, int], int] = defaultdict(lambda: 1 << 62)
         for camera_id, tracker in self.trackers.items():
-            oldest = tracker.oldest_open_offset()
-            if oldest is not None and camera_id in self.partition_of:
+            clean = self.clean.get(camera_id)
+            if tracker.tracks and clean is not None and camera_id in self.partition_of:
                 tp = self.partition_of[camera_id]
-                held[tp] = min(held[tp], oldest)
+                held[tp] = min(held[tp], clean)
         return {tp: max(off - window, min(off, held[tp])) if tp in held else off for tp, off in offsets.items()}
 
     def _tracker(self, camera_id: str) -> FaceTracker[Shot]:

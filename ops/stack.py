@@ -44,8 +44,35 @@ def running_embedded_broker(settings: Settings) -> str | None:
     return address.read_text().strip() if address.exists() else None
 
 
+async def insecure_bind(settings: Settings) -> str | None:
+    """Why the API must not start as configured (beyond loopback with a default admin password), or None."""
+    from connectors.api.auth import InsecureBindError, check_bind_policy, is_loopback
+    from connectors.sql.engine import open_sql
+    from connectors.sql.users import UserRepository
+
+    if is_loopback(settings.api.host):
+        return None
+    try:
+        await check_bind_policy(settings, None)  # the configured password, without opening any store
+    except InsecureBindError as exc:
+        return str(exc)
+    if settings.api.admin_password is not None:
+        return None
+    engine = await open_sql(settings)
+    try:
+        await check_bind_policy(settings, UserRepository(engine))
+    except InsecureBindError as exc:
+        return str(exc)
+    finally:
+        await engine.dispose()
+    return None
+
+
 async def run_up(settings: Settings) -> int:
     roles = list(ROLES)
+    if (refusal := await insecure_bind(settings)) is not None:
+        log.error("%s", refusal)
+        return 2
     async with shutdown_on_signals() as stop, broker_for(settings) as live:
         log.info("facestream up: broker %s, data in %s, roles: %s", live.bootstrap_servers,
                  live.data_dir.resolve(), ", ".join(roles))
@@ -58,6 +85,9 @@ async def run_single(settings: Settings, role: str) -> int:
     if not settings.bootstrap_servers:
         log.error("`facestream run %s` needs --bootstrap-servers (or FACESTREAM_BOOTSTRAP_SERVERS); "
                   "`facestream up` starts an embedded broker", role)
+        return 2
+    if role == "api" and (refusal := await insecure_bind(settings)) is not None:
+        log.error("%s", refusal)
         return 2
     if settings.metrics.port:
         from prometheus_client import start_http_server

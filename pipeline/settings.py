@@ -77,7 +77,7 @@ class ApiSettings(_Section):
     host: str = Field("127.0.0.1", description="Query API listen address.")
     port: int = Field(8080, ge=0, le=65535, description="Query API port (0 picks a free one).")
     admin_token: SecretStr | None = Field(None, description="A fixed admin token for automation.")
-    admin_password: SecretStr = Field(SecretStr("admin"), description="Password of the built-in admin user, set at first start.")
+    admin_password: SecretStr | None = Field(None, description="Password of the built-in admin user, applied at every start (it replaces one changed through the API). Unset: at the first start a random one is generated and logged once. A known default (admin, password, ...) or one under 8 characters is refused unless the API binds to loopback.")
     max_upload_bytes: int = Field(20 * 1024 * 1024, description="Largest image upload.")
     max_video_bytes: int = Field(512 * 1024 * 1024, description="Largest video upload.")
     max_image_pixels: int = Field(40_000_000, description="Largest decoded image, in pixels.")

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import OffsetAndMetadata
 
@@ -67,6 +67,7 @@ class Agent(Protocol):
     async def tick(self, now: float) -> list[Output]: ...
     async def stop(self) -> None: ...
     def hold_commits(self, offsets: dict[tuple[str, int], int]) -> dict[tuple[str, int], int]: ...
+    def partitions_changed(self, partitions: set[tuple[str, int]]) -> None: ...
 
 
 class AgentBase:
@@ -89,6 +90,12 @@ class AgentBase:
         from earlier records is not yet in any output (e.g. open tracks). Default: commit everything."""
         return offsets
 
+    def partitions_changed(self, partitions: set[tuple[str, int]]) -> None:
+        """A rebalance revoked or assigned these (topic name, partition)s; their records will come again
+        from the committed offset. Called from the consumer's rebalance, between batches or during one:
+        defer the work to the next ``handle``. Default: nothing."""
+        return None
+
 
 class StageRunner:
     """Runs one agent in its consumer group until ``stop`` is set (a role). Scale by running more of them."""
@@ -110,8 +117,8 @@ class StageRunner:
         await self.agent.start()
         group = group_id(self.settings, name)
         reporter = self.membership.reporter(name, group)
-        consumer = self._consumer = make_consumer(self.settings, self.agent.inputs, group,
-                                                  client_id=reporter.client_id)
+        consumer = self._consumer = make_consumer(self.settings, (), group, client_id=reporter.client_id)
+        consumer.subscribe(list(self._by_topic), listener=_Moved(self.agent))
         await consumer.start()
         metrics.HEALTHY.labels(name).set(1)
         log.info("stage %s consuming %s", name, ", ".join(self._by_topic))
@@ -212,3 +219,16 @@ class StageRunner:
         except (CommitFailedError, IllegalStateError) as exc:
             # A rebalance took the partition: its new owner replays from the last commit (duplicates, no loss).
             log.warning("stage %s: commit skipped after a rebalance: %s", self.agent.name, exc)
+
+
+class _Moved(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Tells the agent which partitions a rebalance moved (``Agent.partitions_changed``)."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.agent.partitions_changed({(tp.topic, tp.partition) for tp in revoked})
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.agent.partitions_changed({(tp.topic, tp.partition) for tp in assigned})

@@ -87,6 +87,11 @@ class UserIn(ApiModel):
     role: Role = "viewer"
 
 
+class PasswordChange(ApiModel):
+    current_password: str = Field(min_length=1, max_length=256)
+    new_password: str = Field(min_length=8, max_length=256, description="At least 8 characters, not a known default.")
+
+
 class UserOut(ApiModel):
     id: str
     username: str

@@ -1,21 +1,31 @@
 """Authentication and authorisation: ``Authorization: Token <token>`` on every call but login, health,
 the OpenAPI document and /metrics; roles admin > operator > viewer (viewers read, operators write,
 admins also manage users). ``api.admin_token`` (env ``FACESTREAM_ADMIN_TOKEN``) is an admin token for
-automation; the built-in user ``admin`` gets ``api.admin_password`` at first start."""
+automation.
+
+The built-in user ``admin`` has no fixed default password: ``api.admin_password`` (env
+``FACESTREAM_API_ADMIN_PASSWORD``), when set, is applied at every start; unset, the first start (no admin
+at all yet) generates a random one and logs it once. A deleted ``admin`` comes back only with a configured
+password, or with a fresh random one when no admin is left. ``POST /v1/auth/password`` changes the caller's
+own password. ``check_bind_policy`` refuses an API reachable beyond loopback while the admin password is a
+known default."""
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import logging
+import secrets
 
 from aiohttp import web
 
 from connectors.api.core import RANK, ApiError, ListQuery, RouteInfo, RouteTable, page, path_id
 from connectors.api.state import ApiState, state
 from connectors.sql.base import ConflictError
-from connectors.sql.users import check_password, hash_password
-from schemas.api import LoginRequest, LoginResponse, Page, UserIn, UserOut
+from connectors.sql.users import UserRepository, check_password, hash_password
+from pipeline.settings import Settings
+from schemas.api import LoginRequest, LoginResponse, Page, PasswordChange, UserIn, UserOut
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +80,74 @@ def current_user(request: web.Request) -> UserOut:
     return request[USER]
 
 
-async def ensure_admin_user(st: ApiState) -> None:
-    """Create the built-in ``admin`` user with ``api.admin_password`` if it does not exist yet."""
-    if await st.users.by_username("admin") is not None:
+WEAK_PASSWORDS = frozenset({"admin", "password", "changeme", "facestream", "123456", "12345678", "secret"})
+MIN_PASSWORD = 8
+
+
+class InsecureBindError(RuntimeError):
+    """The API would be reachable beyond loopback with a default or weak admin password."""
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name other than localhost: it may resolve anywhere
+
+
+def weak_password(password: str) -> bool:
+    return password.lower() in WEAK_PASSWORDS or len(password) < MIN_PASSWORD
+
+
+async def check_bind_policy(settings: Settings, users: UserRepository | None) -> None:
+    """Raise InsecureBindError when ``api.host`` is not loopback and the admin password (configured, or,
+    with ``users``, the stored one of an existing data dir) is a known default."""
+    api = settings.api
+    if is_loopback(api.host):
         return
-    hashed = await asyncio.get_running_loop().run_in_executor(
-        None, hash_password, st.settings.api.admin_password.get_secret_value())
+    configured = api.admin_password.get_secret_value() if api.admin_password is not None else None
+    if configured is not None and weak_password(configured):
+        raise InsecureBindError(f"refusing to serve the API on {api.host}: api.admin_password is a default or "
+                                f"shorter than {MIN_PASSWORD} characters (set a strong one, or bind 127.0.0.1)")
+    found = await users.by_username("admin") if users is not None and configured is None else None
+    if found is not None:
+        loop = asyncio.get_running_loop()
+        for default in sorted(WEAK_PASSWORDS):
+            if await loop.run_in_executor(None, check_password, default, found[1]):
+                raise InsecureBindError(f"refusing to serve the API on {api.host}: the admin user still has a "
+                                        "default password (change it: POST /v1/auth/password, or set "
+                                        "FACESTREAM_API_ADMIN_PASSWORD)")
+
+
+async def ensure_admin_user(st: ApiState) -> str | None:
+    """Apply ``api.admin_password`` to the built-in ``admin`` (created if absent); unset and no admin user at
+    all: create ``admin`` with a random password, log it once and return it."""
+    loop = asyncio.get_running_loop()
+    configured = st.settings.api.admin_password
+    found = await st.users.by_username("admin")
+    if configured is not None:
+        password = configured.get_secret_value()
+        if found is not None and await loop.run_in_executor(None, check_password, password, found[1]):
+            return None
+        hashed = await loop.run_in_executor(None, hash_password, password)
+        if found is None:
+            await _create_admin(st, hashed)
+        else:
+            await st.users.set_password(found[0].id, hashed)
+            log.info("admin password set from api.admin_password (its other sessions revoked)")
+        return None
+    if found is not None or await st.users.count_admins() > 0:
+        return None
+    generated = secrets.token_urlsafe(12)
+    await _create_admin(st, await loop.run_in_executor(None, hash_password, generated))
+    log.warning("created the built-in admin user; its password, shown only this once: %s  (change it with "
+                "POST /v1/auth/password, or set FACESTREAM_API_ADMIN_PASSWORD)", generated)
+    return generated
+
+
+async def _create_admin(st: ApiState, hashed: str) -> None:
     try:
         await st.users.create("admin", hashed, "admin")
         log.info("created the built-in admin user")
@@ -122,3 +194,21 @@ async def create_user(request: web.Request, body: UserIn) -> UserOut:
 @routes.add("DELETE", "/v1/users/{id}", "Delete a user (and revoke its tokens)", "auth", access="admin")
 async def delete_user(request: web.Request) -> None:
     await state(request).users.delete(path_id(request))
+
+
+@routes.add("POST", "/v1/auth/password", "Change the calling user's password (its other sessions are revoked)",
+            "auth", access="viewer", errors=(401, 403))
+async def change_password(request: web.Request, body: PasswordChange) -> None:
+    user = current_user(request)
+    st = state(request)
+    found = await st.users.by_username(user.username)
+    if found is None or found[0].id != user.id:
+        raise ApiError(403, "only a user account has a password (not the admin token)")
+    loop = asyncio.get_running_loop()
+    if not await loop.run_in_executor(None, check_password, body.current_password, found[1]):
+        raise ApiError(401, "current_password is wrong")
+    if weak_password(body.new_password):
+        raise ApiError(422, f"new_password: a known default or shorter than {MIN_PASSWORD} characters",
+                       [{"loc": ["new_password"], "msg": "too weak"}])
+    await st.users.set_password(user.id, await loop.run_in_executor(None, hash_password, body.new_password),
+                                keep_token=request_token(request))

@@ -8,7 +8,7 @@ import secrets
 import time
 from typing import Any, NamedTuple
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from connectors.sql import tables as t
@@ -83,6 +83,22 @@ class UserRepository:
             await conn.execute(delete(t.api_tokens).where(t.api_tokens.c.user_id == user_id))
             if (await conn.execute(delete(t.users).where(t.users.c.id == user_id))).rowcount == 0:
                 raise NotFoundError(user_id)
+
+    async def set_password(self, user_id: str, password_hash: str, keep_token: str | None = None) -> None:
+        """Replace a user's password hash and revoke its tokens (all but ``keep_token``)."""
+        async with self.engine.begin() as conn:
+            if (await conn.execute(update(t.users).where(t.users.c.id == user_id)
+                                   .values(password_hash=password_hash))).rowcount == 0:
+                raise NotFoundError(user_id)
+            revoke = delete(t.api_tokens).where(t.api_tokens.c.user_id == user_id)
+            if keep_token is not None:
+                revoke = revoke.where(t.api_tokens.c.token_hash != token_hash(keep_token))
+            await conn.execute(revoke)
+
+    async def count_admins(self) -> int:
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(select(func.count()).select_from(t.users)
+                                           .where(t.users.c.role == "admin"))).scalar_one())
 
     async def issue_token(self, user_id: str) -> str:
         token = secrets.token_urlsafe(32)
