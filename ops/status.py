@@ -23,7 +23,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka import ConsumerGroupState, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._listoffsets import OffsetSpec
 
@@ -191,8 +191,8 @@ def _describe_groups(
     return out
 
 
-def _state_name(state: Any) -> str:
-    name = str(getattr(state, "name", state))
+def _state_name(state: ConsumerGroupState) -> str:
+    name = state.name
     return {"STABLE": "Stable", "EMPTY": "Empty", "DEAD": "Dead", "PREPARING_REBALANCING": "PreparingRebalance",
             "COMPLETING_REBALANCING": "CompletingRebalance", "UNKNOWN": "Unknown"}.get(name, name)
 
