@@ -3,13 +3,16 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# what `make test` installs: the embedded one-box pieces, the demo's photo, the server clients and the
+# real servers the tests start; pinned to the versions CI tested (constraints.txt, `make constraints`)
+EXTRAS := embedded,demo,postgres,s3,servers,test
 
-.PHONY: setup models demo lint test bench clean
+.PHONY: setup models demo lint test bench clean constraints
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -30,6 +33,10 @@ test: lint models
 
 bench: models
 	$(BIN)/facestream bench all
+
+# re-pin after changing dependencies: the versions installed in .venv become constraints.txt
+constraints: setup
+	$(BIN)/pip freeze --exclude-editable | grep -v '^facestream' > constraints.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache

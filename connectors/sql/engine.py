@@ -130,16 +130,21 @@ async def migrate(engine: AsyncEngine, directory: Path = MIGRATIONS_DIR) -> list
     async with lock:
         applied_now: list[str] = []
         async with engine.connect() as conn:
-            await _ensure_table(conn)
-            if engine.dialect.name == "postgresql":
+            # On PostgreSQL the advisory lock comes before any DDL, the migrations table's included: two
+            # first starts racing on CREATE TABLE IF NOT EXISTS fail with a unique violation in pg_type.
+            # SQLite serialises writers itself; a version recorded by another process is skipped (_apply).
+            postgres = engine.dialect.name == "postgresql"
+            if postgres:
                 await conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_LOCK_KEY})
                 await conn.commit()
             try:
+                await _ensure_table(conn)
                 for migration in load_migrations(directory):
                     if await _apply(conn, migration):
                         applied_now.append(migration.version)
             finally:
-                if engine.dialect.name == "postgresql":
+                if postgres:
+                    await conn.rollback()
                     await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_LOCK_KEY})
                     await conn.commit()
         if applied_now:

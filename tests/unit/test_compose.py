@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import subprocess
@@ -42,6 +43,70 @@ def test_compose_config_validates() -> None:
                           capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+def _environments(compose: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    return [(name, service.get("environment") or {}) for name, service in compose["services"].items()]
+
+
+def test_every_facestream_variable_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each FACESTREAM_* name the compose file (and the Dockerfile) sets is a leaf of the settings tree, and
+    the value given there validates: a misspelt variable would be silently ignored by the container."""
+    from ops.gen_config_doc import env_name
+    from pipeline.settings import Settings, setting_paths
+
+    known = {env_name(path): path for path, _field in setting_paths()}
+    given: dict[str, str] = {}
+    for service, env in _environments(yaml.safe_load(COMPOSE.read_text())):
+        for name, value in env.items():
+            if name.startswith("FACESTREAM_"):
+                assert name in known, f"{service}: {name} is not a setting (docs/configuration.md)"
+                given[name] = str(value)
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        for word in line.replace("\\", " ").split():
+            if word.startswith("FACESTREAM_") and "=" in word:
+                name, value = word.split("=", 1)
+                assert name in known, f"Dockerfile: {name} is not a setting"
+                given[name] = value
+    assert len(given) >= 10
+    for name, value in given.items():
+        value = value.replace("${FACESTREAM_ADMIN_PASSWORD:-change-me}", "a-long-operator-password")
+        monkeypatch.setenv(name, value)
+        node: Any = Settings()
+        for part in known[name]:
+            node = getattr(node, part)
+        shown = node.get_secret_value() if hasattr(node, "get_secret_value") else node
+        assert str(shown) == value, f"{name}={value} read as {shown!r}"
+        monkeypatch.delenv(name)
+
+
+def test_kraft_cluster_id_is_16_bytes(services: dict[str, Any]) -> None:
+    """Kafka formats its KRaft storage only with base64url of exactly 16 bytes (22 characters)."""
+    cluster_id = services["kafka"]["environment"]["CLUSTER_ID"]
+    assert len(cluster_id) == 22, cluster_id
+    assert len(base64.urlsafe_b64decode(cluster_id + "==")) == 16
+
+
+def test_plans_volume_does_not_hide_the_models(services: dict[str, Any]) -> None:
+    """The TensorRT plans volume sits below the models folder; mounting it on the folder would hide the
+    ONNX models prepared in the image."""
+    for name in ("detector-gpu", "extractor-gpu"):
+        targets = [v.split(":")[1] for v in services[name]["volumes"]]
+        assert "/opt/facestream/models" not in targets, name
+        assert "/opt/facestream/models/tensorrt" in targets, name
+
+
+def test_healthchecks_use_binaries_of_every_architecture(services: dict[str, Any]) -> None:
+    """MinIO's arm64 image has no curl; its own client `mc` is in the image on every architecture."""
+    assert services["minio"]["healthcheck"]["test"][:2] == ["CMD", "mc"]
+
+
+def test_dockerfile_installs_dependencies_before_copying_sources() -> None:
+    for stage in (ROOT / "Dockerfile").read_text().split("\nFROM ")[1:]:
+        lines = stage.splitlines()
+        first_source = next(i for i, line in enumerate(lines) if line.startswith("COPY pipeline"))
+        install = next(i for i, line in enumerate(lines) if "constraints.txt '." in line)
+        assert install < first_source, lines[0]
 
 
 def test_every_role_has_a_service(services: dict[str, Any]) -> None:

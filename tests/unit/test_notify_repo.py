@@ -1,10 +1,11 @@
-"""SQL repository of episodes, counters, webhooks and Telegram rules, on a SQLite file in tmp_path."""
+"""SQL repository of episodes, counters, webhooks and Telegram rules, on a SQLite file in tmp_path and on a PostgreSQL server."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 
 from agents.episode_rules import EpisodeBuilder
 from connectors.sql.base import NotFoundError
@@ -21,9 +22,9 @@ from schemas.notify import CounterIn, NotifyFilters, TelegramRuleIn, WebhookIn
 from tests.unit.notify_helpers import event, person
 
 
-@pytest.fixture
-async def engine(tmp_path: Path):
-    eng = await open_sql(Settings(data_dir=tmp_path))
+@pytest_asyncio.fixture(loop_scope="function")  # the test's own loop: asyncpg connections are bound to one
+async def engine(tmp_path: Path, sql_store: dict[str, str]):
+    eng = await open_sql(Settings(data_dir=tmp_path, store=sql_store))
     yield eng
     await eng.dispose()
 

@@ -1,10 +1,11 @@
-"""SQL store: migrations and repositories on a SQLite file in tmp_path."""
+"""SQL store: migrations and repositories on a SQLite file in tmp_path and on a PostgreSQL server."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 
 from connectors.sql.base import ConflictError, InvalidCursorError, NotFoundError, ReferenceError_
 from connectors.sql.dossiers import DossierRepository
@@ -27,9 +28,9 @@ def _url(key: str) -> str:
     return f"/v1/media/{key}"
 
 
-@pytest.fixture
-async def engine(tmp_path: Path):
-    eng = await open_sql(Settings(data_dir=tmp_path))
+@pytest_asyncio.fixture(loop_scope="function")  # the test's own loop: asyncpg connections are bound to one
+async def engine(tmp_path: Path, sql_store: dict[str, str]):
+    eng = await open_sql(Settings(data_dir=tmp_path, store=sql_store))
     yield eng
     await eng.dispose()
 
