@@ -36,7 +36,8 @@ bench: models
 
 # re-pin after changing dependencies: the versions installed in .venv become constraints.txt
 constraints: setup
-	$(BIN)/pip freeze --exclude-editable | grep -v '^facestream' > constraints.txt
+	{ echo '# Versions CI tested (`make constraints` regenerates this from .venv after a dependency change).'; \
+	  $(BIN)/pip freeze --exclude-editable | grep -v '^facestream'; } > constraints.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -405,7 +405,7 @@ class DecoderAgent:
         if Path(path).is_file() or "://" in path:
             return path
         target = tmp / Path(path).name
-        target.write_bytes(self.media.get(path))
+        self.media.get_file(path, target)  # streamed to disk, not read whole
         return str(target)
 
     async def _publish_file(self, job: VideoJob, source: FrameSource) -> None:

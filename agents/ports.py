@@ -9,6 +9,7 @@ executor); store methods are coroutines.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -30,6 +31,10 @@ class MediaWriter(Protocol):
 class MediaReader(Protocol):
     def get(self, key: str) -> bytes:
         """The object's bytes; raises ``KeyError`` when there is none."""
+        ...
+
+    def get_file(self, key: str, path: Path) -> None:
+        """Write the object to ``path``, streamed (a video is never read whole); ``KeyError`` when absent."""
         ...
 
 

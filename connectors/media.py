@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import mimetypes
 import os
+import shutil
 import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
@@ -29,7 +30,11 @@ class MediaNotFoundError(KeyError):
 
 class MediaStore(Protocol):
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None: ...
+    def put_file(self, key: str, path: Path, content_type: str = "application/octet-stream") -> None:
+        """Store the file at ``path`` under ``key``, streamed (never whole in memory)."""
     def get(self, key: str) -> bytes: ...
+    def get_file(self, key: str, path: Path) -> None:
+        """Write the object under ``key`` to ``path``, streamed; ``MediaNotFoundError`` if absent."""
     def delete(self, key: str) -> None: ...
     def exists(self, key: str) -> bool: ...
     def url_path(self, key: str) -> str: ...
@@ -75,9 +80,27 @@ class LocalMediaStore:
             Path(tmp).unlink(missing_ok=True)
             raise
 
+    def put_file(self, key: str, path: Path, content_type: str = "application/octet-stream") -> None:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        os.close(fd)
+        try:
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
     def get(self, key: str) -> bytes:
         try:
             return self._path(key).read_bytes()
+        except (FileNotFoundError, IsADirectoryError) as exc:
+            raise MediaNotFoundError(key) from exc
+
+    def get_file(self, key: str, path: Path) -> None:
+        try:
+            shutil.copyfile(self._path(key), path)
         except (FileNotFoundError, IsADirectoryError) as exc:
             raise MediaNotFoundError(key) from exc
 
@@ -116,11 +139,23 @@ class S3MediaStore:
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         self._s3.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type)
 
+    def put_file(self, key: str, path: Path, content_type: str = "application/octet-stream") -> None:
+        # boto3's managed transfer: parts of 8 MiB (multipart upload past that), read from the file as sent
+        self._s3.upload_file(str(path), self.bucket, self._key(key), ExtraArgs={"ContentType": content_type})
+
     def get(self, key: str) -> bytes:
         try:
             return bytes(self._s3.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read())
         except self._s3.exceptions.NoSuchKey as exc:
             raise MediaNotFoundError(key) from exc
+
+    def get_file(self, key: str, path: Path) -> None:
+        try:
+            self._s3.download_file(self.bucket, self._key(key), str(path))
+        except self._s3.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+                raise MediaNotFoundError(key) from exc
+            raise
 
     def delete(self, key: str) -> None:
         self._s3.delete_object(Bucket=self.bucket, Key=self._key(key))

@@ -8,6 +8,10 @@ cosine similarity, in [-1, 1]; for unit vectors the Euclidean distance is ``sqrt
   dossier_id ("" when unmatched), watch_lists.
 
 Index: FLAT on Milvus Lite (it falls back to brute force anyway and exact is best there), HNSW on a server.
+
+Consistency: every search and query asks for ``Strong`` consistency, so it sees every write acknowledged
+before it, by any process (the store role writes events, the API searches them). A Milvus server's default
+(Bounded) answered a search right after an upsert with nothing for ~0.5 s. Milvus Lite is always strong.
 Milvus Lite is synchronous, single-process (one process may open a file) and slow-ish: every call runs on one
 dedicated worker thread, so callers simply ``await``. Share one ``VectorStore`` per process via ``open_vectors``.
 """
@@ -15,6 +19,7 @@ dedicated worker thread, so callers simply ``await``. Share one ``VectorStore`` 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +38,11 @@ DOSSIER_FACES = "dossier_faces"
 EVENT_FACES = "event_faces"
 MAX_WATCH_LISTS = 64
 R = TypeVar("R")
+CONSISTENCY = "Strong"
+
+
+class VectorStoreError(RuntimeError):
+    """The vector store cannot be opened (the message says why and what to do)."""
 
 
 @dataclass(frozen=True)
@@ -96,13 +106,22 @@ class VectorStore:
 
     def _open(self) -> None:
         from pymilvus import MilvusClient
+        from pymilvus.exceptions import MilvusException
 
         if self.is_lite:
+            if importlib.util.find_spec("milvus_lite") is None:
+                raise VectorStoreError("a Milvus Lite file needs milvus-lite: pip install 'facestream[embedded]', "
+                                       "or set FACESTREAM_STORE_MILVUS_URI to a Milvus server")
             Path(self.uri).parent.mkdir(parents=True, exist_ok=True)
         client = MilvusClient(self.uri)
         for name, schema in ((DOSSIER_FACES, self._dossier_schema()), (EVENT_FACES, self._event_schema())):
             if not client.has_collection(name):
-                client.create_collection(name, schema=schema, index_params=self._index(client))
+                try:
+                    client.create_collection(name, schema=schema, index_params=self._index(client),
+                                             consistency_level=CONSISTENCY)
+                except MilvusException:
+                    if not client.has_collection(name):  # else another role created it at the same moment
+                        raise
             client.load_collection(name)
         self._client = client
 
@@ -175,7 +194,8 @@ class VectorStore:
 
     async def count(self, collection: str) -> int:
         def run() -> int:
-            rows = self._client.query(collection, filter="", output_fields=["count(*)"])
+            rows = self._client.query(collection, filter="", output_fields=["count(*)"],
+                                      consistency_level=CONSISTENCY)
             return int(rows[0]["count(*)"])
         return await self._call(run)
 
@@ -215,7 +235,8 @@ class VectorStore:
                       fields: list[str]) -> list[VectorHit]:
         def run() -> list[VectorHit]:
             kwargs: dict[str, Any] = {"data": [list(vector)], "limit": limit, "output_fields": fields,
-                                      "search_params": {"metric_type": "COSINE"}}
+                                      "search_params": {"metric_type": "COSINE"},
+                                      "consistency_level": CONSISTENCY}
             if expr:
                 kwargs["filter"] = expr
             result = self._client.search(collection, **kwargs)

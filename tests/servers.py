@@ -75,7 +75,7 @@ def _package_dir(name: str, extra: str = "servers") -> Path:
     spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
         raise ServerUnavailableError(f"{name} is not installed: pip install -e '.[{extra}]'")
-    return Path(list(spec.submodule_search_locations)[0])
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 @contextlib.contextmanager

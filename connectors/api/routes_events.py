@@ -267,7 +267,7 @@ def _store_video(media: object, key: str, tmp: Path) -> str:
         local.parent.mkdir(parents=True, exist_ok=True)
         tmp.replace(local)
         return str(local)
-    media.put(key, tmp.read_bytes(), content_type_of(key))  # type: ignore[attr-defined]
+    media.put_file(key, tmp, content_type_of(key))  # type: ignore[attr-defined]  # streamed, not read whole
     return key
 
 

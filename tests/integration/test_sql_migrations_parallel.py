@@ -39,7 +39,7 @@ def test_eight_parallel_first_starts_all_succeed(postgres_server, tmp_path: Path
         assert p.stdin is not None
         p.stdin.write("go\n")
         p.stdin.flush()
-    results = [p.communicate(timeout=120) + (p.returncode,) for p in procs]
+    results = [(*p.communicate(timeout=120), p.returncode) for p in procs]
     failed = [[ln for ln in err.splitlines() if "Error" in ln][-1:] for _out, err, rc in results if rc != 0]
     assert not failed, f"{len(failed)} of 8 first starts failed: {failed}"
     expected = ",".join(m.version for m in load_migrations())

@@ -4,6 +4,8 @@ the sinks take those events."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from collections.abc import Iterable, Sequence
 
 import cv2
@@ -71,6 +73,9 @@ class MemoryMedia:
 
     def get(self, key: str) -> bytes:
         return self.objects[key]
+
+    def get_file(self, key: str, path: Path) -> None:
+        path.write_bytes(self.objects[key])
 
 
 # ---------------------------------------------------------------- the spine, on a real portrait

@@ -1,4 +1,4 @@
-"""SQL repository of episodes, counters, webhooks and Telegram rules, on a SQLite file in tmp_path and on a PostgreSQL server."""
+"""SQL repository of episodes, counters, webhooks and Telegram rules, on SQLite and on a PostgreSQL server."""
 
 from __future__ import annotations
 
