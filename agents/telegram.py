@@ -15,6 +15,11 @@ Like the webhooks sink, two halves that never wait on each other:
 
 Without ``telegram.bot_token`` the role idles (logged once). Both halves are built and run together by the
 composition root (``ops/root.py``).
+
+Scaling: any number of instances consume (the outbox and cooldowns are idempotent by message id); one of
+them sends, the holder of the store lock ``telegram-sender`` (taken in ``ops/root.py``); the others take
+over when it stops. Two instances may both queue one person within a cooldown when the person shows on two
+cameras at once.
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ import time
 from agents.dedup import Deduplicator, DedupRules
 from agents.notify_rules import Item, backoff_s, item_of, passes
 from agents.ports import Similarity, WebhookOutbox
+from connectors.sql.locks import NamedLocks
 from connectors.sql.webhooks import WebhookRepository
 from connectors.webhook_client import WebhookClient
 from pipeline.settings import Settings, WebhookSettings
@@ -105,38 +106,55 @@ class Dispatcher:
     """Delivery tasks, one per active webhook (see the module docstring)."""
 
     def __init__(self, *, settings: WebhookSettings, repo: WebhookRepository, book: WebhookBook,
-                 client: WebhookClient, wake: asyncio.Event) -> None:
+                 client: WebhookClient, wake: asyncio.Event, locks: NamedLocks | None = None) -> None:
         self.settings = settings
         self.repo = repo
         self.book = book
         self.client = client
         self.wake = wake
+        self.locks = locks or NamedLocks(repo.engine)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._kicks: dict[str, asyncio.Event] = {}
+
+    @property
+    def owned(self) -> frozenset[str]:
+        """The webhooks this dispatcher delivers now."""
+        return frozenset(self._tasks)
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
             while not stop.is_set():
                 await self.book.refresh()
-                self._sync(stop)
+                if not await self.locks.alive():  # the store dropped our locks: others may own them now
+                    await self._drop(list(self._tasks))
+                await self._sync(stop)
                 self.wake.clear()
                 for kick in self._kicks.values():
                     kick.set()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), timeout=min(1.0, self.settings.refresh_s))
         finally:
-            for task in self._tasks.values():
-                task.cancel()
-            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+            await self._drop(list(self._tasks))
+            await self.locks.close()
 
-    def _sync(self, stop: asyncio.Event) -> None:
+    async def _sync(self, stop: asyncio.Event) -> None:
         active = {wid for wid, w in self.book.by_id.items() if w.active}
-        for wid in list(self._tasks):
-            if wid not in active or self._tasks[wid].done():
-                self._tasks.pop(wid).cancel()
-        for wid in active - set(self._tasks):
+        await self._drop([wid for wid, task in self._tasks.items() if wid not in active or task.done()])
+        for wid in sorted(active - set(self._tasks)):
+            if not await self.locks.try_acquire(f"webhook:{wid}"):
+                continue  # another dispatcher owns this webhook
             self._kicks[wid] = asyncio.Event()
             self._tasks[wid] = asyncio.create_task(self._worker(wid, stop), name=f"webhook-{wid}")
+
+    async def _drop(self, webhook_ids: list[str]) -> None:
+        """Stop delivering these webhooks: cancel their tasks, wait until they are done, then free them."""
+        tasks = [self._tasks.pop(wid) for wid in webhook_ids]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for wid in webhook_ids:
+            self._kicks.pop(wid, None)
+            await self.locks.release(f"webhook:{wid}")
 
     async def _worker(self, webhook_id: str, stop: asyncio.Event) -> None:
         s = self.settings

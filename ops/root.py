@@ -40,6 +40,7 @@ from connectors.sql.engine import open_sql
 from connectors.sql.entities import CameraRepository, WatchListRepository
 from connectors.sql.episodes import EpisodeRepository
 from connectors.sql.events import EventRepository
+from connectors.sql.locks import NamedLocks, hold_or_wait, single_active
 from connectors.sql.retention import purge_expired
 from connectors.sql.telegram import TelegramRepository
 from connectors.sql.videos import VideoRepository
@@ -156,6 +157,22 @@ class Sink:
 
 
 @dataclass
+class SingleActive:
+    """A role that runs as one active instance (``scalable=False`` in ``pipeline.roles``): it holds the store
+    lock ``role:{name}`` while it runs; an extra instance waits as a standby (one log line) and takes over when
+    the active one stops. The lock is taken before the stage joins its consumer group."""
+
+    name: str
+    inner: Role
+    engine: AsyncEngine
+
+    async def run(self, stop: asyncio.Event) -> None:
+        async with single_active(self.engine, self.name, stop) as active:
+            if active:
+                await self.inner.run(stop)
+
+
+@dataclass
 class Idle:
     """A role with nothing to do in this configuration (said once, then waits for stop)."""
 
@@ -198,12 +215,16 @@ async def store(res: Resources) -> Role:
 
 
 async def episodes(res: Resources) -> Role:
-    repo = EpisodeRepository(await res.sql())
-    return await res.stage(EpisodesAgent(settings=res.settings, repo=repo, similarity=res.similarity))
+    engine = await res.sql()
+    repo = EpisodeRepository(engine)
+    stage = await res.stage(EpisodesAgent(settings=res.settings, repo=repo, similarity=res.similarity))
+    return SingleActive("episodes", stage, engine)
 
 
 async def counters(res: Resources) -> Role:
-    return await res.stage(CountersAgent(settings=res.settings, repo=CounterRepository(await res.sql())))
+    engine = await res.sql()
+    stage = await res.stage(CountersAgent(settings=res.settings, repo=CounterRepository(engine)))
+    return SingleActive("counters", stage, engine)
 
 
 async def webhooks(res: Resources) -> Role:
@@ -226,7 +247,19 @@ async def telegram(res: Resources) -> Role:
     agent = TelegramAgent(settings=s, repo=repo, watch_lists=WatchListRepository(engine),
                           cameras=CameraRepository(engine), wake=wake)
     sender = TelegramSender(settings=s.telegram, repo=repo, client=client, media=await res.media(), wake=wake)
-    return Sink("telegram", await res.stage(agent), sender.run, client)
+
+    async def send_when_active(stop: asyncio.Event) -> None:
+        """One sender among the instances (store lock ``telegram-sender``): the outbox is read, then marked,
+        and the bot's rate limit is per bot; the other instances' senders wait as standbys."""
+        locks = NamedLocks(engine)
+        try:
+            async with hold_or_wait(locks, "telegram-sender", stop, "telegram sender") as active:
+                if active:
+                    await sender.run(stop)
+        finally:
+            await locks.close()
+
+    return Sink("telegram", await res.stage(agent), send_when_active, client)
 
 
 async def api_state(res: Resources) -> ApiState:

@@ -25,7 +25,9 @@ class Role(Protocol):
 class RoleInfo:
     name: str
     description: str
-    scalable: bool = True  # more instances share the work (same consumer group)
+    # True: every instance shares the work (same consumer group; stores upsert). False: one instance is
+    # active at a time; the composition root makes extra instances wait as standbys on the role's store lock.
+    scalable: bool = True
 
 
 ROLES: dict[str, RoleInfo] = {r.name: r for r in (
@@ -34,9 +36,11 @@ ROLES: dict[str, RoleInfo] = {r.name: r for r in (
     RoleInfo("extractor", "faces -> descriptors, attributes"),
     RoleInfo("matcher", "descriptors -> events (watch lists)"),
     RoleInfo("store", "events -> SQL, Milvus, video status"),
-    RoleInfo("episodes", "events -> episodes"),
-    RoleInfo("counters", "events -> counter records"),
+    # an episode spans cameras and a counter counts over cameras, but events are keyed by camera: N active
+    # instances would each see some cameras and overwrite each other's episodes and counts
+    RoleInfo("episodes", "events -> episodes", scalable=False),
+    RoleInfo("counters", "events -> counter records", scalable=False),
     RoleInfo("webhooks", "events/episodes/counters -> webhooks"),
     RoleInfo("telegram", "events -> Telegram"),
-    RoleInfo("api", "query API", scalable=False),
+    RoleInfo("api", "query API (several behind a load balancer)"),
 )}

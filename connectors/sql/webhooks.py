@@ -88,7 +88,8 @@ class WebhookRepository(RecordRepository[Webhook]):
         if count <= queue_max:
             return 0
         rows = (await conn.execute(select(o.item_id, o.body).where(o.webhook_id == webhook_id)
-                                   .order_by(o.seq).limit(count - queue_max))).all()
+                                   .order_by(o.seq).limit(count - queue_max)
+                                   .with_for_update(skip_locked=True))).all()  # PostgreSQL: a row claim
         await self._move_to_delivery(conn, webhook_id, rows, "dead", now, "queue overflow")
         return len(rows)
 
@@ -99,7 +100,8 @@ class WebhookRepository(RecordRepository[Webhook]):
         now = time.time()
         async with self.engine.begin() as conn:
             rows = (await conn.execute(select(o.item_id, o.body, o.created_at).where(o.webhook_id == webhook_id)
-                                       .order_by(o.seq).limit(batch_max))).all()
+                                       .order_by(o.seq).limit(batch_max)
+                                       .with_for_update(skip_locked=True))).all()  # PostgreSQL: a row claim
             if not rows or (len(rows) < batch_max and now - rows[0].created_at < linger_s):
                 return None
             d = await self._move_to_delivery(conn, webhook_id, [(r.item_id, r.body) for r in rows],

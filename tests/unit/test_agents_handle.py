@@ -4,9 +4,8 @@ the sinks take those events."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import cv2
 import numpy as np
