@@ -60,5 +60,5 @@ def test_own_version_stays_strict_and_old_integer_versions_read() -> None:
         FRAMES.decode(_frame_envelope("1.0", extra=True))
     old = GALLERY.decode(_gallery_json(1, extra=False))  # producers before "MAJOR.MINOR" sent an integer
     assert old.schema_version == "1.0" and old.dossier is not None
-    with pytest.raises(SchemaError, match="MAJOR.MINOR"):
+    with pytest.raises(SchemaError, match=r"MAJOR\.MINOR"):
         GALLERY.decode(_gallery_json("one", extra=False))
