@@ -16,7 +16,7 @@ from typing import BinaryIO
 
 import cv2
 import numpy as np
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, MultipartReader, web
 
 from connectors.api.errors import ApiError
 
@@ -50,6 +50,20 @@ def _check_multipart(request: web.Request) -> None:
         raise ApiError(415, "expected multipart/form-data")
 
 
+async def _multipart(request: web.Request) -> MultipartReader:
+    try:
+        return await request.multipart()
+    except ValueError as exc:  # no boundary, or a malformed Content-Type
+        raise ApiError(400, f"malformed multipart body: {exc}") from exc
+
+
+async def _next_part(reader: MultipartReader) -> object | None:
+    try:
+        return await reader.next()
+    except (ValueError, AssertionError) as exc:  # aiohttp: bad delimiters or part headers
+        raise ApiError(400, f"malformed multipart body: {exc}") from exc
+
+
 def _check_length(request: web.Request, limit: int) -> None:
     if request.content_length is not None and request.content_length > limit + 64 * 1024:
         raise ApiError(413, f"upload larger than the limit of {limit} bytes")
@@ -59,9 +73,9 @@ async def read_form(request: web.Request, max_file_bytes: int, max_files: int = 
     """Read a whole multipart form into memory; every file at most ``max_file_bytes`` (413 beyond)."""
     _check_multipart(request)
     _check_length(request, max_file_bytes * max_files)
-    reader = await request.multipart()
+    reader = await _multipart(request)
     form = Form({}, {})
-    while (part := await reader.next()) is not None:
+    while (part := await _next_part(reader)) is not None:
         if not isinstance(part, BodyPartReader) or not part.name:
             continue
         if part.filename is None:
@@ -92,11 +106,11 @@ async def stream_file_field(request: web.Request, field_name: str, out: BinaryIO
     file name and the form's text fields. Raises 422 when the field is missing."""
     _check_multipart(request)
     _check_length(request, limit)
-    reader = await request.multipart()
+    reader = await _multipart(request)
     filename: str | None = None
     fields: dict[str, str] = {}
     loop = asyncio.get_running_loop()
-    while (part := await reader.next()) is not None:
+    while (part := await _next_part(reader)) is not None:
         if not isinstance(part, BodyPartReader) or not part.name:
             continue
         if part.filename is None:
