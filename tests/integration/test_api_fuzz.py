@@ -60,7 +60,7 @@ class ServedApi:
     def _run(self) -> None:
         try:
             self._loop.run_until_complete(self._serve())
-        except BaseException as exc:  # reported to the test thread
+        except BaseException as exc:  # noqa: BLE001 - reported to the test thread
             self._error = exc
             self._ready.set()
 
