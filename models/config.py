@@ -29,6 +29,8 @@ class ModelSettings(BaseModel):
     detector_nms_iou: float = Field(0.3, gt=0, lt=1, description="IoU above which overlapping detections are suppressed.")
     detector_max_side: int = Field(640, ge=64, description="Frames are resized so that their longer side is at most this before detection, unless that would shrink a face of detector_min_face pixels below CenterFace's 16 px.")
     detector_min_face: int = Field(32, ge=0, description="Smallest face (pixels wide, in the frame as published) detection must find: a frame is never downscaled so far that such a face falls under 16 px in the detector's input (0: detector_max_side alone decides).")
+    detector_precision: Literal["float32", "int8"] = Field("float32", description="CenterFace weights: float, or int8 (static QDQ quantisation calibrated on real frames, see models/quantize.py: about half the CPU time, same detections on the shared photos, but on the clip it moves faces near the threshold and one best face's identity, so not the default). TensorRT always builds from float.")
+    descriptor_precision: Literal["float32", "int8"] = Field("int8", description="dlib ResNet weights: int8 (static QDQ quantisation calibrated on real chips; cosine to float >= 0.995) or the float model. TensorRT always builds from float.")
     max_batch: int = Field(32, ge=1, description="Most faces per descriptor / attribute inference call (and the TensorRT profile's maximum batch).")
     tensorrt_fp16: bool = Field(True, description="Build TensorRT engines in FP16 where the GPU supports it.")
     attributes: list[str] = Field(default_factory=lambda: ["emotion", "age_gender", "mask"], description="Attribute plug-ins to run on each face (names in models.attributes' registry).")

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -149,6 +150,7 @@ def prepare_models(settings: ModelSettings) -> Manifest:
                 continue
             entries[art.role] = _prepare_one(art, settings, Path(tmp))
             changed = True
+        changed = _prepare_int8(settings, entries) or changed
     manifest = Manifest(models=entries)
     if changed:
         path = cache_dir / MANIFEST_NAME
@@ -156,6 +158,76 @@ def prepare_models(settings: ModelSettings) -> Manifest:
         tmp_path.write_text(manifest.model_dump_json(indent=2) + "\n")
         tmp_path.replace(path)
     return manifest
+
+
+INT8_FILES = {"detector": "centerface-int8.onnx", "descriptor": "dlib_resnet-int8.onnx"}
+
+
+def int8_role(role: str) -> str:
+    """Manifest role of the int8 build of ``role`` ("detector" -> "detector-int8")."""
+    return f"{role}-int8"
+
+
+def weights_for(paths: dict[str, Path], role: str, precision: str, settings: ModelSettings) -> Path:
+    """The file of ``role`` ("detector", "descriptor") at ``precision`` ("float32" or "int8"). int8 applies to
+    ONNX Runtime only: TensorRT builds its own reduced precision from the float model. Raises
+    ``ModelsNotPreparedError`` when the int8 file is not prepared."""
+    from models.engines import resolve_engine
+
+    if precision == "float32" or resolve_engine(settings) == "tensorrt":
+        return paths[role]
+    if int8_role(role) not in paths:
+        raise ModelsNotPreparedError(
+            f"the int8 {role} is not prepared: run `facestream models prepare` (or set {role}_precision=float32)")
+    return paths[int8_role(role)]
+
+
+def _prepare_int8(settings: ModelSettings, entries: dict[str, ManifestEntry]) -> bool:
+    """Build the int8 detector and descriptor (``models.quantize``) from the float ones in ``entries`` when
+    missing or stale; an entry's converter names the quantiser version, the calibration set and the float
+    file's hash. Returns True when something was built."""
+    from models import quantize
+
+    cache_dir = settings.cache_dir
+    calibration = "shared-faces" if (quantize.SHARED_FACES / "short_hamilton_clip.mp4").is_file() else "skimage-astronaut"
+    todo = []
+    for role, file in INT8_FILES.items():
+        base = entries[role]
+        converter = f"{quantize.QUANTIZER_VERSION}:{calibration}:{base.sha256[:16]}"
+        entry = entries.get(int8_role(role))
+        path = cache_dir / file
+        if entry and entry.converter == converter and path.is_file() and sha256_file(path) == entry.sha256:
+            continue
+        todo.append((role, file, base, converter))
+    if not todo:
+        return False
+    name, frames, images = quantize.calibration_images()
+    batches = {"detector": [quantize.detector_input(f) for f in frames],
+               "descriptor": [quantize.descriptor_input(c) for c in _calibration_chips(settings, images)]}
+    for role, file, base, converter in todo:
+        log.info("quantising %s to int8 (calibration: %s, %d inputs)", base.file, name, len(batches[role]))
+        target = cache_dir / file
+        tmp = target.with_name(target.stem + ".tmp" + target.suffix)
+        quantize.quantize(role, cache_dir / base.file, batches[role], tmp)  # type: ignore[arg-type]
+        tmp.replace(target)
+        entries[int8_role(role)] = base.model_copy(update={
+            "file": file, "sha256": sha256_file(target), "converter": converter})
+    return True
+
+
+def _calibration_chips(settings: ModelSettings, images: list[Any]) -> list[Any]:
+    """Aligned chips of every face the float detector finds in ``images`` (the pipeline's own alignment)."""
+    from models.faces import FaceModels
+
+    float_models = FaceModels.load(settings.model_copy(update={
+        "engine": "onnxruntime", "detector": "centerface", "detector_options": {}, "descriptor": "dlib_resnet",
+        "descriptor_options": {}, "detector_precision": "float32", "descriptor_precision": "float32",
+        "attributes": []}))
+    chips = []
+    for image in images:
+        for det in float_models.detect([image])[0]:
+            chips.append(float_models.align(image, det))
+    return chips
 
 
 def prepared_paths(cache_dir: Path) -> dict[str, Path]:
@@ -172,4 +244,8 @@ def prepared_paths(cache_dir: Path) -> dict[str, Path]:
         if entry is None or not (cache_dir / entry.file).is_file():
             raise ModelsNotPreparedError(f"model {art.role!r} ({art.file}) is not prepared: {hint}")
         paths[art.role] = cache_dir / entry.file
+    for role in INT8_FILES:  # optional: FaceModels.load says so when a selected int8 model is missing
+        entry = manifest.models.get(int8_role(role))
+        if entry is not None and (cache_dir / entry.file).is_file():
+            paths[int8_role(role)] = cache_dir / entry.file
     return paths

@@ -107,3 +107,12 @@ def media_store(request: pytest.FixtureRequest) -> dict[str, str]:
         return {}
     server = request.getfixturevalue("s3_server")
     return {"media_s3_url": f"s3://{server.new_bucket()}/media", "media_s3_endpoint": server.endpoint}
+
+
+@pytest.fixture(scope="session")
+def float_face_models(face_models):  # -> models.faces.FaceModels
+    """The float32 detector and descriptor (the int8 ones are the default), for the quantisation guards."""
+    from models.faces import FaceModels
+
+    return FaceModels.load(face_models.settings.model_copy(
+        update={"detector_precision": "float32", "descriptor_precision": "float32"}))

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from models.align import CHIP_SIZE
 from models.engines import Engine, ShapeProfile, open_engine
 from models.plugins import DESCRIPTOR_SIZE, DescriptorPlugin, Paths
+from models.prepare import weights_for
 
 if TYPE_CHECKING:
     from models.config import ModelSettings
@@ -26,6 +27,7 @@ class DlibResnetConfig(BaseModel):
 
     kind: Literal["dlib_resnet"] = "dlib_resnet"
     max_batch: int = Field(32, ge=1, description="Most chips per inference call.")
+    precision: Literal["float32", "int8"] = Field("int8", description="The int8 build (models.quantize) or float weights.")
 
 
 class DlibResnetDescriptor:
@@ -54,13 +56,14 @@ class DlibResnetDescriptor:
 
 def configure(settings: ModelSettings) -> DlibResnetConfig:
     """The config from ``max_batch``, then ``descriptor_options`` on top."""
-    return DlibResnetConfig.model_validate({"max_batch": settings.max_batch, **settings.descriptor_options})
+    return DlibResnetConfig.model_validate({"max_batch": settings.max_batch,
+                                             "precision": settings.descriptor_precision, **settings.descriptor_options})
 
 
 def open_dlib_resnet(config: BaseModel, settings: ModelSettings, paths: Paths) -> DlibResnetDescriptor:
     assert isinstance(config, DlibResnetConfig)
     batch = config.max_batch
-    engine = open_engine(paths["descriptor"], settings, ShapeProfile(
+    engine = open_engine(weights_for(paths, "descriptor", config.precision, settings), settings, ShapeProfile(
         (1, 3, CHIP_SIZE, CHIP_SIZE), (batch, 3, CHIP_SIZE, CHIP_SIZE), (batch, 3, CHIP_SIZE, CHIP_SIZE)))
     return DlibResnetDescriptor(config, engine)
 

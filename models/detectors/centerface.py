@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from models.centerface import MAX_INPUT_SIDE, Letterbox, decode, plan_input, preprocess
 from models.engines import Engine, ShapeProfile, open_engine
 from models.plugins import Detection, DetectorPlugin, Paths
+from models.prepare import weights_for
 
 if TYPE_CHECKING:
     from models.config import ModelSettings
@@ -33,6 +34,7 @@ class CenterFaceConfig(BaseModel):
     nms_iou: float = Field(0.3, gt=0, lt=1, description="IoU above which overlapping detections are suppressed.")
     max_side: int = Field(640, ge=64, description="Longer side of the network input, unless min_face needs more.")
     min_face: int = Field(32, ge=0, description="Smallest face (image pixels) kept at least 16 px in the input.")
+    precision: Literal["float32", "int8"] = Field("float32", description="Float weights or the int8 build (models.quantize).")
 
 
 def _as_bgr(image: np.ndarray) -> np.ndarray:
@@ -87,12 +89,12 @@ def configure(settings: ModelSettings) -> CenterFaceConfig:
     return CenterFaceConfig.model_validate({
         "threshold": settings.detector_threshold, "nms_iou": settings.detector_nms_iou,
         "max_side": settings.detector_max_side, "min_face": settings.detector_min_face,
-        **settings.detector_options})
+        "precision": settings.detector_precision, **settings.detector_options})
 
 
 def open_centerface(config: BaseModel, settings: ModelSettings, paths: Paths) -> CenterFaceDetector:
     assert isinstance(config, CenterFaceConfig)
-    engine = open_engine(paths["detector"], settings, ShapeProfile(
+    engine = open_engine(weights_for(paths, "detector", config.precision, settings), settings, ShapeProfile(
         (1, 3, 32, 32), (1, 3, 384, 640), (MAX_BATCH, 3, MAX_INPUT_SIDE, MAX_INPUT_SIDE)))
     return CenterFaceDetector(config, engine)
 

