@@ -14,7 +14,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -189,7 +188,8 @@ def _prepare_int8(settings: ModelSettings, entries: dict[str, ManifestEntry]) ->
     from models import quantize
 
     cache_dir = settings.cache_dir
-    calibration = "shared-faces" if (quantize.SHARED_FACES / "short_hamilton_clip.mp4").is_file() else "skimage-astronaut"
+    shared = (quantize.SHARED_FACES / "short_hamilton_clip.mp4").is_file()
+    calibration = "shared-faces" if shared else "skimage-astronaut"
     todo = []
     for role, file in INT8_FILES.items():
         base = entries[role]
@@ -203,7 +203,8 @@ def _prepare_int8(settings: ModelSettings, entries: dict[str, ManifestEntry]) ->
         return False
     name, frames, images = quantize.calibration_images()
     batches = {"detector": [quantize.detector_input(f) for f in frames],
-               "descriptor": [quantize.descriptor_input(c) for c in _calibration_chips(settings, images)]}
+               "descriptor": [quantize.descriptor_input(c)
+                               for c in quantize.calibration_chips(cache_dir / entries["detector"].file, images)]}
     for role, file, base, converter in todo:
         log.info("quantising %s to int8 (calibration: %s, %d inputs)", base.file, name, len(batches[role]))
         target = cache_dir / file
@@ -213,21 +214,6 @@ def _prepare_int8(settings: ModelSettings, entries: dict[str, ManifestEntry]) ->
         entries[int8_role(role)] = base.model_copy(update={
             "file": file, "sha256": sha256_file(target), "converter": converter})
     return True
-
-
-def _calibration_chips(settings: ModelSettings, images: list[Any]) -> list[Any]:
-    """Aligned chips of every face the float detector finds in ``images`` (the pipeline's own alignment)."""
-    from models.faces import FaceModels
-
-    float_models = FaceModels.load(settings.model_copy(update={
-        "engine": "onnxruntime", "detector": "centerface", "detector_options": {}, "descriptor": "dlib_resnet",
-        "descriptor_options": {}, "detector_precision": "float32", "descriptor_precision": "float32",
-        "attributes": []}))
-    chips = []
-    for image in images:
-        for det in float_models.detect([image])[0]:
-            chips.append(float_models.align(image, det))
-    return chips
 
 
 def prepared_paths(cache_dir: Path) -> dict[str, Path]:

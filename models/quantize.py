@@ -36,9 +36,12 @@ import numpy as np
 import onnx
 from onnx import version_converter
 
+from models.align import align_chip
+from models.centerface import decode, plan_input, preprocess
+
 log = logging.getLogger(__name__)
 
-QUANTIZER_VERSION = "int8-qdq-2"
+QUANTIZER_VERSION = "int8-qdq-3"
 DETECTOR_FLOAT_STEM = 9  # first nodes of CenterFace kept float (stem + first block, 1/2 and 1/4 resolution)
 SHARED_FACES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "faces"
 CALIBRATION_SIZE = (384, 640)  # detector calibration input, height x width
@@ -65,6 +68,23 @@ def calibration_images(faces_dir: Path = SHARED_FACES) -> tuple[str, list[np.nda
     astronaut = np.ascontiguousarray(data.astronaut()[:, :, ::-1])
     scaled = [cv2.resize(astronaut, None, fx=s, fy=s, interpolation=cv2.INTER_AREA) for s in (1.0, 0.6, 0.35, 0.2)]
     return "skimage-astronaut", scaled, scaled + [cv2.flip(img, 1) for img in scaled]
+
+
+def calibration_chips(float_detector: Path, images: list[np.ndarray]) -> list[np.ndarray]:
+    """Aligned 150x150 BGR chips (``models.align``, as the pipeline aligns) of every face the float CenterFace
+    (``float_detector``, at its defaults: threshold 0.5, longer side 640, min_face 32) finds in ``images``."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(float_detector), providers=["CPUExecutionProvider"])
+    chips = []
+    for image in images:
+        plan = plan_input(image.shape[0], image.shape[1], 640, 32)
+        batch = np.zeros((1, 3, plan.height, plan.width), np.float32)
+        preprocess(image, plan, batch[0])
+        raw = decode(tuple(m[0] for m in session.run(None, {"input": batch})), 0.5, 0.3)
+        scale = np.array([plan.scale_x, plan.scale_y], np.float32)
+        chips += [align_chip(image, points / scale) for points in raw.landmarks]
+    return chips
 
 
 def detector_input(image: np.ndarray) -> np.ndarray:

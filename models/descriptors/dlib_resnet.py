@@ -27,7 +27,8 @@ class DlibResnetConfig(BaseModel):
 
     kind: Literal["dlib_resnet"] = "dlib_resnet"
     max_batch: int = Field(32, ge=1, description="Most chips per inference call.")
-    precision: Literal["float32", "int8"] = Field("int8", description="The int8 build (models.quantize) or float weights.")
+    precision: Literal["float32", "int8"] = Field(
+        "int8", description="The int8 build (models.quantize) or float weights.")
 
 
 class DlibResnetDescriptor:

@@ -34,7 +34,8 @@ class CenterFaceConfig(BaseModel):
     nms_iou: float = Field(0.3, gt=0, lt=1, description="IoU above which overlapping detections are suppressed.")
     max_side: int = Field(640, ge=64, description="Longer side of the network input, unless min_face needs more.")
     min_face: int = Field(32, ge=0, description="Smallest face (image pixels) kept at least 16 px in the input.")
-    precision: Literal["float32", "int8"] = Field("float32", description="Float weights or the int8 build (models.quantize).")
+    precision: Literal["float32", "int8"] = Field(
+        "float32", description="Float weights or the int8 build (models.quantize).")
 
 
 def _as_bgr(image: np.ndarray) -> np.ndarray:

@@ -54,7 +54,8 @@ def test_the_int8_descriptor_is_the_default_and_float_stays_selectable(face_mode
 
 
 @pytest.mark.parametrize("name", PHOTOS)
-def test_same_detections_on_the_shared_photos(int8_models: FaceModels, float_face_models: FaceModels, name: str) -> None:
+def test_same_detections_on_the_shared_photos(int8_models: FaceModels, float_face_models: FaceModels,
+                                               name: str) -> None:
     image = _image(name)
     ref, got = float_face_models.detect([image])[0], int8_models.detect([image])[0]
     assert len(got) == len(ref), f"{name}: {len(got)} faces in int8, {len(ref)} in float"
