@@ -16,6 +16,7 @@ BENCHES = {
     "scaling": "ops.bench_scaling:run",
     "smallfaces": "ops.bench_smallfaces:run",
     "calibration": "ops.bench_calibration:run",
+    "peer": "ops.bench_peer:run",
 }
 BENCHMARKS_MD = Path("BENCHMARKS.md")
 
