@@ -20,6 +20,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from pipeline.roles import ROLES
 from pipeline.settings import Settings, load_settings, setting_paths
 
@@ -33,12 +35,40 @@ def _flag(path: tuple[str, ...]) -> str:
     return "--" + "-".join(path).replace("_", "-")
 
 
+SETTINGS_EPILOG = ("Every setting is also a flag --SECTION-NAME VALUE and an environment variable "
+                   "FACESTREAM_<SECTION>_<NAME> (e.g. --api-port 9000, FACESTREAM_API_PORT=9000): "
+                   "the reference is docs/configuration.md.")
+SHOWN_SETTINGS = {("bootstrap_servers",), ("data_dir",), ("log_level",)}  # the rest: see the epilog
+
+
 def add_setting_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("settings (each also FACESTREAM_<SECTION>_<NAME>)")
+    """Every leaf setting as a flag; --help lists the command's own options and the three settings every
+    command uses, and points to the reference for the rest (about 90)."""
+    group = parser.add_argument_group("common settings")
     for path, field in setting_paths():
         aliases = [_flag(path)] + (["--bootstrap"] if path == ("bootstrap_servers",) else [])
         group.add_argument(*aliases, dest="set__" + "__".join(path), default=None, metavar="VALUE",
-                           help=field.description)
+                           help=field.description if path in SHOWN_SETTINGS else argparse.SUPPRESS)
+
+
+class UsageError(Exception):
+    """Bad input from the operator: one line on stderr, exit status 2, no traceback."""
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """The settings from defaults, environment and flags; a bad value is a ``UsageError`` naming the flag and
+    the variable."""
+    try:
+        return load_settings(overrides_from(args))
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            path = tuple(str(p) for p in error["loc"])
+            problems.append(f"{'.'.join(path)} ({_flag(path)} / FACESTREAM_{'_'.join(path).upper()}): "
+                            f"{error['msg']} (got {error.get('input')!r})")
+        raise UsageError("bad setting: " + "; ".join(problems)) from None
+    except ValueError as exc:  # a flag's JSON value
+        raise UsageError(f"bad setting: {exc}") from None
 
 
 def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
@@ -58,7 +88,7 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     add_setting_flags(common)
-    parser = argparse.ArgumentParser(prog="facestream", description=__doc__,
+    parser = argparse.ArgumentParser(prog="facestream", description=__doc__, epilog=SETTINGS_EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("up", parents=[common], help="embedded stack and every role in one process")
@@ -75,15 +105,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench.add_argument("name", choices=[*BENCHES, "all"])
     bench.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    for command in [*sub.choices.values(), *msub.choices.values()]:
+        command.epilog = SETTINGS_EPILOG
     ops = sub.add_parser("ops", help="operations")
     osub = ops.add_subparsers(dest="ops_command", required=True)
-    osub.add_parser("status", parents=[common], help="consumer groups, members, partitions, lag")
+    osub.add_parser("status", parents=[common], help="consumer groups, members, partitions, lag",
+                    epilog=SETTINGS_EPILOG)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = load_settings(overrides_from(args))
+    try:
+        settings = settings_from(args)
+        _check_files(args)
+    except UsageError as exc:
+        print(f"facestream: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Libraries that log alarming noise for normal operation: aiokafka's rebalances, faiss probing CPU
     # features, and Milvus Lite's in-process gRPC server answering an RPC pymilvus probes but it lacks.
@@ -94,6 +132,18 @@ def main(argv: list[str] | None = None) -> int:
         return dispatch(args, settings)
     except KeyboardInterrupt:
         return 130
+    except OSError as exc:  # a port in use, a missing or unreadable file: the operator's to fix, one line
+        print(f"facestream: {exc}", file=sys.stderr)
+        return 1
+
+
+def _check_files(args: argparse.Namespace) -> None:
+    """Files named on the command line exist before anything starts (the demo fails fast)."""
+    video, faces = getattr(args, "video", None), getattr(args, "faces", None)
+    if video is not None and not video.is_file():
+        raise UsageError(f"--video {video}: no such file")
+    if faces is not None and not faces.is_dir():
+        raise UsageError(f"--faces {faces}: no such folder")
 
 
 def dispatch(args: argparse.Namespace, settings: Settings) -> int:
