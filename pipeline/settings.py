@@ -83,6 +83,8 @@ class ApiSettings(_Section):
     max_image_pixels: int = Field(40_000_000, description="Largest decoded image, in pixels.")
     enrol_min_quality: float = Field(0.5, ge=0, le=1, description="Dossier photos whose face quality is below this are refused.")
     detection_ttl_s: float = Field(3600.0, gt=0, le=30 * 86400, description="How long faces found by POST /v1/detect stay usable as detection:<id> references (their photo is kept as long).")
+    url_allow_private: bool = Field(False, description="Webhook and camera URLs may target loopback, private and link-local addresses (off: only public ones).")
+    media_root: Path | None = Field(None, description="Local video files usable as camera sources must lie under this directory (unset: no local files).")
     video_url_allow_private: bool = Field(False, description="POST /v1/videos/from-url may fetch from loopback, private and link-local addresses (off: only public ones).")
     public_url: str | None = Field(None, max_length=2048, pattern=r"^https?://[^\s/]+(/[^\s]*)?$", description="Base URL integrators reach the API at (e.g. https://faces.example.com); webhook payloads carry absolute media URLs under it. Unset: http://<api.host>:<api.port>.")
     contract_checks: Literal["log", "fail"] = Field("log", description="An answer whose status its operation does not declare in the OpenAPI document: `log` it (and count it in facestream_api_contract_violations_total) or also `fail` it with a 500 (tests).")

@@ -18,6 +18,7 @@ from connectors.api.uploads import Form, decode_image
 from connectors.camera_health import mask_url
 from connectors.sql.base import NotFoundError, new_id
 from connectors.sql.entities import camera_changed, watch_list_changed
+from connectors.url_policy import allowed
 from schemas.api import (
     CameraGroupIn,
     CameraGroupOut,
@@ -81,6 +82,7 @@ async def list_cameras(request: web.Request, query: ListQuery) -> Page[CameraOut
             status=201, errors=(503,))
 async def create_camera(request: web.Request, body: CameraIn) -> CameraOut:
     st = state(request)
+    await allowed(body.url, "camera", st.settings)
     camera = await st.cameras.create(body)
     try:
         await st.publisher.publish(CAMERAS, camera.id, camera_changed(camera))
@@ -100,6 +102,7 @@ async def get_camera(request: web.Request) -> CameraOut:
             "2 s (a new URL, group or activation reopens that camera alone)", "cameras", errors=(503,))
 async def patch_camera(request: web.Request, body: CameraPatch) -> CameraOut:
     st = state(request)
+    await allowed(body.url, "camera", st.settings)
     changes = body.model_dump(exclude_unset=True)
     camera = await st.cameras.update(path_id(request), changes)
     await st.publisher.publish(CAMERAS, camera.id, camera_changed(camera))

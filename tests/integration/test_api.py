@@ -81,7 +81,8 @@ async def stack(tmp_path_factory: pytest.TempPathFactory):
         settings = Settings(data_dir=data, bootstrap_servers=broker.bootstrap_servers,
                             kafka={"topic_prefix": "apitest.", "partitions": 1},
                             api={"admin_token": ADMIN_TOKEN, "admin_password": "s3cret!",
-                                 "contract_checks": "fail", "video_url_allow_private": True})
+                                 "contract_checks": "fail", "video_url_allow_private": True,
+                                 "url_allow_private": True})
         await asyncio.to_thread(provision_topics, settings, CORE_TOPICS)
         async with open_resources(settings, client_id="apitest") as res:
             client = TestClient(TestServer(build_app(await api_state(res))))

@@ -31,7 +31,8 @@ async def call(client: TestClient, method: str, path: str, status: int, **kwargs
 
 
 async def test_notify_routes(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path, api={"admin_token": TOKEN, "contract_checks": "fail"})
+    settings = Settings(data_dir=tmp_path, api={"admin_token": TOKEN, "contract_checks": "fail",
+                                                "url_allow_private": True})
     async with open_resources(settings) as res:
         await _routes(res)
 

@@ -6,7 +6,8 @@ Ownership of the clip's partition moves ten times by a kill (the owner dies, a f
 and, between kills, by a join (a second detector takes the partition over while the first lives on with the
 trackers it had, and gets it back at the next kill: the failover the issue saw). Every face posted, by any
 owner, must be one of the undisturbed run's (same ``camera:session:track:seq`` id), and all of them must come.
-`ops/failover_soak.py` does the same with ten SIGKILLs of real detector processes on the broker.
+A second test kills a detector while two tracks overlap (one posted, one open): the case the old commit hold
+(first frame of the oldest open track) replayed under a new track id.
 """
 
 from __future__ import annotations

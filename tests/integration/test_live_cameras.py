@@ -65,7 +65,8 @@ class Live:
 @pytest.fixture(scope="module")
 async def live(broker, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Live]:  # type: ignore[no-untyped-def]
     data = tmp_path_factory.mktemp("live")
-    settings = settings_for(broker, data, api={"admin_token": "live-admin-token"},
+    settings = settings_for(broker, data, api={"admin_token": "live-admin-token", "url_allow_private": True,
+                                               "media_root": str(tmp_path_factory.getbasetemp())},
                             detector={"realtime_interval_s": 30.0})
     clip = data / "lobby.avi"
     people = synthesize_clip(clip, seconds=2.0)
