@@ -60,7 +60,7 @@ async def check_url(url: str, use: Use, settings: Settings) -> None:
 async def _check_host(host: str, port: int) -> None:
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
+    except (OSError, UnicodeError) as exc:  # UnicodeError: a host name IDNA cannot encode
         raise UrlPolicyError(f"cannot resolve {host!r}") from exc
     for info in infos:
         address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
