@@ -35,5 +35,5 @@ class ModelSettings(BaseModel):
     tensorrt_fp16: bool = Field(True, description="Build TensorRT engines in FP16 where the GPU supports it.")
     attributes: list[str] = Field(default_factory=lambda: ["emotion", "age_gender", "mask"], description="Attribute plug-ins to run on each face (names in models.attributes' registry).")
     liveness_model: str = Field("faceplugin", description="Liveness plug-in: faceplugin (shipped; training data undisclosed) or a facestream.liveness entry point.")
-    liveness_threshold: float = Field(0.5, ge=0, le=1, description="Average live probability at or above which a face is alive (calibration in BENCHMARKS.md).")
+    liveness_threshold: float = Field(0.4, ge=0, le=1, description="Average live probability at or above which a face is alive (calibration in BENCHMARKS.md).")
     event_liveness: bool = Field(False, description="Score liveness on every posted face and attach it to its event (costs ~7-12 ms per face).")

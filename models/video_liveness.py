@@ -50,7 +50,7 @@ class VideoLimits:
     min_frames: int = 10
     multiple_faces: Policy = "best"
     secondary_face_ratio: float = 0.5
-    threshold: float = 0.5
+    threshold: float = 0.4
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ BENCHES = {
     "smallfaces": "ops.bench_smallfaces:run",
     "calibration": "ops.bench_calibration:run",
     "peer": "ops.bench_peer:run",
+    "attributes": "ops.bench_attributes:run",
 }
 BENCHMARKS_MD = Path("BENCHMARKS.md")
 
