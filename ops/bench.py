@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import re
 from pathlib import Path
 
@@ -18,15 +19,22 @@ BENCHES = {
     "calibration": "ops.bench_calibration:run",
     "peer": "ops.bench_peer:run",
     "attributes": "ops.bench_attributes:run",
+    "latency": "ops.bench_latency:run",
+    "soak": "ops.bench_soak:run",
 }
+NOT_IN_ALL = {"soak"}  # minutes long: run it by name
 BENCHMARKS_MD = Path("BENCHMARKS.md")
 
 
-def run_bench(settings: Settings, name: str, write: bool = True) -> int:
-    names = list(BENCHES) if name == "all" else [name]
+def run_bench(settings: Settings, name: str, write: bool = True, duration: float | None = None) -> int:
+    """Run one benchmark (or ``all`` but the soak); ``duration`` (seconds) overrides the measured time of
+    the benchmarks that have one (latency, soak)."""
+    names = [b for b in BENCHES if b not in NOT_IN_ALL] if name == "all" else [name]
     for bench in names:
         module, func = BENCHES[bench].split(":")  # imported on demand: each bench pulls in what it measures
-        section = getattr(importlib.import_module(module), func)(settings)
+        target = getattr(importlib.import_module(module), func)
+        timed = duration is not None and "duration" in inspect.signature(target).parameters
+        section = target(settings, duration=duration) if timed else target(settings)
         print(section)
         if write:
             record(section)

@@ -3,7 +3,7 @@
 then four at once. Latency = the event seen on the events topic (a plain consumer, like any integrator's)
 minus its frame's capture time (the decoder's grab time).
 
-    facestream bench latency            # or FACESTREAM_BENCH_SECONDS=30 facestream bench latency
+    facestream bench latency [--duration SECONDS]    # measured time per row (default 60 s)
 
 "First face" rows are the posts realtime mode makes the moment a track starts (the alarm case); "all
 events" adds the interval posts, whose best face of the interval may be up to ``realtime_interval_s`` old
@@ -94,8 +94,8 @@ def _pct(values: list[float]) -> str:
     return f"{p50 * 1000:.0f} | {p95 * 1000:.0f} | {p99 * 1000:.0f}"
 
 
-def run(settings: Settings) -> str:
-    seconds = float(os.environ.get("FACESTREAM_BENCH_SECONDS", "60"))
+def run(settings: Settings, duration: float | None = None) -> str:
+    seconds = duration or 60.0
     rows = []
     with tempfile.TemporaryDirectory(prefix="facestream-bench-") as tmp:
         video, people, label = clip_and_people(Path(tmp))
@@ -109,8 +109,8 @@ def run(settings: Settings) -> str:
     return "\n".join([
         "## Live camera latency (issue 10)",
         "",
-        "Command: `facestream bench latency` (part of `make bench`; `FACESTREAM_BENCH_SECONDS` sets the "
-        f"measured time per row, here {seconds:g} s after an 8 s warm-up). Clip: {label}, looping as a live "
+        f"Command: `facestream bench latency --duration {seconds:g}` (part of `make bench`; the duration is "
+        f"the measured time per row, after an 8 s warm-up). Clip: {label}, looping as a live "
         f"camera at {d.target_fps:g} fps, realtime mode posting a track's first face at once; "
         f"{os.cpu_count()} CPU cores, ONNX Runtime on CPU, everything in one process on the embedded broker; "
         f"fetch wait {k.fetch_max_wait_ms} ms, linger {k.linger_ms} ms, max batch {k.max_batch}.",

@@ -105,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench.add_argument("name", choices=[*BENCHES, "all"])
     bench.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    bench.add_argument("--duration", type=float, metavar="SECONDS",
+                       help="measured time of the latency (default 60 per row) and soak (default 600) benchmarks")
     for command in [*sub.choices.values(), *msub.choices.values()]:
         command.epilog = SETTINGS_EPILOG
     ops = sub.add_parser("ops", help="operations")
@@ -165,7 +167,7 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.command == "bench":
         from ops.bench import run_bench
-        return run_bench(settings, args.name, write=not args.no_write)
+        return run_bench(settings, args.name, write=not args.no_write, duration=args.duration)
     if args.command == "ops":
         from ops.stack import running_embedded_broker
         from ops.status import run as status
