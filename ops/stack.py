@@ -77,7 +77,11 @@ async def run_up(settings: Settings) -> int:
         log.info("facestream up: broker %s, data in %s, roles: %s", live.bootstrap_servers,
                  live.data_dir.resolve(), ", ".join(roles))
         log.info("query API on http://%s:%d/v1", live.api.host, live.api.port)
-        await run_roles(live, roles, stop, restart=True)
+        try:
+            await run_roles(live, roles, stop, restart=True)
+        except RoleFailed as exc:  # only a FatalRoleError gets here under `up`: restarts cure the rest
+            log.error("%s", exc)
+            return 1
     return 0
 
 

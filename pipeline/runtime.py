@@ -26,6 +26,10 @@ class RoleFailed(RuntimeError):
     """A role stopped with an error (the process exits non-zero so a supervisor restarts it)."""
 
 
+class FatalRoleError(RuntimeError):
+    """A failure that no restart can cure (e.g. the API's port is taken): even under ``up`` the process stops."""
+
+
 async def supervise(name: str, build: RoleFactory, stop: asyncio.Event, *,
                     on_restart: Callable[[str], int] | None = None) -> None:
     """Build and run a role until ``stop``. Without ``on_restart`` a crash raises :class:`RoleFailed`; with it,
@@ -39,6 +43,8 @@ async def supervise(name: str, build: RoleFactory, stop: asyncio.Event, *,
             return
         except asyncio.CancelledError:
             raise
+        except FatalRoleError as exc:
+            raise RoleFailed(f"role {name} cannot run: {exc}") from exc
         except Exception as exc:
             if on_restart is None:
                 raise RoleFailed(f"role {name} failed: {type(exc).__name__}: {exc}") from exc

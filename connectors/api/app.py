@@ -45,6 +45,7 @@ from connectors.api.routes_entities import publish_dossier
 from connectors.api.state import STATE, ApiState
 from connectors.sql.base import ConflictError, InvalidCursorError, NotFoundError, ReferenceError_
 from connectors.sql.entities import camera_changed, watch_list_changed
+from pipeline.runtime import FatalRoleError
 from schemas.topics import CAMERAS, GALLERY
 
 log = logging.getLogger(__name__)
@@ -190,10 +191,12 @@ class ApiRole:
         api = self.state.settings.api
         runner = web.AppRunner(build_app(self.state), access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, api.host, api.port)
-        await site.start()
-        log.info("query API listening on http://%s:%d/v1", api.host, api.port)
         try:
+            try:
+                await web.TCPSite(runner, api.host, api.port).start()
+            except OSError as exc:  # a port in use will not free itself: stop `up` instead of a restart loop
+                raise FatalRoleError(f"the query API cannot listen on {api.host}:{api.port}: {exc.strerror}") from exc
+            log.info("query API listening on http://%s:%d/v1", api.host, api.port)
             await stop.wait()
         finally:
             await runner.cleanup()

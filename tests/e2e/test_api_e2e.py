@@ -195,3 +195,17 @@ async def test_bad_inputs(api: Api) -> None:
     assert "faces found" in err["error"]["message"]
     await api.upload("/v1/videos", 415, {"file": ("clip.txt", b"text")})
     assert (await api.call("GET", f"/v1/dossiers/{d['id']}", 200))["faces"] == []
+
+
+async def test_a_second_up_on_a_taken_port_exits_with_one_line(api: Api, tmp_path: Path) -> None:
+    port = int(api.base.rsplit(":", 1)[1])
+    proc, log = _start_up(tmp_path, port)
+    try:
+        rc = await asyncio.get_running_loop().run_in_executor(None, proc.wait, 120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+    output = (tmp_path / "up.log").read_text()
+    assert rc == 1, output[-3000:]
+    assert f"cannot listen on 127.0.0.1:{port}" in output and "restarting" not in output, output[-3000:]

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from pipeline.roles import Role
-from pipeline.runtime import RoleFailed, run_supervised
+from pipeline.runtime import FatalRoleError, RoleFailed, run_supervised
 
 
 class Crashing:
@@ -74,3 +74,30 @@ async def test_with_restarts_a_crashed_role_is_rebuilt_and_counted(monkeypatch: 
     stop.set()
     await asyncio.wait_for(task, 5)
     assert counted == ["flaky", "flaky"] and len(builds) == 3
+
+
+class Unrecoverable:
+    name = "api"
+
+    def __init__(self, runs: list[str]) -> None:
+        self.runs = runs
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.runs.append("run")
+        raise FatalRoleError("the query API cannot listen on 127.0.0.1:8080: Address already in use")
+
+
+async def test_a_fatal_error_stops_up_instead_of_a_restart_loop() -> None:
+    runs: list[str] = []
+    counted: list[str] = []
+
+    async def api() -> Role:
+        return Unrecoverable(runs)
+
+    def count(name: str) -> int:
+        counted.append(name)
+        return len(counted)
+
+    with pytest.raises(RoleFailed, match="role api cannot run: the query API cannot listen"):
+        await asyncio.wait_for(run_supervised({"api": api}, asyncio.Event(), on_restart=count), 5)
+    assert runs == ["run"] and counted == []
