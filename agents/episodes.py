@@ -23,14 +23,12 @@ calibration as the matcher and deduplication).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 
 from agents.episode_rules import EpisodeBuilder, EpisodeRules
 from agents.ports import EpisodeStore, Similarity
-from pipeline.kafka import replay_topic
+from pipeline.kafka import replay_to_end
 from pipeline.settings import Settings
 from pipeline.stage import AgentBase, Incoming, Output
 from schemas.messages import EpisodeChanged, EpisodeStateRecord, FaceEvent, StreamEnd
@@ -79,25 +77,13 @@ class EpisodesAgent(AgentBase):
 
     async def _replay_state(self) -> None:
         """Rebuild the builder from the changelog (see the module docstring)."""
-        stop, caught_up = asyncio.Event(), asyncio.Event()
         now = time.time()
 
         def apply(record: EpisodeStateRecord) -> None:
             self.builder.restore(record, now)
             self.restored += 1
 
-        task = asyncio.create_task(replay_topic(self.settings, EPISODE_STATE, apply, stop, caught_up))
-        waiter = asyncio.create_task(caught_up.wait())
-        try:
-            await asyncio.wait({task, waiter}, timeout=REPLAY_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stop.set()
-            waiter.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await waiter
-            await task  # re-raises a replay failure: the stage must not start with partial state
-        if not caught_up.is_set():
-            raise RuntimeError(f"episode-state replay did not reach the end in {REPLAY_TIMEOUT_S:.0f} s")
+        await replay_to_end(self.settings, EPISODE_STATE, apply, REPLAY_TIMEOUT_S)
         log.info("episodes: replayed %d state records, %d episodes open", self.restored,
                  len(self.builder.open_episodes))
 

@@ -7,6 +7,7 @@ Producing uses confluent-kafka (idempotent, fast, works on Tansu and Apache Kafk
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Iterable
@@ -192,3 +193,24 @@ async def replay_topic(
                         await result
     finally:
         await consumer.stop()
+
+
+async def replay_to_end(settings: Settings, spec: TopicSpec, on_message: Callable[[Any], Awaitable[None] | None],
+                        timeout_s: float) -> None:
+    """Replay a changelog topic from the start until it is caught up (see :func:`replay_topic`), then stop.
+
+    Raises RuntimeError when the end is not reached within ``timeout_s``; a replay failure is re-raised, so a
+    caller never starts on partial state."""
+    stop, caught_up = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(replay_topic(settings, spec, on_message, stop, caught_up))
+    waiter = asyncio.create_task(caught_up.wait())
+    try:
+        await asyncio.wait({task, waiter}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.set()
+        waiter.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiter
+        await task
+    if not caught_up.is_set():
+        raise RuntimeError(f"{spec.name} replay did not reach the end in {timeout_s:.0f} s")

@@ -18,12 +18,11 @@ committed offsets resume them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
 from connectors.api.state import ApiState
-from pipeline.kafka import replay_topic
+from pipeline.kafka import replay_to_end
 from schemas.messages import VideoJob
 from schemas.topics import VIDEO_JOBS
 
@@ -34,24 +33,12 @@ REPLAY_TIMEOUT_S = 30.0
 async def queued_job_ids(st: ApiState) -> set[str]:
     """Video ids with a job in ``video-jobs`` now (read from the start until an idle fetch)."""
     found: set[str] = set()
-    stop, caught_up = asyncio.Event(), asyncio.Event()
 
     def seen(job: Any) -> None:
         if isinstance(job, VideoJob):
             found.add(job.video_id)
 
-    task = asyncio.create_task(replay_topic(st.settings, VIDEO_JOBS, seen, stop, caught_up))
-    waiter = asyncio.create_task(caught_up.wait())
-    try:
-        await asyncio.wait({task, waiter}, timeout=REPLAY_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stop.set()
-        waiter.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await waiter
-        await task
-    if not caught_up.is_set():
-        raise RuntimeError(f"video-jobs replay did not reach the end in {REPLAY_TIMEOUT_S:.0f} s")
+    await replay_to_end(st.settings, VIDEO_JOBS, seen, REPLAY_TIMEOUT_S)
     return found
 
 
