@@ -204,12 +204,14 @@ async def test_camera_health_a_dead_url_shows_its_error_and_a_patch_switches_ove
                                      headers={"Authorization": f"Token {login['token']}"})
         assert (await resp.json())["url"].startswith("rtsp://***:***@127.0.0.1:")
 
-        await asyncio.sleep(2.0)  # the track is open for a while in overall mode: no event yet
-        assert not live.events(cam["id"])
+        # Overall mode posts only when a track ends; on a loaded machine a late detector can break the track
+        # and post early, so count from the change rather than require silence before it.
+        await asyncio.sleep(2.0)
+        before = len(live.events(cam["id"]))
         patched_at = time.time()
         await live.json("PATCH", f"/v1/cameras/{cam['id']}", 200, json={"best_face_mode": "realtime"})
-        await live.wait_for(lambda: bool(live.events(cam["id"])), timeout_s=20)
-        first = live.events(cam["id"])[0]
+        await live.wait_for(lambda: len(live.events(cam["id"])) > before, timeout_s=20)
+        first = live.events(cam["id"])[before]
         # realtime mode posted the open track's face from a frame captured within 2 s of the change
         assert first.timestamp - patched_at <= 2.0, first.timestamp - patched_at
         assert session_of(first) == health["session"], "a mode change must not reopen the stream"
