@@ -25,6 +25,8 @@ import aiohttp
 import cv2
 import pytest
 
+from tests.processes import wait_dead
+
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,19 +62,6 @@ def _audience_shot(out: Path) -> Path:
     return out
 
 
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def _wait_dead(pid: int, timeout_s: float = 10) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return not _alive(pid)
 
 
 class Box:
@@ -118,7 +107,7 @@ class Box:
         else:
             self.proc.send_signal(how)
         await asyncio.get_running_loop().run_in_executor(None, self.proc.wait, 60)
-        gone = await asyncio.get_running_loop().run_in_executor(None, _wait_dead, broker)
+        gone = await asyncio.get_running_loop().run_in_executor(None, wait_dead, broker)
         assert gone, "the embedded broker outlived its parent"
         self.proc = None
 

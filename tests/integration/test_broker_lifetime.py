@@ -12,25 +12,13 @@ from pathlib import Path
 import pytest
 
 from ops.broker import EmbeddedBroker, free_port, tansu_binary
+from tests.processes import alive, wait_dead
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def _wait_dead(pid: int, timeout_s: float = 10) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return not _alive(pid)
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="parent-death signal is Linux only")
@@ -43,10 +31,10 @@ def test_broker_dies_with_a_killed_parent(tmp_path: Path) -> None:
     try:
         assert parent.stdout is not None and parent.stdout.readline().strip() == b"ready"
         broker = int(pid_file.read_text())
-        assert _alive(broker)
+        assert alive(broker)
         parent.kill()  # SIGKILL: no clean-up code of the parent runs
         parent.wait()
-        assert _wait_dead(broker), "the broker outlived its SIGKILLed parent"
+        assert wait_dead(broker), "the broker outlived its SIGKILLed parent"
     finally:
         parent.kill()
 
