@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 import cv2
 import pytest
+
 from tests.processes import wait_dead
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]

@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.processes import alive, wait_dead
 
 from ops.broker import EmbeddedBroker, free_port, tansu_binary
+from tests.processes import alive, wait_dead
 
 pytestmark = pytest.mark.integration
 
