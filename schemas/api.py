@@ -285,7 +285,10 @@ class EventOut(ApiModel, AttributeFields):
     dossier: str | None
     dossier_name: str | None
     watch_lists: list[str]
-    confidence: float
+    confidence: float = Field(description="The track's identity decision: similarity to the best dossier face.")
+    faces_used: int | None = Field(None, ge=1, description=(
+        "How many of the track's best faces (quality-ranked, up to `detector.track_faces`) went into the identity "
+        "decision; null for events stored before this was recorded."))
     quality: float
     bbox: BBox
     attributes: Attributes

@@ -30,7 +30,7 @@ from schemas.messages import (
 )
 
 _EVENT_FIELDS_FROM_MESSAGE = ("face_id", "camera_id", "camera_group", "track_id", "timestamp", "offset_s", "matched",
-                              "dossier_id", "dossier_name", "confidence", "quality", "bbox", "attributes",
+                              "dossier_id", "dossier_name", "confidence", "faces_used", "quality", "bbox", "attributes",
                               "frame_key", "thumbnail_key", "video_id")
 
 
@@ -196,7 +196,8 @@ class EventRepository:
         return EventOut(
             id=r["id"], camera=r["camera_id"], camera_group=r["camera_group"], timestamp=r["timestamp"],
             offset_s=r["offset_s"], matched=bool(r["matched"]), dossier=r["dossier_id"], dossier_name=r["dossier_name"],
-            watch_lists=watch_lists, confidence=r["confidence"], quality=r["quality"], bbox=tuple(r["bbox"]),
+            watch_lists=watch_lists, confidence=r["confidence"], faces_used=r["faces_used"], quality=r["quality"],
+            bbox=tuple(r["bbox"]),
             attributes=r["attributes"], **{name: r[name] for name in EVENT_COLUMNS},
             episode=r["episode_id"] or episode, acknowledged=bool(r["acknowledged"]),
             acknowledged_at=r["acknowledged_at"], acknowledged_by=r["acknowledged_by"], video=r["video_id"],

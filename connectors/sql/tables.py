@@ -126,6 +126,7 @@ events = Table(
     Column("dossier_id", String(64)),
     Column("dossier_name", String(256)),
     Column("confidence", Double, nullable=False),
+    Column("faces_used", BigInteger),  # NULL: stored before migrations/0511
     Column("quality", Double, nullable=False),
     Column("bbox", JsonText, nullable=False),
     Column("attributes", JsonText, nullable=False),

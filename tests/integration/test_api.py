@@ -395,7 +395,7 @@ async def test_references_instead_of_reuploads(stack: Stack) -> None:
 def _event(i: int, descriptor: list[float], matched: bool, dossier: str | None = None) -> FaceEvent:
     return FaceEvent(event_id=f"cam9:{i}:0", face_id=f"cam9:{i}:0", camera_id="cam9", track_id=i,
                      timestamp=1_700_000_000.0 + i, matched=matched, dossier_id=dossier,
-                     confidence=0.9 if matched else 0.1,
+                     confidence=0.9 if matched else 0.1, faces_used=i + 1,
                      quality=0.8, bbox=(1, 2, 30, 40), descriptor=descriptor, thumbnail_key=f"thumbs/cam9:{i}:0.jpg")
 
 
@@ -435,6 +435,7 @@ async def test_store_sink_events_api_and_search(stack: Stack) -> None:
         await sink.stop()
     listed = await stack.json("GET", "/v1/events?camera=cam9&limit=2", 200)
     assert [e["id"] for e in listed["results"]] == ["cam9:2:0", "cam9:1:0"] and listed["next_cursor"]
+    assert [e["faces_used"] for e in listed["results"]] == [3, 2]  # how many track faces decided each
     matched = await stack.json("GET", "/v1/events?camera=cam9&matched=true", 200)
     assert [e["id"] for e in matched["results"]] == ["cam9:0:0"]
     one = await stack.json("GET", "/v1/events/cam9:0:0", 200)

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from sqlalchemy import text
 
 from connectors.sql.base import ConflictError, InvalidCursorError, NotFoundError, ReferenceError_
 from connectors.sql.dossiers import DossierRepository
-from connectors.sql.engine import applied_versions, load_migrations, migrate, open_sql, split_statements
+from connectors.sql.engine import (
+    MIGRATIONS_DIR,
+    applied_versions,
+    create_engine,
+    load_migrations,
+    migrate,
+    open_sql,
+    split_statements,
+)
 from connectors.sql.entities import (
     CameraGroupRepository,
     CameraRepository,
@@ -35,11 +45,12 @@ async def engine(tmp_path: Path, sql_store: dict[str, str]):
     await eng.dispose()
 
 
-def _event(i: int, matched: bool = False, ts: float = 1000.0, wls: list[str] | None = None) -> FaceEvent:
+def _event(i: int, matched: bool = False, ts: float = 1000.0, wls: list[str] | None = None,
+           faces_used: int = 1) -> FaceEvent:
     return FaceEvent(event_id=f"cam:1:{i}", face_id=f"cam:1:{i}", camera_id="cam", track_id=1, timestamp=ts + i,
                      matched=matched, dossier_id="d1" if matched else None, watch_list_ids=wls or [],
                      confidence=0.9 if matched else 0.3, quality=0.8, bbox=(1, 2, 3, 4), descriptor=[0.0] * 128,
-                     thumbnail_key=f"thumbs/{i}.jpg", frame_key="frames/cam/1.jpg")
+                     faces_used=faces_used, thumbnail_key=f"thumbs/{i}.jpg", frame_key="frames/cam/1.jpg")
 
 
 def test_split_statements_handles_comments_and_multiline() -> None:
@@ -132,6 +143,36 @@ async def test_event_upsert_is_idempotent_and_keeps_acknowledgement(engine) -> N
     assert newest_first[0].id == "cam:1:2" and cursor
     rest, cursor = await events.list_page(EventFilters(), 1, cursor)
     assert rest[0].id == "cam:1:1" and cursor is None
+
+
+async def test_event_keeps_how_many_faces_decided_it(engine) -> None:
+    events = EventRepository(engine, _url)
+    await events.upsert_many([_event(1, True, faces_used=7), _event(2)])
+    assert (await events.get("cam:1:1")).faces_used == 7 and (await events.get("cam:1:2")).faces_used == 1
+    await events.upsert_many([_event(1, True, faces_used=9)])  # a realtime track's later decision replaces it
+    assert (await events.get("cam:1:1")).faces_used == 9
+
+
+async def test_events_stored_before_faces_used_read_as_unknown(tmp_path: Path) -> None:
+    """An event row written by the schema before migration 0511 reads back with ``faces_used`` None."""
+    before = tmp_path / "before"
+    before.mkdir()
+    for m in load_migrations():
+        if m.version < "0511":
+            shutil.copy(MIGRATIONS_DIR / m.name, before / m.name)
+    engine = create_engine(Settings(data_dir=tmp_path))
+    try:
+        await migrate(engine, before)
+        async with engine.begin() as conn:
+            await conn.execute(text(
+                "INSERT INTO events (id, face_id, camera_id, camera_group, track_id, timestamp, matched, confidence,"
+                " quality, bbox, attributes, acknowledged, created_at) VALUES ('old', 'old', 'cam', 'default', 1, 5,"
+                " FALSE, 0.2, 0.5, '[1, 2, 3, 4]', '{}', FALSE, 5)"))
+        assert "0511" in await migrate(engine)
+        old = await EventRepository(engine, _url).get("old")
+        assert old.faces_used is None and old.confidence == 0.2
+    finally:
+        await engine.dispose()
 
 
 async def test_event_purge_keeps_shared_frames(engine) -> None:
