@@ -121,7 +121,8 @@ class DetectorAgent(AgentBase):
         self._moved: set[tuple[str, int]] = set()  # partitions revoked or assigned since the last batch
         self._topic = f"{settings.kafka.topic_prefix}{FRAMES.name}"
         self.client_id = member_client_id(self.name)
-        self.counts: dict[str, list[int]] = {}  # live camera id -> [frames detected, faces posted]
+        # live camera id -> [frames detected, faces posted, frames skipped as stale]
+        self.counts: dict[str, list[int]] = {}
         self._next_report = 0.0
 
     async def start(self) -> None:
@@ -144,6 +145,7 @@ class DetectorAgent(AgentBase):
             for camera_id in [c for c, tp in self.partition_of.items() if tp in self._moved]:
                 self._forget(camera_id)
             self._moved.clear()
+        batch = self._drop_stale(batch)
         frames = [item for item in batch if isinstance(item.message, Frame)]
         loop = asyncio.get_running_loop()
         messages = [m for m in (f.message for f in frames) if isinstance(m, Frame)]
@@ -163,7 +165,7 @@ class DetectorAgent(AgentBase):
                 self._forget(camera_id)
                 continue
             if frame.session:
-                self.counts.setdefault(camera_id, [0, 0])[0] += 1
+                self.counts.setdefault(camera_id, [0, 0, 0])[0] += 1
             if self.sessions.get(camera_id, frame.session) != frame.session:
                 # the source reopened: frame numbers restart, so the old session's tracks end here
                 outputs += await self._publish_posts(tracker.flush())
@@ -181,6 +183,22 @@ class DetectorAgent(AgentBase):
             outputs += await self._publish_posts(tracker.update(frame.frame_no, frame.timestamp, cands))
         return outputs
 
+    def _drop_stale(self, batch: list[Incoming]) -> list[Incoming]:
+        """Live frames older than ``detector.live_max_age_s`` are not analysed (counted per camera as
+        ``detector_behind``): when detection falls behind its cameras it skips ahead to the present rather
+        than alert later and later. Offline files are never skipped."""
+        limit = self.settings.detector.live_max_age_s
+        now = time.time()
+        kept = []
+        for item in batch:
+            frame = item.message
+            if isinstance(frame, Frame) and frame.session and now - frame.timestamp > limit:
+                self.counts.setdefault(frame.camera_id, [0, 0, 0])[2] += 1
+                metrics.FRAMES_DROPPED.labels(frame.camera_id, "detector_behind").inc()
+                continue
+            kept.append(item)
+        return kept
+
     async def tick(self, now: float) -> list[Output]:
         """Live cameras: end tracks by wall clock, since a quiet camera sends no frame to end them."""
         posts: list[Post[Shot]] = []
@@ -192,7 +210,9 @@ class DetectorAgent(AgentBase):
             self._next_report = now + self.settings.decoder.status_interval_s
             outputs += [Output(CAMERA_STATUS, camera_id, CameraStatus(
                 camera_id=camera_id, reporter="detector", client_id=self.client_id, timestamp=now,
-                frames_detected=frames, faces_posted=faces)) for camera_id, (frames, faces) in self.counts.items()]
+                frames_detected=frames, faces_posted=faces, frames_dropped=stale,
+                drops={"detector_behind": stale} if stale else {}))
+                for camera_id, (frames, faces, stale) in self.counts.items()]
         return outputs
 
     def hold_commits(self, offsets: dict[tuple[str, int], int]) -> dict[tuple[str, int], int]:
@@ -266,7 +286,7 @@ class DetectorAgent(AgentBase):
         faces = await asyncio.get_running_loop().run_in_executor(None, self._to_faces, posts)
         for face in faces:
             if face.session:
-                self.counts.setdefault(face.camera_id, [0, 0])[1] += 1
+                self.counts.setdefault(face.camera_id, [0, 0, 0])[1] += 1
             metrics.EVENT_LATENCY.labels(self.name).observe(max(0.0, time.time() - face.timestamp))
         return [Output(FACES, f.camera_id, f) for f in faces]
 

@@ -44,7 +44,7 @@ class CameraHealthView:
             "status": status,
             "fps": d.fps if d and status == "streaming" else 0.0,
             "frames_decoded": d.frames_decoded if d else 0,
-            "frames_dropped": d.frames_dropped if d else 0,
+            "frames_dropped": (d.frames_dropped if d else 0) + (k.frames_dropped if k else 0),
             "faces_posted": k.faces_posted if k else 0,
             "last_frame_at": d.last_frame_at if d else None,
             "last_error": d.last_error if d else None,

@@ -256,7 +256,7 @@ class CameraStatus(Message):
     frames_decoded: int = 0
     frames_dropped: int = 0
     drops: dict[str, int] = Field(default_factory=dict)  # reason -> frames dropped
-    frames_detected: int = 0  # detector reports only
+    frames_detected: int = 0  # detector reports only (frames_dropped/drops: frames it skipped as stale)
     faces_posted: int = 0  # detector reports only
     last_frame_at: float | None = None
     last_error: str | None = None
