@@ -39,12 +39,14 @@ class CameraHealthView:
     def fields(self, active: bool) -> dict[str, object]:
         """The health fields of ``CameraOut``."""
         d, k = self.decoder, self.detector
+        drops = {**(d.drops if d else {}), **(k.drops if k else {})}
         status: CameraState = "stopped" if not active else (d.status if d and d.status else "connecting")
         return {
             "status": status,
             "fps": d.fps if d and status == "streaming" else 0.0,
             "frames_decoded": d.frames_decoded if d else 0,
             "frames_dropped": (d.frames_dropped if d else 0) + (k.frames_dropped if k else 0),
+            "drops": drops,
             "faces_posted": k.faces_posted if k else 0,
             "last_frame_at": d.last_frame_at if d else None,
             "last_error": d.last_error if d else None,

@@ -52,7 +52,7 @@ def _input_age() -> dict[str, tuple[float, float]]:
     return out
 
 
-async def _dropped() -> float:
+def _dropped() -> float:
     """Frames skipped so far by detectors in this process (``detector_behind``)."""
     total = 0.0
     for metric in REGISTRY.collect():

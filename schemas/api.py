@@ -186,7 +186,10 @@ class CameraOut(CameraIn):
         "stopped (inactive).")
     fps: float = Field(0.0, description="Frames per second decoded lately.")
     frames_decoded: int = Field(0, description="Frames published by the camera's decoder since it took the camera.")
-    frames_dropped: int = Field(0, description="Frames dropped: decoder (broker behind), detector (too old).")
+    frames_dropped: int = Field(0, description="Frames dropped, the sum of `drops`.")
+    drops: dict[str, int] = Field(default_factory=dict, description="Frames dropped by reason: send_backlog "
+                                  "and send_failed (decoder: the broker was behind or refused), detector_behind "
+                                  "(detector: older than detector.live_max_age_s when it took them, skipped).")
     faces_posted: int = Field(0, description="Faces the camera's detector posted since it took the camera.")
     last_frame_at: float | None = Field(None, description="Capture time of the latest frame (UNIX s).")
     last_error: str | None = Field(None, description="The latest source error (open or read), if any.")

@@ -44,7 +44,7 @@ ts("Faces detected / s", [(f'sum by (stage) (rate(facestream_faces_detected_tota
    desc="facestream_faces_detected_total: faces found in frames (before tracking and best-face selection).")
 nl()
 ts("Frames dropped / s by camera and reason", [('sum by (camera, reason) (rate(facestream_frames_dropped_total[1m]))', "{{camera}} {{reason}}")], "ops", 0,
-   desc="facestream_frames_dropped_total: live frames a decoder did not publish (send_backlog: the broker was behind; send_failed).")
+   desc="facestream_frames_dropped_total: live frames dropped (decoder: send_backlog, the broker was behind; send_failed. detector: detector_behind, too old when taken).")
 ts("Input age per stage (p50 / p95)", [
     (f'histogram_quantile(0.5, sum by (le, stage) (rate(facestream_input_age_seconds_bucket{{{S}}}[1m])))', "{{stage}} p50"),
     (f'histogram_quantile(0.95, sum by (le, stage) (rate(facestream_input_age_seconds_bucket{{{S}}}[1m])))', "{{stage}} p95")], "s", 12,

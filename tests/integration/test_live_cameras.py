@@ -52,6 +52,22 @@ class Live:
             await asyncio.sleep(0.1)
         raise AssertionError("timed out waiting")
 
+    async def delete_camera(self, camera_id: str) -> None:
+        resp = await self.client.delete(f"/v1/cameras/{camera_id}", headers=ADMIN)
+        assert resp.status == 204, (resp.status, await resp.text())
+
+    async def camera(self, camera_id: str) -> dict[str, Any]:
+        return await self.json("GET", f"/v1/cameras/{camera_id}", 200)  # type: ignore[no-any-return]
+
+    async def wait_camera(self, camera_id: str, predicate: Callable[[dict[str, Any]], bool],
+                          timeout_s: float = 30) -> dict[str, Any]:
+        """The camera (with its health) once ``predicate`` holds for it."""
+        for _ in range(int(timeout_s * 10)):
+            if predicate(camera := await self.camera(camera_id)):
+                return camera
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"timed out waiting on camera {camera_id}: {camera}")
+
     @contextlib.asynccontextmanager
     async def spine(self) -> AsyncIterator[LocalPipeline]:
         """The spine and the store running (a restart is leaving this and entering it again)."""
@@ -132,6 +148,7 @@ async def test_a_looping_camera_gives_one_event_per_pass_with_ids_of_its_own(liv
         page = await live.json("GET", f"/v1/events?camera={cam}&limit=100", 200)
         stored = {item["id"] for item in page["results"]}
         assert before_restart <= stored  # every pass kept its own event
+    await live.delete_camera(cam)  # the module's later tests stream their own cameras
 
 
 async def test_events_of_an_uploaded_video_carry_its_start_plus_their_offset(live: Live) -> None:
@@ -228,3 +245,86 @@ async def test_camera_health_a_dead_url_shows_its_error_and_a_patch_switches_ove
                 break
             await asyncio.sleep(0.1)
         assert (await get(dead["id"]))["status"] == "stopped"
+    for camera_id in (dead["id"], cam["id"]):
+        await live.delete_camera(camera_id)
+
+
+async def test_a_detector_held_back_skips_stale_live_frames_and_reports_them(live: Live) -> None:
+    """The decoder streams while no detector runs (a detector restarting, or far behind): when one comes, it
+    skips the live frames older than ``detector.live_max_age_s`` instead of alerting on them late, and the
+    camera's health counts them as ``detector_behind``."""
+    limit = live.settings.detector.live_max_age_s
+    cam = (await live.json("POST", "/v1/cameras", 201, json={
+        "name": "held back", "url": str(live.clip), "best_face_mode": "realtime"}))["id"]
+    async with LocalPipeline(live.settings).running(("decoder",)):
+        # a backlog of well over `limit` seconds of frames, with no detector to take them
+        await live.wait_camera(cam, lambda c: c["frames_decoded"] >= 4 * live.settings.decoder.target_fps * limit)
+        started = time.time()
+        spine = LocalPipeline(live.settings)
+        async with spine.running(("detector", "extractor", "matcher")):
+            health = await live.wait_camera(
+                cam, lambda c: c["drops"].get("detector_behind", 0) > 0 and c["faces_posted"] > 0)
+            await live.wait_for(lambda: any(e.camera_id == cam for e in spine.events))
+        events = [e for e in spine.events if e.camera_id == cam]
+    # every alert is of a frame captured at most `limit` before the detector started taking frames
+    assert events and min(e.timestamp for e in events) >= started - limit, (started, [e.timestamp for e in events])
+    assert health["frames_dropped"] >= health["drops"]["detector_behind"] > 0
+    await live.delete_camera(cam)
+
+
+async def test_roi_and_filter_changes_apply_to_the_running_stream(live: Live) -> None:
+    """PATCH an ROI that leaves the face out, then a filter that does (the ROI back to the whole frame): the
+    camera posts nothing from 2 s after the first change until the filter is lifted, then posts again; the
+    stream is never reopened for them (the looping clip's own reopen at each pass aside)."""
+    whole = [(0, 0), (640, 0), (640, 360), (0, 360)]
+    corner = [(0, 0), (20, 0), (0, 20)]  # no face centre there
+    async with live.spine():
+        cam = (await live.json("POST", "/v1/cameras", 201, json={
+            "name": "roi", "url": str(live.clip), "best_face_mode": "realtime"}))["id"]
+        await live.wait_for(lambda: bool(live.events(cam)))
+
+        async def passes(n: int) -> None:
+            """Wait until the looping clip has started ``n`` more passes (new stream sessions)."""
+            seen = (await live.camera(cam))["session"]
+            for _ in range(n):
+                seen = (await live.wait_camera(cam, lambda c, s=seen: c["session"] > s))["session"]
+
+        excluded_at = time.time()
+        await live.json("PATCH", f"/v1/cameras/{cam}", 200, json={"roi": corner})
+        await passes(2)
+        await live.json("PATCH", f"/v1/cameras/{cam}", 200, json={"roi": whole,
+                                                                 "filters": {"min_face_size": 100_000}})
+        await passes(2)
+        lifted_at = time.time()
+        await live.json("PATCH", f"/v1/cameras/{cam}", 200, json={"filters": {"min_face_size": None}})
+        await live.wait_for(lambda: any(e.timestamp > lifted_at for e in live.events(cam)))
+        # one partition per camera, in order: every event of a frame before `lifted_at` is in by now
+        blocked = [e.timestamp - excluded_at for e in live.events(cam) if excluded_at + 2.0 < e.timestamp < lifted_at]
+        assert not blocked, f"faces posted while the ROI or the filter left them out (s after the change): {blocked}"
+        camera = await live.camera(cam)
+        assert camera["roi"] == [list(p) for p in whole] and camera["filters"]["min_face_size"] is None
+    await live.delete_camera(cam)
+
+
+async def test_group_and_url_changes_reopen_the_stream_within_2_s(live: Live) -> None:
+    """A new group, then a new URL: each reopens the stream at once (a new session), where the 20 s clip
+    would have streamed on in one session; the new session's events carry the new group."""
+    long_clip = live.clip.with_name("long-url.avi")
+    synthesize_clip(long_clip, seconds=20.0)
+    group = (await live.json("POST", "/v1/camera-groups", 201, json={"name": "entrance"}))["id"]
+    async with live.spine():
+        cam = (await live.json("POST", "/v1/cameras", 201, json={
+            "name": "door", "url": str(long_clip), "best_face_mode": "realtime"}))["id"]
+        first = await live.wait_camera(cam, lambda c: c["status"] == "streaming" and c["session"] > 0)
+        for change in ({"camera_group": group}, {"url": str(live.clip)}):
+            changed_at = time.time()
+            body = await live.json("PATCH", f"/v1/cameras/{cam}", 200, json=change)
+            assert all(body[k] == v for k, v in change.items())
+            now = await live.wait_camera(cam, lambda c, s=first["session"]: c["session"] > s)
+            # the session id is the reopen time (ms): the change took effect within 2 s
+            assert now["session"] / 1000 - changed_at <= 2.0, now["session"] / 1000 - changed_at
+            first = now
+        await live.wait_for(lambda: any(session_of(e) >= first["session"] for e in live.events(cam)))
+        reopened = [e for e in live.events(cam) if session_of(e) >= first["session"]]
+        assert {e.camera_group for e in reopened} == {group}
+    await live.delete_camera(cam)

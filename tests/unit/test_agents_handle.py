@@ -4,6 +4,7 @@ the sinks take those events."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from pipeline.settings import Settings
 from pipeline.stage import Incoming, Output
 from schemas.base import Message
 from schemas.messages import (
+    CameraStatus,
     CounterRecord,
     DescribedFace,
     Episode,
@@ -38,6 +40,7 @@ from schemas.messages import (
 )
 from schemas.notify import Counter, TelegramRule
 from schemas.topics import (
+    CAMERA_STATUS,
     COUNTER_RECORDS,
     DESCRIPTORS,
     EPISODE_STATE,
@@ -123,6 +126,26 @@ async def test_spine_detector_extractor_matcher(face_models: FaceModels, portrai
     assert isinstance(events[0], FaceEvent) and isinstance(events[1], StreamEnd)
     assert events[0].matched and events[0].dossier_id == dossier_id_for("Barack Obama")
     assert events[0].confidence >= SETTINGS.matcher.threshold
+
+
+@need_faces
+async def test_detector_skips_stale_live_frames_and_counts_them(face_models: FaceModels, portrait: np.ndarray) -> None:
+    """A detector that fell behind its live camera analyses only frames younger than ``live_max_age_s``: the
+    stale ones are dropped (reported as ``detector_behind``), so realtime mode alerts on a current frame."""
+    settings = Settings(detector={"best_face_mode": "realtime", "live_max_age_s": 1.0})
+    detector = DetectorAgent(settings=settings, models=face_models, media=MemoryMedia())
+    h, w = portrait.shape[:2]
+    jpeg, now = encode_jpeg(portrait), time.time()
+    live = [Frame(camera_id="cam", session=1_700_000_000_000, frame_no=i, timestamp=t, width=w, height=h,
+                  jpeg=jpeg) for i, t in enumerate((now - 5.0, now - 3.0, now))]
+    faces = messages(await detector.handle([Incoming(FRAMES, "cam", f, 0, n, 0) for n, f in enumerate(live)]),
+                     FACES)
+    assert [(type(f), f.frame_no) for f in faces] == [(Face, 2)]  # the track's first face: the current frame
+    [status] = messages(await detector.tick(time.time()), CAMERA_STATUS)
+    assert isinstance(status, CameraStatus)
+    assert (status.frames_detected, status.faces_posted, status.frames_dropped, status.drops) == (
+        1, 1, 2, {"detector_behind": 2})
+    # offline files are never skipped, however old their timestamps (the spine test above: timestamp 1000 s)
 
 
 async def test_matcher_unknown_face_is_an_unmatched_event() -> None:

@@ -80,10 +80,14 @@ def test_the_api_view_merges_decoder_and_detector_reports_and_shows_inactive_cam
     view.apply(CameraStatus(camera_id="c", reporter="decoder", timestamp=2.0, status="streaming", fps=8.0,
                             frames_decoded=10, session=5))
     view.apply(CameraStatus(camera_id="c", reporter="decoder", timestamp=1.0, status="failed"))  # older: ignored
-    view.apply(CameraStatus(camera_id="c", reporter="detector", timestamp=2.5, faces_posted=3))
+    view.apply(CameraStatus(camera_id="c", reporter="decoder", timestamp=2.1, status="streaming", fps=8.0,
+                            frames_decoded=11, frames_dropped=1, drops={"send_backlog": 1}, session=5))
+    view.apply(CameraStatus(camera_id="c", reporter="detector", timestamp=2.5, faces_posted=3, frames_dropped=4,
+                            drops={"detector_behind": 4}))
     fields = view.fields(active=True)
     assert (fields["status"], fields["fps"], fields["frames_decoded"], fields["faces_posted"]) == (
-        "streaming", 8.0, 10, 3)
+        "streaming", 8.0, 11, 3)
+    assert (fields["frames_dropped"], fields["drops"]) == (5, {"send_backlog": 1, "detector_behind": 4})
     assert view.fields(active=False)["status"] == "stopped"
 
 
