@@ -14,37 +14,20 @@ import subprocess
 import sys
 from pathlib import Path
 
-import cv2
 import pytest
 
 from models.faces import FaceModels
-from ops.demo import process_video
 from ops.harness import gallery_changes
 from pipeline.kafka import AsyncProducer, provision_topics, replay_topic
 from schemas.messages import FaceEvent, StreamEnd, VideoJob
 from schemas.topics import CORE_TOPICS, EVENTS, GALLERY, VIDEO_JOBS
-from tests.integration.conftest import settings_for
+from tests.integration.conftest import portraits, settings_for
 
 pytestmark = pytest.mark.integration
 
-WATCH_LIST = {
-    "Lin Manuel Miranda": "lin-manuel-miranda.png",
-    "Alex Lacamoire": "alex-lacamoire.png",
-    "Obama": "obama.jpg",
-    "Biden": "biden.jpg",
-}
-
-
-def portraits(folder: Path) -> dict:
-    return {name: cv2.imread(str(folder / file)) for name, file in WATCH_LIST.items()}
-
-
 @pytest.fixture(scope="module")
-def undisturbed(broker, shared_faces, tmp_path_factory):  # type: ignore[no-untyped-def]
-    settings = settings_for(broker, tmp_path_factory.mktemp("spine"))
-    result = asyncio.run(process_video(settings, shared_faces / "short_hamilton_clip.mp4", portraits(shared_faces),
-                                       timeout_s=300, quiet=True))
-    return result
+def undisturbed(clip_reference):  # type: ignore[no-untyped-def]
+    return clip_reference  # the session's undisturbed run (tests/integration/conftest.py)
 
 
 CLIP_FPS = 29.97
