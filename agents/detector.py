@@ -12,6 +12,10 @@ dropped before the next batch (``partitions_changed``): the consumer resumes fro
 tracker that lived on would see frames it has already tracked.
 
 A shot cut (``agents.shots``) ends every open track of the camera, so a track never spans two scenes.
+Detection scheduling (``detector.detect_interval_s``, ``agents.detect_schedule``): every k-th frame of a camera
+is detected, k from the camera's frame rate (always its first frame and every cut); on the others the tracker
+predicts its faces' boxes by its motion model and no face is posted from them. Clean points are taken on
+detected frames only.
 Each posted face carries the aligned chips of its track's other best faces (``Face.support``) for the
 track-level identity decision.
 """
@@ -29,6 +33,7 @@ import cv2
 import numpy as np
 
 from agents.camera_table import CameraTable
+from agents.detect_schedule import DetectionSchedule
 from agents.ports import MediaWriter
 from agents.shots import colour_signature, is_cut
 from agents.tracking import Candidate, FaceTracker, Post, TrackerPolicy
@@ -67,10 +72,12 @@ class Shot:
 
 @dataclass(frozen=True)
 class Analysed:
-    """What the models found in one frame: (quality, shot) per face, and the frame's colour signature."""
+    """What the models found in one frame: (quality, shot) per face, and the frame's colour signature;
+    ``detected`` False: the schedule skipped detection on this frame (``faces`` is then empty)."""
 
     faces: list[tuple[float, Shot]]
     signature: np.ndarray
+    detected: bool = True
 
 
 def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
@@ -118,6 +125,7 @@ class DetectorAgent(AgentBase):
         self.partition_of: dict[str, tuple[str, int]] = {}
         self.signatures: dict[str, np.ndarray] = {}  # camera id -> colour signature of its last frame
         self.clean: dict[str, int] = {}  # camera id -> offset of the last frame its tracker met empty
+        self.schedule = DetectionSchedule(settings.detector.detect_interval_s)
         self._moved: set[tuple[str, int]] = set()  # partitions revoked or assigned since the last batch
         self._topic = f"{settings.kafka.topic_prefix}{FRAMES.name}"
         self.client_id = member_client_id(self.name)
@@ -144,11 +152,12 @@ class DetectorAgent(AgentBase):
         if self._moved:
             for camera_id in [c for c, tp in self.partition_of.items() if tp in self._moved]:
                 self._forget(camera_id)
+                self.schedule.forget(camera_id)
             self._moved.clear()
         batch = self._drop_stale(batch)
         frames = [item for item in batch if isinstance(item.message, Frame)]
         loop = asyncio.get_running_loop()
-        messages = [m for m in (f.message for f in frames) if isinstance(m, Frame)]
+        messages = [m for m in (f.message for f in batch) if isinstance(m, Frame | StreamEnd)]
         analysed = await loop.run_in_executor(None, self._analyse, messages)
         by_offset = {(f.partition, f.offset): a for f, a in zip(frames, analysed, strict=True)}
         outputs: list[Output] = []
@@ -177,6 +186,9 @@ class DetectorAgent(AgentBase):
             if is_cut(self.signatures.get(camera_id), found.signature, self.settings.detector.cut_threshold):
                 outputs += await self._publish_posts(tracker.flush())
             self.signatures[camera_id] = found.signature
+            if not found.detected:
+                outputs += await self._publish_posts(tracker.predict(frame.timestamp))
+                continue
             if not tracker.tracks:
                 self.clean[camera_id] = item.offset  # a fresh tracker replaying from here is this one
             cands = self._candidates(frame, found.faces, item.offset)
@@ -245,23 +257,55 @@ class DetectorAgent(AgentBase):
             tracker.policy = policy
         return tracker
 
-    def _analyse(self, frames: list[Frame]) -> list[Analysed]:
-        """Blocking: decode each frame once, detect in one batch, then per face one alignment (its chip
-        also feeds the quality score) and the thumbnail crop; and the frame's colour signature."""
+    def _analyse(self, messages: list[Frame | StreamEnd]) -> list[Analysed]:
+        """Blocking: decode each frame once and take its colour signature; detect the frames the schedule
+        says are due (``_due``) in one batch, then per face one alignment (its chip also feeds the quality
+        score) and the thumbnail crop. One ``Analysed`` per ``Frame`` of ``messages``, in order."""
+        frames = [m for m in messages if isinstance(m, Frame)]
         images = [decode_jpeg(f.jpeg) for f in frames]
         if not images:
             return []
-        detections = self.models.detect(images)
+        signatures = [colour_signature(image) for image in images]
+        due = self._due(messages, signatures)
+        found = iter(self.models.detect([image for image, d in zip(images, due, strict=True) if d]))
         out = []
-        for frame, image, dets in zip(frames, images, detections, strict=True):
+        for frame, image, signature, detect in zip(frames, images, signatures, due, strict=True):
+            if not detect:
+                metrics.FRAMES_PREDICTED.labels(frame.camera_id).inc()
+                out.append(Analysed([], signature, detected=False))
+                continue
+            dets = next(found)
             metrics.FACES_DETECTED.labels(self.name).inc(len(dets))
             faces = []
             for det in dets:
                 chip = self.models.align(image, det)
                 shot = Shot(frame, det, chip, thumbnail(image, det.bbox).copy())
                 faces.append((self.models.quality(image, det, chip), shot))
-            out.append(Analysed(faces, colour_signature(image)))
+            out.append(Analysed(faces, signature))
         return out
+
+    def _due(self, messages: list[Frame | StreamEnd], signatures: list[np.ndarray]) -> list[bool]:
+        """Per frame of ``messages`` (in order, ``signatures`` theirs): whether it is detected. Walks the
+        batch as ``handle`` will: a stream end or a new session starts the camera afresh, a cut is a
+        signature jump from the camera's previous frame."""
+        previous = dict(self.signatures)
+        sessions = dict(self.sessions)
+        signature = iter(signatures)
+        due = []
+        for message in messages:
+            camera_id = message.camera_id
+            if isinstance(message, StreamEnd):
+                self.schedule.forget(camera_id)
+                previous.pop(camera_id, None)
+                sessions.pop(camera_id, None)
+                continue
+            current = next(signature)
+            if sessions.get(camera_id, message.session) != message.session:
+                previous.pop(camera_id, None)
+            cut = is_cut(previous.get(camera_id), current, self.settings.detector.cut_threshold)
+            due.append(self.schedule.due(camera_id, message.session, message.timestamp, cut))
+            previous[camera_id], sessions[camera_id] = current, message.session
+        return due
 
     def _candidates(self, frame: Frame, faces: list[tuple[float, Shot]], offset: int) -> list[Candidate[Shot]]:
         camera = self.cameras.get(frame.camera_id)

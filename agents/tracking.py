@@ -8,6 +8,11 @@ Decisions on whole tracks: besides the best face to show, a track keeps its ``po
 eligible faces (by quality, over the whole track, not only the current realtime interval). Every post
 carries them as ``support`` (best first, the posted face included), so the extractor can describe them
 all and the matcher decide the track's identity on all of them; a realtime post carries the track so far.
+
+Frames without detection (``detector.detect_interval_s``): ``predict`` moves every track's box by a constant-velocity
+motion model (the box's velocity, in pixels per second, between its last two detections), so the next
+detection is associated with where the face is now, not where it was; a prediction never extends a track
+(``last_seen`` stays at its last detection, so ``timeout_s`` still ends a face that left).
 """
 
 from __future__ import annotations
@@ -56,6 +61,9 @@ class Track(Generic[Payload]):
     posted: int = 0
     best_posted_quality: float = -1.0
     top: list[Candidate[Payload]] = field(default_factory=list)  # best eligible faces of the whole track
+    anchor: BBox | None = None  # box of the last detection (``bbox`` may be a prediction from it)
+    velocity: BBox = (0.0, 0.0, 0.0, 0.0)  # d(box)/dt between the last two detections, pixels per second
+    coasting: bool = False  # frames without detection since the last detection: ``bbox`` is predicted
 
 
 @dataclass(frozen=True)
@@ -87,6 +95,9 @@ class FaceTracker(Generic[Payload]):
     def update(self, frame_no: int, timestamp: float, candidates: list[Candidate[Payload]]) -> list[Post[Payload]]:
         """Associate candidates with tracks (greedy by IoU), start new tracks, end stale ones."""
         posts = self.expire(timestamp)
+        for track in self.tracks.values():
+            if track.coasting:  # after frames without detection: where the motion model puts it now
+                self._move(track, timestamp)
         pairs = sorted(
             ((iou(t.bbox, c.bbox), tid, ci) for tid, t in self.tracks.items() for ci, c in enumerate(candidates)),
             reverse=True,
@@ -108,6 +119,22 @@ class FaceTracker(Generic[Payload]):
                 posts.extend(self._extend(track, cand))
         return posts
 
+    def predict(self, timestamp: float) -> list[Post[Payload]]:
+        """A frame at ``timestamp`` without detection: end stale tracks (as ``update`` would), then move each
+        remaining track's box to where its motion model puts it at ``timestamp``."""
+        posts = self.expire(timestamp)
+        for track in self.tracks.values():
+            track.coasting = True
+            self._move(track, timestamp)
+        return posts
+
+    @staticmethod
+    def _move(track: Track[Payload], timestamp: float) -> None:
+        anchor = track.anchor or track.bbox
+        dt = timestamp - track.last_seen
+        x1, y1, x2, y2 = (a + v * dt for a, v in zip(anchor, track.velocity, strict=True))
+        track.bbox = (x1, y1, x2, y2)
+
     def expire(self, now: float) -> list[Post[Payload]]:
         """End the tracks not seen for ``timeout_s`` before ``now``; post what they still hold."""
         stale = [tid for tid, t in self.tracks.items() if now - t.last_seen > self.policy.timeout_s]
@@ -122,7 +149,12 @@ class FaceTracker(Generic[Payload]):
         return min(offsets) if offsets else None
 
     def _extend(self, track: Track[Payload], cand: Candidate[Payload]) -> list[Post[Payload]]:
-        track.bbox = cand.bbox
+        if track.anchor is not None and cand.timestamp > track.last_seen:
+            dt = cand.timestamp - track.last_seen
+            x1, y1, x2, y2 = ((b - a) / dt for a, b in zip(track.anchor, cand.bbox, strict=True))
+            track.velocity = (x1, y1, x2, y2)
+        track.anchor = track.bbox = cand.bbox
+        track.coasting = False
         track.last_seen = cand.timestamp
         if cand.eligible and (track.best is None or cand.quality > track.best.quality):
             track.best = cand

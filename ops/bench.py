@@ -18,6 +18,7 @@ BENCHES = {
     "smallfaces": "ops.bench_smallfaces:run",
     "calibration": "ops.bench_calibration:run",
     "peer": "ops.bench_peer:run",
+    "profile": "ops.bench_profile:run",
     "attributes": "ops.bench_attributes:run",
     "latency": "ops.bench_latency:run",
     "soak": "ops.bench_soak:run",

@@ -23,6 +23,8 @@ EVENT_LATENCY = Histogram(
 LOOP_LAG = Gauge("facestream_loop_lag_seconds", "Event-loop lag: how late a 0.25 s timer fired.")
 HEALTHY = Gauge("facestream_stage_up", "1 while the stage runs, 0 after it stopped or failed.", ["stage"])
 FRAMES_DECODED = Counter("facestream_frames_decoded_total", "Frames decoded and published.", ["camera"])
+FRAMES_PREDICTED = Counter("facestream_frames_predicted_total", "Frames the detector did not run on "
+                           "(detector.detect_interval_s): the tracker predicted its faces' boxes.", ["camera"])
 FACES_DETECTED = Counter("facestream_faces_detected_total", "Faces detected in frames.", ["stage"])
 ROLE_RESTARTS = Counter("facestream_role_restarts_total", "Roles restarted after a crash (facestream up).", ["role"])
 RESOURCES_OPENED = Counter(

@@ -66,6 +66,7 @@ class DetectorSettings(_Section):
     max_track_s: float = Field(30.0, gt=0, description="overall mode: a long track still posts after this long.")
     chip_encoding: Literal["bgr", "jpeg"] = Field("bgr", description="How a face's aligned chip travels to the extractor: raw BGR pixels (67.5 KB, no encode or decode, lossless) or JPEG q95 (~8 KB, for thin links).")
     track_faces: int = Field(10, ge=1, description="Best faces (by quality) of a track that its identity decision uses: their descriptors' quality-weighted mean is matched.")
+    detect_interval_s: float = Field(0.1, ge=0, description="Detect every k-th frame of a camera, k from its frame rate: a frame is detected when this long (less 10 %) has passed since the camera's last detected frame (0.1 s: a 30 or 25 fps source one frame in three, 8 fps every frame; 0: every frame). Between detections the tracker predicts its faces' boxes by a constant-velocity motion model and the next detection re-anchors them; a camera's first frame and every shot cut are always detected. Accuracy and speed per value: BENCHMARKS.md (detection scheduling).")
     cut_threshold: float = Field(0.3, gt=0, le=1, description="Colour-histogram distance between consecutive frames above which a shot cut ends every track (1: never).")
 
 
