@@ -89,6 +89,14 @@ class ApiSettings(_Section):
     media_root: Path | None = Field(None, description="Local video files usable as camera sources must lie under this directory (unset: no local files).")
     video_url_allow_private: bool = Field(False, description="POST /v1/videos/from-url may fetch from loopback, private and link-local addresses (off: only public ones).")
     public_url: str | None = Field(None, max_length=2048, pattern=r"^https?://[^\s/]+(/[^\s]*)?$", description="Base URL integrators reach the API at (e.g. https://faces.example.com); webhook payloads carry absolute media URLs under it. Unset: http://<api.host>:<api.port>.")
+    access_token_ttl_s: float = Field(900.0, ge=1, le=7 * 86400, description="Lifetime of an access token from POST /v1/auth/login or /v1/auth/refresh; after it the token answers 401 and an open websocket on it closes.")
+    refresh_token_ttl_s: float = Field(14 * 86400.0, ge=60, le=365 * 86400, description="Lifetime of a refresh token (POST /v1/auth/refresh exchanges it, once, for a new access and refresh token pair); a session unused this long ends.")
+    media_url_ttl_s: float = Field(600.0, ge=1, le=7 * 86400, description="Lifetime of the signed media URLs (thumbnails, frames, dossier photos) the API returns; an expired or altered one answers 403.")
+    media_url_secret: SecretStr | None = Field(None, description="Key that signs media URLs; every API replica must share it. Unset: one is generated at the first start and kept in the SQL store (shared by replicas on one database).")
+    ws_auth_recheck_s: float = Field(5.0, gt=0, le=3600, description="How often an open websocket re-checks its token (a revocation on this replica closes it at once; on another replica within this long).")
+    login_window_s: float = Field(300.0, gt=0, le=86400, description="Window over which failed logins are counted for throttling.")
+    login_max_failures_user: int = Field(5, ge=1, le=100_000, description="Failed logins for one user name within api.login_window_s after which its logins answer 429 (Retry-After) until the window frees.")
+    login_max_failures_address: int = Field(20, ge=1, le=100_000, description="Failed logins from one client address within api.login_window_s after which its logins answer 429 (Retry-After) until the window frees.")
     contract_checks: Literal["log", "fail"] = Field("log", description="An answer whose status its operation does not declare in the OpenAPI document: `log` it (and count it in facestream_api_contract_violations_total) or also `fail` it with a 500 (tests).")
 
     def media_url(self, key: str) -> str:

@@ -100,8 +100,18 @@ class UserOut(ApiModel):
 
 
 class LoginResponse(ApiModel):
-    token: str = Field(description="Send as `Authorization: Token <token>`.")
+    token: str = Field(description="The access token: send as `Authorization: Token <token>`. It expires at "
+                                   "`expires_at` (api.access_token_ttl_s after it was issued).")
+    expires_at: float = Field(description="When `token` stops working (UNIX s).")
+    refresh_token: str = Field(description="Exchange it, once, at POST /v1/auth/refresh for a new `token` and "
+                                           "`refresh_token` before `refresh_expires_at`. Not an access token.")
+    refresh_expires_at: float = Field(description="When `refresh_token` stops working (UNIX s).")
     user: UserOut
+
+
+class RefreshRequest(ApiModel):
+    refresh_token: str = Field(min_length=1, max_length=256, description="`refresh_token` of the last login or "
+                                                                         "refresh (each works once).")
 
 
 # --- camera groups and cameras ------------------------------------------------------------------------------

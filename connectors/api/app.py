@@ -2,10 +2,11 @@
 ``api`` role). The composition root (``ops/root.py``) opens the stores and the producer and builds the
 ``ApiState`` that holds them with every repository.
 
-Start-up, in order: create the built-in admin user; republish every watch list, dossier and camera from the
-SQL store to ``gallery-changes`` and ``cameras`` when a broker is configured (the embedded broker keeps
-nothing across restarts, and consumers replay those changelogs from the start); re-queue or fail the videos a
-restart interrupted (``connectors/api/resume.py``).
+Start-up, in order: create the built-in admin user; load the media URL key (``api.media_url_secret``, or
+the one kept in the SQL store) and make the dummy password hash of unknown users; republish every watch
+list, dossier and camera from the SQL store to ``gallery-changes`` and ``cameras`` when a broker is
+configured (the embedded broker keeps nothing across restarts, and consumers replay those changelogs from the
+start); re-queue or fail the videos a restart interrupted (``connectors/api/resume.py``).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from connectors.api.routes_entities import publish_dossier
 from connectors.api.state import STATE, ApiState
 from connectors.sql.base import ConflictError, InvalidCursorError, NotFoundError, ReferenceError_
 from connectors.sql.entities import camera_changed, watch_list_changed
+from connectors.sql.users import shared_secret
 from pipeline.runtime import FatalRoleError
 from schemas.topics import CAMERAS, GALLERY
 
@@ -97,15 +99,17 @@ async def error_middleware(request: web.Request, handler: web.RequestHandler) ->
 
 
 def _error(status: int, message: str, details: list[dict[str, Any]] | None = None,
-           code: str | None = None) -> web.Response:
-    return json_response(error_payload(status, message, details, code), status)
+           code: str | None = None, headers: dict[str, str] | None = None) -> web.Response:
+    response = json_response(error_payload(status, message, details, code), status)
+    response.headers.update(headers or {})
+    return response
 
 
 async def _answer(request: web.Request, handler: web.RequestHandler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ApiError as exc:
-        return _error(exc.status, exc.message, exc.fields, exc.code)
+        return _error(exc.status, exc.message, exc.fields, exc.code, exc.headers)
     except ValidationError as exc:
         return _error(422, "invalid fields", validation_fields(exc))
     except ReferenceError_ as exc:
@@ -152,6 +156,10 @@ def _lifespan(st: ApiState) -> Callable[[web.Application], AsyncIterator[None]]:
     async def lifespan(app: web.Application) -> AsyncIterator[None]:
         app[STATE] = st
         await auth.ensure_admin_user(st)
+        secret = st.settings.api.media_url_secret
+        st.media_urls.set_key(secret.get_secret_value() if secret is not None
+                              else await shared_secret(st.engine, "media_url"))
+        await auth.dummy_hash(st)
         if st.publisher.producer is not None:
             await republish(st)
             await resume_videos(st)

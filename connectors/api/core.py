@@ -38,6 +38,8 @@ from schemas.api import ApiModel, EventFilters, Page
 Handler = Callable[..., Awaitable[Any]]
 Endpoint = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Access = Literal["public", "viewer", "operator", "admin"]
+# besides the Authorization header: `?token=` (websockets, which cannot send headers) or a signed URL (media)
+Credentials = Literal["header", "query", "signed"]
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
 RANK = {"viewer": 0, "operator": 1, "admin": 2}
@@ -89,6 +91,7 @@ class RouteInfo:
     errors: tuple[int, ...] = ()
     responses: dict[int, Any] = field(default_factory=dict)  # other success statuses -> model
     description: str = ""
+    credentials: Credentials = "header"
 
     def error_statuses(self) -> set[int]:
         """Every error status this operation can answer (declared or implied by what it takes)."""
@@ -145,7 +148,7 @@ class RouteTable:
     def add(self, method: str, path: str, summary: str, tag: str, *, access: Access | None = None,
             form: tuple[FormField, ...] = (), status: int | None = None, errors: tuple[int, ...] = (),
             raw: str | None = None, responses: dict[int, Any] | None = None,
-            description: str = "") -> Callable[[Handler], Handler]:
+            description: str = "", credentials: Credentials = "header") -> Callable[[Handler], Handler]:
         """Decorator declaring an operation (see the module docstring). ``access`` defaults to viewer for GET,
         operator otherwise; ``status`` to 200 (201 for a POST that creates, given explicitly; 204 for ``None``)."""
         def register(handler: Handler) -> Handler:
@@ -156,7 +159,7 @@ class RouteTable:
             code = status or (204 if response is None and not is_raw else 200)
             info = RouteInfo(method, path, _endpoint(handler, body, query), summary, tag, level, handler.__name__,
                              body, query, form, response, raw, code, errors, dict(responses or {}),
-                             description)
+                             description, credentials)
             object.__setattr__(info.handler, "route_info", info)
             self.routes.append(info)
             return handler
@@ -272,11 +275,11 @@ async def read_body(request: web.Request, model: type[M]) -> M:
 
 
 def read_query(request: web.Request, model: type[M]) -> M:
-    """Query parameters validated into ``model`` (``token`` is the auth parameter and is skipped; a
-    parameter given several times is a list, for list-typed fields)."""
+    """Query parameters validated into ``model`` (a parameter given several times is a list, for list-typed
+    fields)."""
     params: dict[str, Any] = {}
     for k in request.query:
-        if k == "token" or k in params:
+        if k in params:
             continue
         values = request.query.getall(k)
         params[k] = values if len(values) > 1 else values[0]

@@ -17,6 +17,7 @@ _PARAM = re.compile(r"\{(\w+)(?::[^}]*)?\}")
 _ERRORS = {400: "Bad input (corrupt image, bad JSON, malformed parameter)", 401: "No or bad token",
            403: "Role not allowed", 404: "Unknown id", 409: "Conflict", 413: "Upload too large",
            415: "Unsupported media type", 422: "Invalid fields (listed in `error.details`)",
+           429: "Too many failed logins: wait the `Retry-After` seconds",
            500: "Server error", 503: "A dependency (broker, models) is unavailable"}
 DESCRIPTION = """Watch lists, dossiers, cameras, events, episodes, counters, notifications; detect, verify and search.
 
@@ -27,6 +28,19 @@ DESCRIPTION = """Watch lists, dossiers, cameras, events, episodes, counters, not
 - Anything that needs a face takes a photo or a reference to a face already known: `detection:<id>` (from
   `POST /v1/detect`), `event:<id>` or `dossierface:<id>`.
 - Times are UNIX seconds; confidences lie in [0, 1]."""
+
+
+_CREDENTIAL_PARAMS: dict[str, list[dict[str, Any]]] = {
+    "query": [{"name": "token", "in": "query", "required": False, "schema": {"type": "string", "maxLength": 256},
+               "description": "An access token, for clients that cannot send the Authorization header "
+                              "(browsers' WebSocket). Accepted on this operation only."}],
+    "signed": [{"name": "expires", "in": "query", "required": False,
+                "schema": {"type": "string", "maxLength": 12, "pattern": "^[0-9]+$"},
+                "description": "Expiry (UNIX s) of a signed URL the API returned; with `sig` it stands in for "
+                               "the token. Expired or altered: 403."},
+               {"name": "sig", "in": "query", "required": False, "schema": {"type": "string", "maxLength": 64},
+                "description": "Signature of a signed URL the API returned."}],
+}
 
 
 def openapi_document(routes: list[RouteInfo], version: str = "0.1.0") -> dict[str, Any]:
@@ -78,7 +92,7 @@ def _operation(route: RouteInfo, mapping: dict[Any, Any]) -> dict[str, Any]:
                           "operationId": route.operation_id, "parameters": _parameters(route)}
     description = route.description
     if route.access != "public":
-        op["security"] = [{"TokenAuth": []}]
+        op["security"] = [{"TokenAuth": []}, {}] if route.credentials == "signed" else [{"TokenAuth": []}]
         description = f"{description}\n\nNeeds role {route.access} or above.".strip()
     if description:
         op["description"] = description
@@ -114,6 +128,9 @@ def _operation(route: RouteInfo, mapping: dict[Any, Any]) -> dict[str, Any]:
         responses[str(status)] = _json(mapping, model, _ERRORS.get(status, "Answer"))
     for status in sorted(route.error_statuses() - set(route.responses)):
         responses[str(status)] = _json(mapping, ErrorBody, _ERRORS.get(status, "Error"))
+    if "429" in responses:
+        responses["429"]["headers"] = {"Retry-After": {
+            "description": "Seconds to wait before the next attempt.", "schema": {"type": "integer"}}}
     op["responses"] = responses
     return op
 
@@ -121,6 +138,7 @@ def _operation(route: RouteInfo, mapping: dict[Any, Any]) -> dict[str, Any]:
 def _parameters(route: RouteInfo) -> list[dict[str, Any]]:
     params: list[dict[str, Any]] = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
                                     for name in _PARAM.findall(route.path)]
+    params += _CREDENTIAL_PARAMS.get(route.credentials, [])
     if route.query is not None:
         schema = route.query.model_json_schema(ref_template=REF)
         required = set(schema.get("required", []))

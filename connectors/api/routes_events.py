@@ -9,9 +9,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from aiohttp import WSMsgType, web
+import orjson
+from aiohttp import WSCloseCode, WSMsgType, web
 
-from connectors.api.auth import current_user
+from connectors.api.auth import CALLER, Caller, caller_of, current_user
 from connectors.api.core import ApiError, EventQuery, FormField, ListQuery, RouteTable, page, path_id
 from connectors.api.state import ApiState, state
 from connectors.api.uploads import VIDEO_EXTENSIONS, probe_video, stream_file_field
@@ -64,7 +65,12 @@ async def acknowledge_event(request: web.Request) -> EventOut:
 
 
 @routes.add("GET", "/v1/ws/events", "Websocket: every new event as a JSON `FaceEvent` message (auth with "
-            "`?token=` or the header)", "events", raw="application/json", status=101, errors=(400, 503))
+            "`?token=` or the header)", "events", raw="application/json", status=101, errors=(400, 503),
+            credentials="query",
+            description="The socket lives as long as its token: it closes (code 1008, reason `token expired` "
+                        "or `token revoked`) when the token expires or its session ends (logout, password "
+                        "change, user deleted). Send `{\"token\": \"<new access token>\"}` on it after a "
+                        "refresh to keep it open.")
 async def events_socket(request: web.Request) -> web.StreamResponse:
     """Consumes the events topic from the earliest offset with no group (no rebalance wait, nothing left
     behind in the broker) and forwards only records produced after the socket opened: Tansu misreports end
@@ -77,16 +83,71 @@ async def events_socket(request: web.Request) -> web.StreamResponse:
         raise ApiError(400, "this is a websocket: send an Upgrade: websocket request")
     await ws.prepare(request)
     opened_ms = int(time.time() * 1000) - 1000
-    feed = asyncio.create_task(_forward_events(st.settings, ws, opened_ms), name="ws-events")
+    guard = SocketGuard(st, ws, request[CALLER])
+    tasks = [asyncio.create_task(_forward_events(st.settings, ws, opened_ms), name="ws-events"),
+             asyncio.create_task(guard.run(), name="ws-auth")]
     try:
-        async for msg in ws:  # the client sends nothing we need; this ends when it closes
+        async for msg in ws:  # the client may send a fresh token; this ends when either side closes
             if msg.type == WSMsgType.ERROR:
                 break
+            if msg.type == WSMsgType.TEXT:
+                await guard.offered(msg.data)
     finally:
-        feed.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await feed
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
     return ws
+
+
+class SocketGuard:
+    """Closes a websocket when its token expires or is revoked: it sleeps until the token's expiry or
+    ``api.ws_auth_recheck_s``, whichever comes first, or until this process revokes any session
+    (``ApiState.sessions_revoked``), then checks the token again. A newer token of the same user sent on the
+    socket (``{"token": ...}``) replaces it."""
+
+    def __init__(self, st: ApiState, ws: web.WebSocketResponse, caller: Caller) -> None:
+        self.st, self.ws, self.caller = st, ws, caller
+        self.wake = asyncio.Event()
+
+    async def run(self) -> None:
+        self.st.session_watchers.add(self.wake)
+        try:
+            while not self.ws.closed:
+                expires = self.caller.expires_at
+                wait = self.st.settings.api.ws_auth_recheck_s
+                if expires is not None:
+                    wait = min(wait, max(expires - time.time(), 0.0))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), wait)
+                self.wake.clear()
+                if expires is not None and time.time() >= expires:
+                    await self._close("token expired")
+                elif await caller_of(self.st, self.caller.token) is None:
+                    await self._close("token revoked")
+        finally:
+            self.st.session_watchers.discard(self.wake)
+
+    async def offered(self, data: str) -> None:
+        """A message from the client: ``{"token": "<access token>"}`` extends the socket's life to that
+        token's (same user only); anything else is ignored."""
+        try:
+            token = orjson.loads(data).get("token")
+        except (orjson.JSONDecodeError, AttributeError):
+            return
+        if not isinstance(token, str) or not token or len(token) > 256:
+            return
+        caller = await caller_of(self.st, token)
+        if caller is None or caller.user.id != self.caller.user.id:
+            await self.ws.send_str(orjson.dumps({"error": "token refused: the socket keeps its old one"}).decode())
+            return
+        self.caller = caller
+        self.wake.set()
+
+    async def _close(self, reason: str) -> None:
+        log.info("websocket of %s closed: %s", self.caller.user.username, reason)
+        await self.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=reason.encode())
 
 
 async def _forward_events(settings: object, ws: web.WebSocketResponse, since_ms: int) -> None:
@@ -283,8 +344,11 @@ async def get_video(request: web.Request) -> VideoOut:
 
 # --- media --------------------------------------------------------------------------------------------------
 
-@routes.add("GET", "/v1/media/{key:.+}", "A stored image (thumbnail, frame, dossier photo); `?token=` works "
-            "for <img> tags", "media", raw="*/*")
+@routes.add("GET", "/v1/media/{key:.+}", "A stored image (thumbnail, frame, dossier photo)", "media", raw="*/*",
+            credentials="signed",
+            description="Read it with the Authorization header, or through the signed URL (`expires`, `sig`) "
+                        "the API answered for it (for `<img src>`), valid api.media_url_ttl_s. A token in the "
+                        "query string is not accepted.")
 async def get_media(request: web.Request) -> web.Response:
     st = state(request)
     key = request.match_info["key"]
@@ -292,5 +356,7 @@ async def get_media(request: web.Request) -> web.Response:
         data = await asyncio.get_running_loop().run_in_executor(None, st.media.get, key)
     except (MediaNotFoundError, ValueError) as exc:
         raise ApiError(404, f"no media {key!r}") from exc
+    expires = request.query.get("expires", "")
+    max_age = min(3600, int(int(expires) - time.time())) if expires.isdigit() else 3600  # not past the URL's end
     return web.Response(body=data, content_type=content_type_of(key),
-                        headers={"Cache-Control": "private, max-age=3600"})
+                        headers={"Cache-Control": f"private, max-age={max(max_age, 0)}"})

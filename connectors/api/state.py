@@ -13,6 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from connectors.api.errors import ApiError
 from connectors.api.faces import FaceService
+from connectors.api.media_urls import MediaUrlSigner
+from connectors.api.throttle import LoginThrottle
 from connectors.camera_health import CameraHealthTable
 from connectors.media import MediaStore
 from connectors.sql.counters import CounterRepository
@@ -71,9 +73,17 @@ class ApiState:
     camera_health: CameraHealthTable = field(default_factory=CameraHealthTable)
     started_at: float = field(default_factory=time.time)
     background: set[asyncio.Task[Any]] = field(default_factory=set)
+    media_urls: MediaUrlSigner = field(init=False)
+    login_throttle: LoginThrottle = field(init=False)
+    dummy_hash: str = ""  # a password hash of nobody: unknown users cost a login as much as known ones
+    session_watchers: set[asyncio.Event] = field(default_factory=set)  # open websockets: set on any revocation
 
     def __post_init__(self) -> None:
-        url = self.media.url_path
+        api = self.settings.api
+        self.media_urls = MediaUrlSigner(api.media_url_ttl_s)
+        self.login_throttle = LoginThrottle(api.login_window_s, api.login_max_failures_user,
+                                            api.login_max_failures_address)
+        url = self.media_urls.url
         self.users = UserRepository(self.engine)
         self.groups = CameraGroupRepository(self.engine)
         self.cameras = CameraRepository(self.engine)
@@ -85,6 +95,12 @@ class ApiState:
         self.counters = CounterRepository(self.engine)
         self.webhooks = WebhookRepository(self.engine)
         self.telegram_rules = TelegramRepository(self.engine)
+
+
+    def sessions_revoked(self) -> None:
+        """Wake every open websocket of this process to re-check its token now."""
+        for watcher in self.session_watchers:
+            watcher.set()
 
 
 STATE: web.AppKey[ApiState] = web.AppKey("facestream_state", ApiState)

@@ -48,6 +48,16 @@ api_tokens = Table(
     Column("token_hash", String(64), primary_key=True),
     Column("user_id", String(64), nullable=False),
     Column("created_at", Double, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("session_id", String(64), nullable=False),
+    Column("expires_at", Double, nullable=False),
+)
+
+api_secrets = Table(
+    "api_secrets", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", String(256), nullable=False),
+    Column("created_at", Double, nullable=False),
 )
 
 camera_groups = Table(

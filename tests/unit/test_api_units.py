@@ -59,4 +59,10 @@ def test_openapi_document_covers_routes() -> None:
     events = doc["paths"]["/v1/events"]["get"]
     assert {"camera", "watch_list", "since", "min_confidence", "cursor"} <= {p["name"] for p in events["parameters"]}
     assert "/v1/media/{key}" in doc["paths"]
+    media = doc["paths"]["/v1/media/{key}"]["get"]  # signed URLs stand in for the token; no token parameter
+    assert {"expires", "sig"} <= {p["name"] for p in media["parameters"]} and {} in media["security"]
+    assert "token" not in {p["name"] for p in media["parameters"]}
+    assert "token" in {p["name"] for p in doc["paths"]["/v1/ws/events"]["get"]["parameters"]}
+    assert "Retry-After" in doc["paths"]["/v1/auth/login"]["post"]["responses"]["429"]["headers"]
+    assert "/v1/auth/refresh" in doc["paths"]
     assert doc["paths"]["/v1/health"]["get"].get("security") is None

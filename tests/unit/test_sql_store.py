@@ -27,7 +27,7 @@ from connectors.sql.entities import (
     camera_changed,
 )
 from connectors.sql.events import EventRepository
-from connectors.sql.users import UserRepository, check_password, hash_password
+from connectors.sql.users import Lifetimes, UserRepository, check_password, hash_password
 from connectors.sql.videos import VideoRepository
 from pipeline.settings import Settings
 from schemas.api import CameraIn, DossierIn, EventFilters, WatchListIn
@@ -80,10 +80,18 @@ async def test_users_tokens_and_passwords(engine) -> None:
     user = await users.create("ann", stored, "operator")
     with pytest.raises(ConflictError):
         await users.create("ann", stored, "viewer")
-    token = await users.issue_token(user.id)
-    assert (await users.user_for_token(token)).username == "ann"
-    await users.revoke_token(token)
-    assert await users.user_for_token(token) is None
+    pair = await users.open_session(user.id, Lifetimes(60, 600))
+    assert (await users.user_for_token(pair.access_token)).user.username == "ann"
+    assert await users.user_for_token(pair.refresh_token) is None  # a refresh token is no access token
+    refreshed = await users.refresh_session(pair.refresh_token, Lifetimes(60, 600))
+    assert refreshed is not None and refreshed[1].username == "ann"
+    assert await users.refresh_session(pair.refresh_token, Lifetimes(60, 600)) is None  # once only: a replay...
+    assert await users.user_for_token(refreshed[0].access_token) is None  # ...ends the session
+    other = await users.open_session(user.id, Lifetimes(60, 600))
+    await users.end_session(other.refresh_token)
+    assert await users.user_for_token(other.access_token) is None
+    expired = await users.open_session(user.id, Lifetimes(-1, 600))
+    assert await users.user_for_token(expired.access_token) is None
 
 
 async def test_camera_crud_references_and_pagination(engine) -> None:
