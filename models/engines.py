@@ -76,23 +76,40 @@ def open_engine(onnx_path: Path, settings: ModelSettings, profile: ShapeProfile)
     return OnnxRuntimeEngine(onnx_path, threads=settings.threads)
 
 
+_OPTIMISATION = {"basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                 "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+                 "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+
+
+@dataclass(frozen=True)
+class OrtOptions:
+    """ONNX Runtime session options beyond the thread count. The defaults are what ``facestream bench models``
+    measured best for these models on 2 shared cores (its ONNX Runtime options table): sequential execution
+    (these graphs are chains, inter-op parallelism has nothing to overlap), every graph optimisation, and no
+    spin-waiting (the pipeline's stages share the cores, and spinning threads steal them: 40 ms instead of
+    67 ms per 640x384 detector frame on a loaded 2-core machine)."""
+
+    parallel: bool = False  # ORT_PARALLEL execution mode, with 2 inter-op threads
+    optimization: Literal["basic", "extended", "all"] = "all"
+    spinning: bool = False
+
+
 class OnnxRuntimeEngine:
-    """An ONNX Runtime CPU session (``threads`` intra-op threads, no spin-waiting, full graph
-    optimisation), reused."""
+    """An ONNX Runtime CPU session (``threads`` intra-op threads, ``options`` as ``OrtOptions`` says), opened
+    once and reused (opening one costs far more than a run: see ``bench models``)."""
 
     name: EngineName = "onnxruntime"
 
-    def __init__(self, onnx_path: Path, threads: int) -> None:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        # No busy-waiting between ops: the pipeline's stages share the cores, and spinning threads steal
-        # them (measured on a loaded 2-core machine: 40 ms instead of 67 ms per 640x384 detector frame).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    def __init__(self, onnx_path: Path, threads: int, options: OrtOptions | None = None) -> None:
+        tuning = options or OrtOptions()
+        session = ort.SessionOptions()
+        session.intra_op_num_threads = threads
+        session.inter_op_num_threads = 2 if tuning.parallel else 1
+        session.execution_mode = ort.ExecutionMode.ORT_PARALLEL if tuning.parallel else ort.ExecutionMode.ORT_SEQUENTIAL
+        session.graph_optimization_level = _OPTIMISATION[tuning.optimization]
+        session.log_severity_level = 3
+        session.add_session_config_entry("session.intra_op.allow_spinning", "1" if tuning.spinning else "0")
+        self._session = ort.InferenceSession(str(onnx_path), session, providers=["CPUExecutionProvider"])
         self._input = self._session.get_inputs()[0].name
         self._outputs = [o.name for o in self._session.get_outputs()]
 

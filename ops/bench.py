@@ -19,6 +19,7 @@ BENCHES = {
     "calibration": "ops.bench_calibration:run",
     "peer": "ops.bench_peer:run",
     "profile": "ops.bench_profile:run",
+    "schedule": "ops.bench_schedule:run",
     "attributes": "ops.bench_attributes:run",
     "latency": "ops.bench_latency:run",
     "soak": "ops.bench_soak:run",

@@ -84,6 +84,16 @@ class _InlineExecutor(concurrent.futures.ThreadPoolExecutor):
         return future
 
 
+def load_note() -> str:
+    """How loaded the machine was, for a benchmark's text (a 2-thread benchmark alone on 2 cores is ~2)."""
+    load = os.getloadavg()[0]
+    cores = os.cpu_count() or 1
+    loaded = load > cores + 0.3
+    return (f"{cores} CPU cores, load average {load:.1f} when measured ("
+            + ("above this benchmark's own: other jobs shared the cores, measured under load)" if loaded
+               else "about this benchmark's own)"))
+
+
 def _cpu() -> float:
     t = os.times()
     return t.user + t.system
@@ -207,8 +217,20 @@ def split_steps(profiler: cProfile.Profile) -> dict[tuple[str, str], float]:
     return cumulative
 
 
-async def through_kafka(settings: Settings) -> tuple[int, float, float, int]:
-    """Frames, this process's CPU-seconds, the broker's CPU-seconds and events, for the clip end to end."""
+@dataclass(frozen=True)
+class KafkaRun:
+    """The clip end to end through Kafka once (after a warm-up run): frames, wall seconds, this process's and
+    the broker's CPU-seconds, the events."""
+
+    frames: int
+    wall: float
+    cpu: float
+    broker_cpu: float
+    events: list[FaceEvent]
+
+
+async def through_kafka(settings: Settings) -> KafkaRun:
+    """The clip end to end through Kafka (``LocalPipeline``: the spine's roles in this process)."""
     portraits = {name: cv2.imread(str(FACES / file)) for name, file in CAST.items()}
     pipeline = LocalPipeline(settings)
     async with pipeline.running():
@@ -219,7 +241,7 @@ async def through_kafka(settings: Settings) -> tuple[int, float, float, int]:
         result = await pipeline.process(CLIP, "profile-measured")
         cpu = _cpu() - cpu
         broker = _broker_cpu() - broker
-    return result.frames, cpu, broker, len(result.events)
+    return KafkaRun(result.frames, result.seconds, cpu, broker, result.events)
 
 
 def _broker_cpu() -> float:
@@ -246,17 +268,16 @@ def profile(settings: Settings) -> dict[str, Any]:
         plain = chain_run(settings, models, Path(tmp) / "plain")
         profiler = cProfile.Profile(time.process_time)
         profiled = chain_run(settings, models, Path(tmp) / "profiled", profiler)
-        frames, kafka_cpu, broker_cpu, kafka_events = asyncio.run(
-            through_kafka(settings.model_copy(update={"data_dir": Path(tmp) / "data"})))
-    return {"plain": plain, "profiled": profiled, "steps": split_steps(profiler),
-            "kafka": (frames, kafka_cpu, broker_cpu, kafka_events)}
+        kafka = asyncio.run(through_kafka(settings.model_copy(update={"data_dir": Path(tmp) / "data"})))
+    return {"plain": plain, "profiled": profiled, "steps": split_steps(profiler), "kafka": kafka}
 
 
 def render(settings: Settings, figures: dict[str, Any]) -> str:
     plain: ChainRun = figures["plain"]
     profiled: ChainRun = figures["profiled"]
     steps: dict[tuple[str, str], float] = figures["steps"]
-    frames, kafka_cpu, broker_cpu, kafka_events = figures["kafka"]
+    kafka: KafkaRun = figures["kafka"]
+    frames, kafka_cpu, broker_cpu, kafka_events = kafka.frames, kafka.cpu, kafka.broker_cpu, len(kafka.events)
     n = plain.frames
     chain_total = sum(plain.seconds.values())
     total = max(kafka_cpu, chain_total)
@@ -268,7 +289,6 @@ def render(settings: Settings, figures: dict[str, Any]) -> str:
         return f"{seconds / total * 100:.1f} %"
 
     people = sorted({e.dossier_name for e in plain.events if e.matched and e.dossier_name})
-    load = os.getloadavg()[0]
     lines = [
         "## Per-stage CPU profile (issue 12)",
         "",
@@ -276,7 +296,7 @@ def render(settings: Settings, figures: dict[str, Any]) -> str:
         f"(decoder.target_fps {settings.decoder.target_fps:g}), detector.detect_interval_s "
         f"{settings.detector.detect_interval_s:g}, detector {settings.models.detector_precision}, descriptor "
         f"{settings.models.descriptor_precision}, {settings.models.threads} ONNX Runtime threads; "
-        f"{os.cpu_count()} CPU cores, load average {load:.1f} when measured. CPU-ms are process CPU time per "
+        f"{load_note()}. CPU-ms are process CPU time per "
         "frame of the clip (ONNX Runtime's threads included); shares are of the run through Kafka "
         "(this process; the broker is apart).",
         "",
@@ -300,6 +320,7 @@ def render(settings: Settings, figures: dict[str, Any]) -> str:
         f"| **{ms(overhead)}** | **{share(overhead)}** |",
         f"| **total, end to end through Kafka** ({frames} frames, {kafka_events} events) | this process "
         f"| **{kafka_cpu / frames * 1000:.2f}** | 100 % |",
+        f"| (wall) end to end through Kafka | frames/s | {frames / kafka.wall:.1f} | |",
         f"| (apart) embedded broker (tansu) | its own process | {broker_cpu / frames * 1000:.2f} | |",
         "",
         f"In-process chain: {chain_total / n * 1000:.1f} CPU-ms per frame, {n / plain.wall:.1f} frames/s on one "
