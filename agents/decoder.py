@@ -322,7 +322,8 @@ class DecoderAgent:
                     continue
                 frame = Frame(camera_id=camera.camera_id, camera_group=camera.camera_group,
                               session=health.session, frame_no=decoded.index, timestamp=decoded.captured_at,
-                              width=decoded.width, height=decoded.height, jpeg=decoded.jpeg)
+                              width=decoded.width, height=decoded.height, jpeg=decoded.jpeg,
+                              labels=camera.labels)
                 pending.append(self.producer.send(FRAMES, camera.camera_id, frame))
                 health.decoded(decoded.captured_at)
                 metrics.FRAMES_DECODED.labels(camera.camera_id).inc()
@@ -423,7 +424,7 @@ class DecoderAgent:
                 frame = Frame(camera_id=job.camera_id, camera_group=job.camera_group, frame_no=decoded.index,
                               timestamp=base + decoded.position_s, offset_s=round(decoded.position_s, 6),
                               width=decoded.width, height=decoded.height, jpeg=decoded.jpeg,
-                              video_id=job.video_id)
+                              video_id=job.video_id, labels=job.labels)
                 pending.append(self.producer.send(FRAMES, job.camera_id, frame))
                 metrics.FRAMES_DECODED.labels(job.camera_id).inc()
                 done += 1
@@ -465,9 +466,10 @@ class DecoderAgent:
 
 def reopens(old: CameraChanged, new: CameraChanged) -> bool:
     """Whether a config change needs the camera's stream reopened (a new session): what the decoder itself
-    uses (URL, group: it is in every frame) or its activation. The rest is applied by the detector live."""
-    return (old.url, old.camera_group, old.active, old.deleted) != (new.url, new.camera_group, new.active,
-                                                                   new.deleted)
+    uses (URL, group and labels: they are in every frame) or its activation. The rest is applied by the
+    detector live."""
+    return ((old.url, old.camera_group, old.labels, old.active, old.deleted)
+            != (new.url, new.camera_group, new.labels, new.active, new.deleted))
 
 
 def _settled(future: asyncio.Future[tuple[int, int]], health: StreamHealth) -> str | None:

@@ -359,7 +359,7 @@ class DetectorAgent(AgentBase):
                 landmarks=tuple((float(x), float(y)) for x, y in det.landmarks),  # type: ignore[arg-type]
                 det_score=float(det.score), quality=float(post.candidate.quality),
                 chip=chip, chip_encoding=encoding, frame_key=frame_key,
-                thumbnail_key=thumb_key, video_id=frame.video_id, liveness=live,
+                thumbnail_key=thumb_key, video_id=frame.video_id, liveness=live, labels=frame.labels,
                 **_support(post, encoding),
             ))
         return faces

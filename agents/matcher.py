@@ -33,7 +33,7 @@ def to_event(item: DescribedFace, result: MatchOutcome) -> FaceEvent:
         dossier_name=result.dossier_name, watch_list_ids=result.watch_list_ids,
         confidence=round(result.confidence, 6), quality=face.quality, bbox=face.bbox, attributes=item.attributes,
         descriptor=item.descriptor, frame_key=face.frame_key, thumbnail_key=face.thumbnail_key,
-        video_id=face.video_id, faces_used=item.faces_used,
+        video_id=face.video_id, faces_used=item.faces_used, labels=face.labels,
     )
 
 

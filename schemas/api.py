@@ -141,6 +141,13 @@ class CameraFilters(ApiModel):
 
 
 Polygon = Annotated[list[Point], Field(max_length=64)]
+LABEL_KEY = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+CameraLabels = Annotated[
+    dict[Annotated[str, Field(pattern=LABEL_KEY)], Annotated[str, Field(max_length=256)]],
+    Field(max_length=32, description="Key/value tags (at most 32; keys 1-64 letters, digits, `_.:-`; values at "
+          "most 256 characters) copied into every frame, face and event of the camera, for face plug-ins and "
+          "consumers. PATCH replaces the whole map; a change reopens the camera's stream."),
+]
 
 
 class CameraIn(ApiModel):
@@ -152,6 +159,7 @@ class CameraIn(ApiModel):
         None, description="Region of interest: a polygon of >= 3 (x, y) points in frame pixels.")
     best_face_mode: Literal["overall", "realtime"] | None = Field(None, description="null: the global setting.")
     filters: CameraFilters = Field(default_factory=CameraFilters)
+    labels: CameraLabels = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _roi_ordered(self) -> CameraIn:
@@ -167,6 +175,7 @@ class CameraPatch(ApiModel):
     roi: Polygon | None = None
     best_face_mode: Literal["overall", "realtime"] | None = None
     filters: CameraFilters | None = None
+    labels: CameraLabels | None = None
 
     @model_validator(mode="after")
     def _roi_ordered(self) -> CameraPatch:

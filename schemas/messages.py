@@ -19,6 +19,10 @@ from schemas.base import Message
 BBox = tuple[float, float, float, float]
 Point = tuple[float, float]
 Attributes = dict[str, dict[str, float]]  # plug-in name -> label -> probability
+Labels = dict[str, str]
+"""A camera's labels: string key/value tags set through the API (``PATCH /v1/cameras/{id}``), copied into
+every frame, face and event of that camera so face plug-ins (``agents.face_plugins``) and consumers can use
+them. Empty for a camera without labels and for uploaded videos not attributed to a camera."""
 
 
 class StreamEnd(Message):
@@ -70,6 +74,7 @@ class Frame(Message):
     height: int = 0
     jpeg: bytes = b""
     video_id: str | None = None  # set for uploaded/offline files
+    labels: Labels = Field(default_factory=dict)  # the camera's (see ``Labels``)
 
 
 class SupportFace(Message):
@@ -117,6 +122,7 @@ class Face(Message):
     video_id: str | None = None
     support: list[SupportFace] = Field(default_factory=list)
     support_chips: bytes = b""  # the support faces' chips, end to end (see the class docstring)
+    labels: Labels = Field(default_factory=dict)  # the camera's, from its frame (see ``Labels``)
 
 
 class DescribedFace(Message):
@@ -157,6 +163,7 @@ class FaceEvent(Message):
     frame_key: str | None = None
     thumbnail_key: str | None = None
     video_id: str | None = None
+    labels: Labels = Field(default_factory=dict)  # the camera's, from its face (see ``Labels``)
 
 
 class WatchListChanged(Message):
@@ -233,6 +240,7 @@ class CameraChanged(Message):
     best_face_mode: Literal["overall", "realtime"] | None = None  # None: detector.best_face_mode
     min_face_size: int | None = None  # None: detector.min_face_size
     min_quality: float | None = None  # None: detector.min_quality
+    labels: Labels = Field(default_factory=dict)  # copied into every frame (see ``Labels``)
 
 
 CameraState = Literal["connecting", "streaming", "reconnecting", "failed", "stopped"]
@@ -270,6 +278,7 @@ class VideoJob(Message):
     camera_id: str
     camera_group: str = "default"
     started_at: float | None = None  # UNIX time of the video's first frame; None: when decoding starts
+    labels: Labels = Field(default_factory=dict)  # the attributed camera's (see ``Labels``)
 
 
 # --- episodes, counters (helper-4) -------------------------------------------------------------

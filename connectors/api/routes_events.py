@@ -236,10 +236,10 @@ async def _register(st: ApiState, video_id: str, tmp: Path, filename: str, group
         raise ApiError(415, f"file: unsupported video extension {ext or '(none)'!r}")
     if len(group) > 128:
         raise ApiError(422, "camera_group: at most 128 characters", [{"loc": ["camera_group"], "msg": "too long"}])
-    decode_as = f"video:{video_id}"
+    decode_as, labels = f"video:{video_id}", dict[str, str]()
     if camera_id is not None:
         camera = await _attributable_camera(st, camera_id)
-        decode_as, group = camera.id, camera.camera_group
+        decode_as, group, labels = camera.id, camera.camera_group, dict(camera.labels)
     try:
         await st.groups.get(group)
     except NotFoundError as exc:
@@ -254,7 +254,7 @@ async def _register(st: ApiState, video_id: str, tmp: Path, filename: str, group
         try:
             await st.publisher.publish(VIDEO_JOBS, video_id, VideoJob(
                 video_id=video_id, path=path, camera_id=video.camera_id, camera_group=group,
-                started_at=started_at))
+                started_at=started_at, labels=labels))
         except ApiError:
             await st.videos.delete(video_id)
             raise

@@ -97,7 +97,8 @@ def camera_changed(camera: CameraOut, deleted: bool = False) -> CameraChanged:
     """The ``cameras`` topic message for a stored camera."""
     return CameraChanged(camera_id=camera.id, name=camera.name, url=camera.url, camera_group=camera.camera_group,
                          active=camera.active, deleted=deleted, roi=camera.roi, best_face_mode=camera.best_face_mode,
-                         min_face_size=camera.filters.min_face_size, min_quality=camera.filters.min_quality)
+                         min_face_size=camera.filters.min_face_size, min_quality=camera.filters.min_quality,
+                         labels=dict(camera.labels))
 
 
 class WatchListRepository(_EntityRepository):

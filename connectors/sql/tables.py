@@ -79,6 +79,7 @@ cameras = Table(
     Column("roi", JsonText),
     Column("best_face_mode", String(16)),
     Column("filters", JsonText, nullable=False),
+    Column("labels", JsonText, nullable=False),
     Column("created_at", Double, nullable=False),
     Column("updated_at", Double, nullable=False),
 )

@@ -172,13 +172,20 @@ async def test_cameras_crud_publishes_changes(stack: Stack) -> None:
     group = await stack.json("POST", "/v1/camera-groups", 201, json={"name": "lobby"})
     made = [await stack.json("POST", "/v1/cameras", 201, json={
         "name": f"cam{i}", "url": f"rtsp://10.0.0.{i}/s", "camera_group": group["id"],
-        "best_face_mode": "realtime", "filters": {"min_quality": 0.4}}) for i in range(3)]
+        "best_face_mode": "realtime", "filters": {"min_quality": 0.4},
+        "labels": {"zone": "entrance", "index": str(i)}}) for i in range(3)]
+    assert made[2]["labels"] == {"zone": "entrance", "index": "2"}
     first = await stack.json("GET", "/v1/cameras?limit=2", 200)
     assert len(first["results"]) == 2 and first["next_cursor"]
     rest = await stack.json("GET", f"/v1/cameras?limit=2&cursor={first['next_cursor']}", 200)
     assert [c["id"] for c in first["results"] + rest["results"]] == [c["id"] for c in made]
-    patched = await stack.json("PATCH", f"/v1/cameras/{made[0]['id']}", 200, json={"active": False})
+    patched = await stack.json("PATCH", f"/v1/cameras/{made[0]['id']}", 200,
+                               json={"active": False, "labels": {"zone": "exit"}})
     assert patched["active"] is False and patched["filters"]["min_quality"] == 0.4
+    assert (await stack.json("GET", f"/v1/cameras/{made[0]['id']}", 200))["labels"] == {"zone": "exit"}
+    for bad in ({"": "x"}, {"a b": "x"}, {"k": "v" * 257}, {f"k{i}": "v" for i in range(33)}, {"k": 1}):
+        err = await stack.json("PATCH", f"/v1/cameras/{made[2]['id']}", 422, json={"labels": bad})
+        assert err["error"]["details"][0]["loc"][0] == "labels"
     await stack.json("DELETE", f"/v1/cameras/{made[1]['id']}", 204)
     await stack.json("GET", f"/v1/cameras/{made[1]['id']}", 404)
     await stack.json("DELETE", f"/v1/camera-groups/{group['id']}", 409)
@@ -186,6 +193,8 @@ async def test_cameras_crud_publishes_changes(stack: Stack) -> None:
     last = {c.camera_id: c for c in changes}
     assert last[made[0]["id"]].active is False and last[made[0]["id"]].min_quality == 0.4
     assert last[made[1]["id"]].deleted and last[made[2]["id"]].best_face_mode == "realtime"
+    assert last[made[0]["id"]].labels == {"zone": "exit"}  # labels travel to the decoders
+    assert last[made[2]["id"]].labels == {"zone": "entrance", "index": "2"}
 
 
 async def test_validation_lists_fields_and_404s(stack: Stack) -> None:
@@ -263,7 +272,7 @@ async def test_videos_by_url_with_camera_and_deleted(stack: Stack) -> None:
     clip = (FACES / "short_hamilton_clip.mp4").read_bytes()
     await stack.upload("/v1/videos", 422, {"file": ("clip.mp4", clip)}, {"camrea": "typo"})  # not ignored
     idle = await stack.json("POST", "/v1/cameras", 201, json={"name": "door (archive)", "url": "rtsp://10.9.9.9/x",
-                                                            "active": False})
+                                                            "active": False, "labels": {"site": "archive"}})
     live = await stack.json("POST", "/v1/cameras", 201, json={"name": "door", "url": "rtsp://10.9.9.8/x"})
     for camera, code in (("nope", "unknown_reference"), (live["id"], "camera_active")):
         err = await stack.upload("/v1/videos", 422, {"file": ("clip.mp4", clip)}, {"camera": camera})
@@ -280,6 +289,7 @@ async def test_videos_by_url_with_camera_and_deleted(stack: Stack) -> None:
     await stack.json("POST", "/v1/videos/from-url", 422, json={"url": "file:///etc/passwd"})
     jobs = {j.video_id: j for j in await _topic(stack.settings, VIDEO_JOBS)}
     assert jobs[fetched["id"]].camera_id == idle["id"] and Path(jobs[fetched["id"]].path).read_bytes() == clip
+    assert jobs[fetched["id"]].labels == {"site": "archive"}  # an attributed video carries its camera's labels
     stored = Path(jobs[fetched["id"]].path)
     await stack.json("DELETE", f"/v1/videos/{fetched['id']}", 204)
     await stack.json("GET", f"/v1/videos/{fetched['id']}", 404)

@@ -23,7 +23,8 @@ def test_a_new_camera_streams_events_and_a_deleted_one_stops(broker, tmp_path) -
         pipeline = LocalPipeline(settings)
         async with pipeline.running():
             await pipeline.enrol(people)
-            await pipeline.add_camera(CameraChanged(camera_id="lobby", url=str(clip), camera_group="entrance"))
+            await pipeline.add_camera(CameraChanged(camera_id="lobby", url=str(clip), camera_group="entrance",
+                                                    labels={"zone": "entrance", "floor": "1"}))
             for _ in range(600):
                 if any(e.camera_id == "lobby" and e.matched for e in pipeline.events):
                     break
@@ -32,8 +33,11 @@ def test_a_new_camera_streams_events_and_a_deleted_one_stops(broker, tmp_path) -
             await asyncio.sleep(3)  # in-flight frames drain
             after_delete = len(pipeline.events)
             await asyncio.sleep(4)  # the file camera would have looped by now
-            return after_delete, len(pipeline.events)
+            labelled = {tuple(sorted(e.labels.items())) for e in pipeline.events if e.camera_id == "lobby"}
+            return after_delete, len(pipeline.events), labelled
 
-    after_delete, later = asyncio.run(scenario())
+    after_delete, later, labelled = asyncio.run(scenario())
     assert after_delete > 0
     assert later == after_delete
+    # the camera's labels travelled frames -> faces -> events
+    assert labelled == {(("floor", "1"), ("zone", "entrance"))}
