@@ -9,17 +9,20 @@ and enrols her from a different crop, so it needs nothing outside the installed 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import sys
 import tempfile
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
 import cv2
 import numpy as np
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
-from ops.harness import LocalPipeline, VideoResult
+from ops.harness import LocalPipeline, VideoFailedError, VideoResult
 from pipeline.settings import Settings
 from schemas.messages import FaceEvent, VideoProgress
 
@@ -63,27 +66,35 @@ def load_portraits(folder: Path) -> dict[str, np.ndarray]:
 
 async def process_video(settings: Settings, video: Path, people: dict[str, np.ndarray],
                         timeout_s: float = 600, quiet: bool = False) -> VideoResult:
-    """Run the spine on one video with a watch list of ``people``; collect its events."""
-    bar = None if quiet else tqdm(desc="frames decoded", unit="frame", leave=False, file=sys.stderr)
+    """Run the spine on one video with a watch list of ``people``; collect its events. Raises
+    ``ops.harness.VideoFailedError`` when the decoder reports the video failed."""
+    with progress_bar(quiet) as bar:
 
-    def progress(update: VideoProgress) -> None:
-        if bar is not None and update.frames_total:
-            bar.total = update.frames_total
-            bar.update(update.frames_done - bar.n)
+        def progress(update: VideoProgress) -> None:
+            if bar is not None and update.frames_total:
+                bar.total = update.frames_total
+                bar.update(update.frames_done - bar.n)
 
-    def on_event(event: FaceEvent) -> None:
-        (bar.write if bar is not None else print)(format_event(event))
+        def on_event(event: FaceEvent) -> None:
+            (bar.write if bar is not None else print)(format_event(event))
 
-    pipeline = LocalPipeline(settings, on_event=None if quiet else on_event, on_progress=progress)
-    try:
+        pipeline = LocalPipeline(settings, on_event=None if quiet else on_event, on_progress=progress)
         async with pipeline.running():
             await pipeline.enrol(people)
             path = await asyncio.to_thread(video.resolve)
             video_id = "demo-" + hashlib.sha1(str(path).encode()).hexdigest()[:8]
             return await pipeline.process(video, video_id, timeout_s)
-    finally:
-        if bar is not None:
-            bar.close()
+
+
+@contextlib.contextmanager
+def progress_bar(quiet: bool) -> Iterator[tqdm | None]:
+    """The demo's progress bar on stderr (None when ``quiet``); log lines written meanwhile go through the bar
+    (``tqdm.write``), so they print on lines of their own instead of tearing it."""
+    if quiet:
+        yield None
+        return
+    with logging_redirect_tqdm(), tqdm(desc="frames decoded", unit="frame", leave=False, file=sys.stderr) as bar:
+        yield bar
 
 
 def format_event(e: FaceEvent) -> str:
@@ -119,6 +130,10 @@ async def run_demo(settings: Settings, video: Path | None, faces: Path | None) -
         data_dir = settings.data_dir if settings.bootstrap_servers else Path(tmp) / "data"
         settings = settings.model_copy(update={"data_dir": data_dir})
         print(f"demo: processing {video} with {len(people)} enrolled person(s)\n")
-        result = await process_video(settings, video, people)
+        try:
+            result = await process_video(settings, video, people)
+        except VideoFailedError as exc:  # stop at once, one line (the decoder said why)
+            print(f"facestream: {exc}", file=sys.stderr)
+            return 1
         print_summary(result, people)
     return 0
