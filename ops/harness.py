@@ -178,6 +178,9 @@ class DetectorWatch:
         await consumer.start()
         try:
             specs = {topic_name(self.settings, s): s for s in (FRAMES, FACES, STAGE_MEMBERS)}
+            while any(consumer.partitions_for_topic(name) is None for name in specs):
+                await consumer.force_metadata_update()  # a fresh client may not know the topics yet
+                await asyncio.sleep(0.1)
             consumer.assign([TopicPartition(name, p) for name in specs
                              for p in sorted(consumer.partitions_for_topic(name) or ())])
             await consumer.seek_to_beginning()

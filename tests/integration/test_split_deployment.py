@@ -27,14 +27,10 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from aiokafka import TopicPartition
 
 from ops.broker import EmbeddedBroker
-from ops.harness import VideoResult
-from pipeline.kafka import make_consumer, topic_name
+from ops.harness import DetectorWatch, VideoResult
 from pipeline.settings import Settings
-from schemas.messages import Face, Frame, MemberReport
-from schemas.topics import FACES, FRAMES, STAGE_MEMBERS
 from tests.integration.conftest import WATCH_LIST, settings_for
 from tests.servers import free_port
 
@@ -85,47 +81,6 @@ class Deployment:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
-
-
-class Watch:
-    """Reads the frames, faces and stage-members topics from the start, without a group: which partition
-    carries a camera's frames, how many faces each camera got, and the latest partitions of every member."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.frames_topic = topic_name(settings, FRAMES)
-        self.frames_partition: dict[str, int] = {}
-        self.faces: dict[str, list[str]] = {}
-        self.members: dict[str, MemberReport] = {}
-
-    async def run(self, stop: asyncio.Event) -> None:
-        consumer = make_consumer(self.settings, [], None)
-        await consumer.start()
-        try:
-            specs = {topic_name(self.settings, s): s for s in (FRAMES, FACES, STAGE_MEMBERS)}
-            parts = [TopicPartition(name, p) for name in specs
-                     for p in sorted(consumer.partitions_for_topic(name) or ())]
-            consumer.assign(parts)
-            await consumer.seek_to_beginning()
-            while not stop.is_set():
-                for tp, records in (await consumer.getmany(timeout_ms=200)).items():
-                    for record in records:
-                        self._see(tp.partition, specs[tp.topic].decode(record.value))
-        finally:
-            await consumer.stop()
-
-    def _see(self, partition: int, message: object) -> None:
-        if isinstance(message, Frame):
-            self.frames_partition.setdefault(message.camera_id, partition)
-        elif isinstance(message, Face):
-            self.faces.setdefault(message.camera_id, []).append(message.face_id)
-        elif isinstance(message, MemberReport):
-            self.members[message.client_id] = message
-
-    def detectors(self) -> dict[int, set[int]]:
-        """pid -> the frames partitions that detector reported last."""
-        return {r.pid: {p for t, p in r.partitions if t == self.frames_topic}
-                for r in self.members.values() if r.client_id.startswith("detector@")}
 
 
 @contextlib.asynccontextmanager
@@ -241,7 +196,7 @@ class Api:
 
 
 async def _scenario(deployment: Deployment, settings: Settings, faces: Path, base: str) -> dict[str, Any]:
-    watch, stop = Watch(settings), asyncio.Event()
+    watch, stop = DetectorWatch(settings), asyncio.Event()
     async with aiohttp.ClientSession(base_url=base, headers=AUTH) as http, receiver() as (hook_url, delivered):
         api = Api(http)
         await until("the API answers", api.healthy, deployment)
@@ -253,7 +208,7 @@ async def _scenario(deployment: Deployment, settings: Settings, faces: Path, bas
             await watcher
 
 
-async def _flow(deployment: Deployment, watch: Watch, api: Api, faces: Path, hook_url: str,
+async def _flow(deployment: Deployment, watch: DetectorWatch, api: Api, faces: Path, hook_url: str,
                 delivered: list[dict[str, Any]]) -> dict[str, Any]:
     # the integrator's set-up: a watch list, one dossier per portrait, a webhook on matched events and episodes
     wl = await api.call("POST", "/v1/watch-lists", json={"name": "Hamilton"})
@@ -277,8 +232,8 @@ async def _flow(deployment: Deployment, watch: Watch, api: Api, faces: Path, hoo
         return bool(watch.faces.get(camera)) and camera in watch.frames_partition
 
     await until("the clip's first face", first_face_posted, deployment)
-    partition = watch.frames_partition[camera]
-    victim_pid = next(pid for pid, parts in watch.detectors().items() if partition in parts)
+    partition, victim_pid = watch.frames_partition[camera], watch.owner(camera)
+    assert victim_pid is not None, watch.members
     victim = deployment.by_pid(victim_pid)
     faces_at_kill = len(set(watch.faces[camera]))
     deployment.procs[victim].send_signal(signal.SIGKILL)
