@@ -64,6 +64,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
         problems = []
         for error in exc.errors():
             path = tuple(str(p) for p in error["loc"])
+            if not path:  # a rule between settings: its message names them
+                problems.append(str(error["msg"]).removeprefix("Value error, "))
+                continue
             problems.append(f"{'.'.join(path)} ({_flag(path)} / FACESTREAM_{'_'.join(path).upper()}): "
                             f"{error['msg']} (got {error.get('input')!r})")
         raise UsageError("bad setting: " + "; ".join(problems)) from None

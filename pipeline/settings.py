@@ -120,7 +120,7 @@ class MetricsSettings(_Section):
 
 
 class EpisodeSettings(_Section):
-    threshold: float = Field(0.5, ge=0, le=1, description="Episode threshold in confidence units (models.faces.confidence of the cosine; 0.5 is dlib's same-person distance), lower than the match threshold: a face this similar to a live episode joins it.")
+    threshold: float = Field(0.9, ge=0, le=1, description="Episode threshold in confidence units (models.faces.confidence of the cosine of two events' track descriptors): an event at least this similar to an open episode's first, best or last event joins it (matched events join their dossier's episode regardless). Two events are compared with each other, not with a dossier photo, so it must be at least matcher.threshold; derived by `facestream bench calibration` (BENCHMARKS.md).")
     search_interval_s: float = Field(60.0, gt=0, description="An event joins an episode whose last event is at most this old (event time).")
     max_duration_s: float = Field(300.0, gt=0, description="An episode closes this long after its first event.")
     event_timeout_s: float = Field(30.0, gt=0, description="An episode closes after this long without a new event.")
@@ -129,7 +129,7 @@ class EpisodeSettings(_Section):
 
 class DedupSettings(_Section):
     window_s: float = Field(30.0, gt=0, description="Deduplication window (event time), per camera group.")
-    threshold: float = Field(0.5, ge=0, le=1, description="Unmatched faces at least this similar (confidence units) are the same person.")
+    threshold: float = Field(0.9, ge=0, le=1, description="Unmatched events whose track descriptors are at least this similar (confidence units) are the same person and fold into one. Event against event, like episodes.threshold: at least matcher.threshold; derived by `facestream bench calibration` (BENCHMARKS.md).")
     offline: bool = Field(True, description="Deduplicate events of offline videos (events with a video id).")
     live: bool = Field(False, description="Deduplicate events of live cameras.")
 
@@ -195,6 +195,20 @@ class Settings(BaseSettings):
     video_liveness: VideoLivenessSettings = Field(default_factory=VideoLivenessSettings)
 
     @model_validator(mode="after")
+    def _event_thresholds_not_below_match(self) -> Settings:
+        """Episodes and dedup call two *events* the same person: neither side is an enrolment photo, and the
+        calibration finds different people's events far more alike (up to 0.87) than an event and a dossier
+        photo of someone else (up to 0.28). Below the match threshold they would merge people the matcher
+        keeps apart."""
+        low = [f"{name}.threshold ({value:g}, --{name}-threshold / FACESTREAM_{name.upper()}_THRESHOLD)"
+               for name, value in (("episodes", self.episodes.threshold), ("dedup", self.dedup.threshold))
+               if value < self.matcher.threshold]
+        if low:
+            raise ValueError(f"{' and '.join(low)} must be at least matcher.threshold ({self.matcher.threshold:g}):"
+                             " two events are compared with each other, not with a dossier photo")
+        return self
+
+    @model_validator(mode="after")
     def _admin_token_env(self) -> Settings:
         """``FACESTREAM_ADMIN_TOKEN`` (the documented automation variable) sets ``api.admin_token``."""
         token = os.environ.get("FACESTREAM_ADMIN_TOKEN")
@@ -204,22 +218,9 @@ class Settings(BaseSettings):
 
 
 def load_settings(overrides: dict[str, Any] | None = None) -> Settings:
-    """Settings from defaults < environment < ``overrides`` (nested dicts, e.g. from CLI flags)."""
-    env = Settings()
-    if not overrides:
-        return env
-    merged = _deep_merge(env.model_dump(), overrides)
-    return Settings.model_validate(merged)
-
-
-def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
+    """Settings from defaults < environment < ``overrides`` (nested dicts, e.g. from CLI flags), validated
+    together: a flag may repair what a rule between settings finds wrong in the environment alone."""
+    return Settings(**(overrides or {}))
 
 
 def setting_paths(model: type[BaseModel] = Settings, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
