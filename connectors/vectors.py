@@ -217,9 +217,13 @@ class VectorStore:
         await self._call(lambda: self._client.delete(DOSSIER_FACES, filter=f"dossier_id == {quote(dossier_id)}"))
 
     async def search_dossier_faces(self, vector: Sequence[float], limit: int, active_only: bool = True,
-                                   watch_lists: Sequence[str] = ()) -> list[VectorHit]:
-        """Nearest dossier faces; ``watch_lists``: only faces of dossiers in one of them."""
+                                   watch_lists: Sequence[str] = (), watch_list: str | None = None
+                                   ) -> list[VectorHit]:
+        """Nearest dossier faces; ``watch_lists``: only faces of dossiers in one of them; ``watch_list``: only
+        those in this one (both: both hold, as for events)."""
         parts = ["active == true"] if active_only else []
+        if watch_list is not None:
+            parts.append(f"array_contains(watch_lists, {quote(watch_list)})")
         if watch_lists:
             parts.append(f"array_contains_any(watch_lists, [{', '.join(quote(w) for w in watch_lists)}])")
         return await self._search(DOSSIER_FACES, vector, limit, " and ".join(parts), ["dossier_id"])

@@ -464,6 +464,9 @@ class SearchIn(EventFilters):
                                                                     "descriptors at most this (dlib: 0.6).")
     watch_lists: FormIdList = Field(default_factory=list, description="Watch lists (groups) to search in: "
                                     "dossiers, or events matched, in any of them; empty: all.")
+    watch_list: Id | None = Field(None, description="One watch list, the filter `GET /v1/dossiers` and "
+                                  "`GET /v1/events` take: dossiers in it, or events matched in it (with "
+                                  "`watch_lists`: both hold).")
 
 
 class SearchHit(ApiModel):

@@ -106,7 +106,8 @@ def _accepts(st: ApiState, body: SearchIn, cosine: float) -> float | None:
 
 
 async def _search_dossiers(st: ApiState, vector: list[float], body: SearchIn) -> list[SearchHit]:
-    raw = await st.vectors.search_dossier_faces(vector, min(body.limit * 4, 1000), watch_lists=body.watch_lists)
+    raw = await st.vectors.search_dossier_faces(vector, min(body.limit * 4, 1000), watch_lists=body.watch_lists,
+                                                watch_list=body.watch_list)
     best: dict[str, float] = {}
     for hit in raw:
         dossier_id = str(hit.fields.get("dossier_id", ""))

@@ -378,6 +378,17 @@ async def test_references_instead_of_reuploads(stack: Stack) -> None:
     found = await stack.json("POST", "/v1/search", 200, json={"face": ref, "watch_lists": [group["id"]]})
     assert [r["dossier"]["id"] for r in found["results"]] == [obama["id"]]
     assert 0 < found["results"][0]["distance"] < 0.6
+    # the single watch_list filter (as GET /v1/dossiers and /v1/events take it), JSON or form; with
+    # watch_lists both hold
+    elsewhere = await stack.json("POST", "/v1/watch-lists", 201, json={"name": "nobody here"})
+    for wl, found_ids in ((group["id"], [obama["id"]]), (elsewhere["id"], [])):
+        found = await stack.json("POST", "/v1/search", 200, json={"face": ref, "watch_list": wl, "limit": 1})
+        assert [r["dossier"]["id"] for r in found["results"]] == found_ids, wl
+        found = await stack.upload("/v1/search", 200, {"photo": _photo("obama2.jpg")},
+                                   {"watch_list": wl, "limit": "1"})
+        assert [r["dossier"]["id"] for r in found["results"]] == found_ids, wl
+    both = {"face": ref, "watch_list": elsewhere["id"], "watch_lists": [group["id"]]}
+    assert (await stack.json("POST", "/v1/search", 200, json=both))["results"] == []
     assert (await stack.json("POST", "/v1/search", 200, json={"face": ref, "watch_lists": [group["id"]],
                                                             "max_distance": 0.05}))["results"] == []
     assert (await stack.json("POST", "/v1/search", 200, json={"face": ref, "watch_lists": [group["id"]],
