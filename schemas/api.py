@@ -337,6 +337,11 @@ class VideoOut(ApiModel):
     updated_at: float
 
 
+class VideoDeleteQuery(ApiModel):
+    keep_events: bool = Field(False, description="Keep the video's events and episodes (their `video` then names "
+                                                 "a deleted video); default: delete them with it.")
+
+
 class VideoUrlIn(ApiModel):
     """A video to fetch from a URL and process like an upload."""
 

@@ -25,6 +25,7 @@ from schemas.api import (
     CameraOut,
     EventOut,
     Page,
+    VideoDeleteQuery,
     VideoOut,
     VideoUrlIn,
 )
@@ -295,11 +296,35 @@ async def video_from_url(request: web.Request, body: VideoUrlIn) -> VideoOut:
         tmp.unlink(missing_ok=True)
 
 
-@routes.add("DELETE", "/v1/videos/{id}", "Delete an uploaded video and its file (its events stay)", "videos")
-async def delete_video(request: web.Request) -> None:
+@routes.add("DELETE", "/v1/videos/{id}", "Delete an uploaded video with its file, events and episodes", "videos",
+            errors=(409,), description=(
+                "Deletes the video's record and file and, unless `keep_events=true`, every event found in it "
+                "(rows, face vectors, thumbnails and frames no other event uses) and its episodes, as FindFace "
+                "and LUNA delete what a video produced with it. Counter records (counts, no faces) and "
+                "notifications already delivered stay. A video still `queued` or `processing` is refused (409): "
+                "its events are still arriving."))
+async def delete_video(request: web.Request, query: VideoDeleteQuery) -> None:
     st = state(request)
-    key = await st.videos.delete(path_id(request))
-    await asyncio.get_running_loop().run_in_executor(None, st.media.delete, key)
+    video = await st.videos.get(path_id(request))
+    if video.status in ("queued", "processing"):
+        raise ApiError(409, f"video {video.id} is still {video.status}: delete it once it is done or failed",
+                       code="video_processing")
+    loop = asyncio.get_running_loop()
+    if not query.keep_events:
+        while True:  # events first: a failure half-way leaves the video listed, so the delete can be retried
+            removed = await st.events.delete_of_video(video.id)
+            if not removed.event_ids:
+                break
+            await st.vectors.delete_events(removed.event_ids)
+            await loop.run_in_executor(None, _delete_media, st, removed.media_keys)
+        await st.episodes.delete_of_video(video.id)
+    key = await st.videos.delete(video.id)
+    await loop.run_in_executor(None, st.media.delete, key)
+
+
+def _delete_media(st: ApiState, keys: list[str]) -> None:
+    for key in keys:
+        st.media.delete(key)
 
 
 def parse_started_at(raw: str | None, default: float) -> float:

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 from sqlalchemy import (
     and_,
+    delete,
     exists,
     or_,
     select,
@@ -79,6 +80,19 @@ class EpisodeRepository:
                 await conn.execute(update(episodes).where(episodes.c.id == row.id).values(
                     closed=True, close_reason=reason, doc=orjson.dumps(doc).decode(), updated_at=time.time()))
         return len(rows)
+
+    async def delete_of_video(self, video_id: str) -> int:
+        """Delete every episode of one uploaded video with its event, camera and watch-list links; returns how
+        many."""
+        async with self.engine.begin() as conn:
+            ids = list((await conn.execute(select(episodes.c.id).where(episodes.c.video_id == video_id)))
+                       .scalars())
+            for start in range(0, len(ids), 1000):
+                chunk = ids[start:start + 1000]
+                for links in (episode_events, episode_cameras, episode_watch_lists):
+                    await conn.execute(delete(links).where(links.c.episode_id.in_(chunk)))
+                await conn.execute(delete(episodes).where(episodes.c.id.in_(chunk)))
+        return len(ids)
 
     async def get(self, episode_id: str) -> EpisodeOut:
         async with self.engine.connect() as conn:

@@ -148,14 +148,16 @@ class EventRepository:
                       and_(c.matched.is_(False), c.timestamp < unmatched_before))
         async with self.engine.begin() as conn:
             rows = list(await conn.execute(select(c.id, c.thumbnail_key, c.frame_key).where(expired).limit(limit)))
-            ids = [r.id for r in rows]
-            if not ids:
-                return Purged([], [])
-            await conn.execute(delete(t.event_watch_lists).where(t.event_watch_lists.c.event_id.in_(ids)))
-            await conn.execute(delete(t.events).where(c.id.in_(ids)))
-            keys = {k for r in rows for k in (r.thumbnail_key, r.frame_key) if k}
-            keys -= await _still_referenced(conn, keys)
-        return Purged(ids, sorted(keys))
+            return await _delete_rows(conn, rows)
+
+    async def delete_of_video(self, video_id: str, limit: int = 1000) -> Purged:
+        """Delete up to ``limit`` events of one uploaded video; returns (event ids, media keys no longer
+        referenced). Call until it returns no ids."""
+        c = t.events.c
+        async with self.engine.begin() as conn:
+            rows = list(await conn.execute(select(c.id, c.thumbnail_key, c.frame_key)
+                                           .where(c.video_id == video_id).limit(limit)))
+            return await _delete_rows(conn, rows)
 
     async def expire_frames(self, before: float, limit: int = 1000) -> Purged:
         """Forget the full frames of up to ``limit`` events older than ``before``; returns (events changed,
@@ -235,6 +237,19 @@ def event_conditions(f: EventFilters) -> list[ColumnElement[bool]]:
         conds.append(or_(c.episode_id == f.episode,
                          c.id.in_(select(links.event_id).where(links.episode_id == f.episode))))
     return conds + attribute_conditions(t.events, f)
+
+
+async def _delete_rows(conn: AsyncConnection, rows: Sequence[Any]) -> Purged:
+    """Delete these events (rows of id, thumbnail_key, frame_key) with their watch-list links; returns them
+    and the media keys no remaining event references."""
+    ids = [r.id for r in rows]
+    if not ids:
+        return Purged([], [])
+    await conn.execute(delete(t.event_watch_lists).where(t.event_watch_lists.c.event_id.in_(ids)))
+    await conn.execute(delete(t.events).where(t.events.c.id.in_(ids)))
+    keys = {k for r in rows for k in (r.thumbnail_key, r.frame_key) if k}
+    keys -= await _still_referenced(conn, keys)
+    return Purged(ids, sorted(keys))
 
 
 async def _still_referenced(conn: AsyncConnection, keys: set[str]) -> set[str]:

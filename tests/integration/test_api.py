@@ -18,11 +18,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from agents.episode_rules import EpisodeBuilder
 from agents.store_sink import StoreSink
 from connectors.api.app import build_app, republish
 from connectors.api.state import STATE
 from connectors.sql.events import EventRepository
 from connectors.sql.videos import VideoRepository
+from models.faces import confidences
 from ops.broker import EmbeddedBroker
 from ops.root import Resources, api_state, open_resources
 from pipeline.kafka import AsyncProducer, provision_topics, replay_topic
@@ -291,10 +293,68 @@ async def test_videos_by_url_with_camera_and_deleted(stack: Stack) -> None:
     assert jobs[fetched["id"]].camera_id == idle["id"] and Path(jobs[fetched["id"]].path).read_bytes() == clip
     assert jobs[fetched["id"]].labels == {"site": "archive"}  # an attributed video carries its camera's labels
     stored = Path(jobs[fetched["id"]].path)
+    err = await stack.json("DELETE", f"/v1/videos/{fetched['id']}", 409)  # no pipeline here: still queued
+    assert err["error"]["code"] == "video_processing" and "queued" in err["error"]["message"]
+    assert stored.exists()
+    await stack.client.server.app[STATE].videos.fail(fetched["id"], "test: stopped")
     await stack.json("DELETE", f"/v1/videos/{fetched['id']}", 204)
     await stack.json("GET", f"/v1/videos/{fetched['id']}", 404)
     await stack.json("DELETE", f"/v1/videos/{fetched['id']}", 404)
     assert not stored.exists() and not any((Path(stack.settings.data_dir) / "uploads").iterdir())
+
+
+async def test_deleting_a_video_deletes_what_it_produced(stack: Stack) -> None:
+    """Events (rows, vectors, thumbnails, frames no other event uses) and episodes go with the video;
+    ``keep_events=true`` keeps them; events of other videos and live cameras are untouched."""
+    st = stack.client.server.app[STATE]
+    rng = np.random.default_rng(5)
+
+    def made(video: str | None, i: int) -> FaceEvent:
+        v = rng.standard_normal(128)
+        return FaceEvent(event_id=f"del-{video}:{i}", face_id=f"del-{video}:{i}",
+                         camera_id=f"video:{video}" if video else "del-live",
+                         track_id=i, timestamp=1_700_000_500.0 + i, matched=False, confidence=0.1, quality=0.8,
+                         bbox=(1, 2, 30, 40), descriptor=(v / np.linalg.norm(v)).tolist(), video_id=video,
+                         thumbnail_key=f"thumbs/del-{video}:{i}.jpg", frame_key=f"frames/del-{video}.jpg")
+
+    events = {v: [made(v, i) for i in range(3)] for v in ("gone", "kept", None)}
+    for video in ("gone", "kept"):
+        await st.videos.create(video, "x.mp4", f"videos/{video}.mp4", f"video:{video}", "default")
+        st.media.put(f"videos/{video}.mp4", b"\x00video", "video/mp4")
+        await st.videos.mark_done(video, 3)
+    every = [e for es in events.values() for e in es]
+    await st.events.upsert_many(every)
+    await st.vectors.upsert_events(every)
+    for e in every:
+        for key in (e.thumbnail_key, e.frame_key):
+            st.media.put(key, b"\xff\xd8\xff jpeg", "image/jpeg")
+    builder = EpisodeBuilder(confidences)
+    await st.episodes.save([c for e in every for c in builder.add(e, now=0)])
+    await stack.json("GET", f"/v1/episodes/ep:{events['gone'][0].event_id}", 200)
+
+    await stack.json("DELETE", "/v1/videos/gone", 204)
+    await stack.json("GET", "/v1/videos/gone", 404)
+    assert (await stack.json("GET", "/v1/events?video=gone", 200))["results"] == []
+    for e in events["gone"]:
+        await stack.json("GET", f"/v1/events/{e.event_id}", 404)
+        await stack.json("GET", f"/v1/episodes/ep:{e.event_id}", 404)
+        assert not st.media.exists(e.thumbnail_key)
+    assert not st.media.exists("frames/del-gone.jpg") and not st.media.exists("videos/gone.mp4")
+    assert await st.vectors.event_vectors([e.event_id for e in events["gone"]]) == {}
+    for video in ("kept", None):  # other videos' and live events stay, with their images and vectors
+        for e in events[video]:
+            assert (await stack.json("GET", f"/v1/events/{e.event_id}", 200))["video"] == video
+            await stack.json("GET", f"/v1/episodes/ep:{e.event_id}", 200)
+            assert st.media.exists(e.thumbnail_key)
+        assert len(await st.vectors.event_vectors([e.event_id for e in events[video]])) == 3
+
+    await stack.json("DELETE", "/v1/videos/kept?keep_events=true", 204)
+    await stack.json("GET", "/v1/videos/kept", 404)
+    assert not st.media.exists("videos/kept.mp4")
+    kept = (await stack.json("GET", "/v1/events?video=kept", 200))["results"]
+    assert sorted(e["id"] for e in kept) == sorted(e.event_id for e in events["kept"])
+    await stack.json("GET", f"/v1/episodes/ep:{events['kept'][0].event_id}", 200)
+    await stack.json("DELETE", "/v1/videos/nope?keep_events=maybe", 422)
 
 
 # --- faces: detect, enrol, verify, search -------------------------------------------------------------------

@@ -193,6 +193,18 @@ async def test_event_purge_keeps_shared_frames(engine) -> None:
     assert (await events.get("cam:1:1")).frame is None
 
 
+async def test_deleting_a_videos_events_keeps_images_other_events_use(engine) -> None:
+    events = EventRepository(engine, _url)
+    of_video = [_event(i).model_copy(update={"video_id": "v1"}) for i in (1, 2, 3)]
+    await events.upsert_many([*of_video, _event(4)])  # all share frames/cam/1.jpg; event 4 is live
+    first = await events.delete_of_video("v1", limit=2)
+    rest = await events.delete_of_video("v1", limit=2)
+    assert sorted(first.event_ids + rest.event_ids) == ["cam:1:1", "cam:1:2", "cam:1:3"]
+    assert sorted(first.media_keys + rest.media_keys) == ["thumbs/1.jpg", "thumbs/2.jpg", "thumbs/3.jpg"]
+    assert (await events.delete_of_video("v1")).event_ids == []
+    assert [e.id for e in (await events.list_page(EventFilters(), 10)).items] == ["cam:1:4"]
+
+
 async def test_video_progress_and_done(engine) -> None:
     videos = VideoRepository(engine)
     await videos.create("v1", "clip.mp4", "videos/v1.mp4", "video:v1", "default")
