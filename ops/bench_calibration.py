@@ -194,7 +194,10 @@ def event_pairs_section(photo_same: list[float], photo_other: list[float],
         f"event threshold at or below the match threshold ({DEFAULT_MATCH_THRESHOLD}) would merge people the "
         f"matcher keeps apart. The middle of the gap (highest different {low:.3f}, lowest same {high:.3f}) in "
         f"distance is confidence {_gap_middle(low, high):.3f}; the defaults are episodes {episode}, dedup "
-        f"{dedup}, and a settings rule keeps both at or above `matcher.threshold`.",
+        f"{dedup} (rounded down: a person's own events split apart is a duplicate notification, two people "
+        "merged is one of them hidden), and a settings rule keeps both at or above `matcher.threshold`. The "
+        "same-person side rests on the photo pairs and one pair of clip tracks (Lin-Manuel Miranda in the "
+        "first and third shots): a person's events close in time in one scene usually score higher still.",
         "",
         "| threshold | different-person event pairs merged | same-person event pairs kept apart |",
         "|---|---|---|",
