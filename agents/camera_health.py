@@ -6,7 +6,8 @@ those reports.
 
 States: ``connecting`` (first open of the camera on this decoder), ``streaming`` (frames flowing),
 ``reconnecting`` (the source failed or ended; another open is due), ``failed`` (``decoder.failed_after``
-consecutive opens failed; it keeps retrying at the capped back-off), ``stopped`` (inactive or deleted).
+consecutive opens failed, or at once when the URL policy refuses the source; it keeps retrying at the capped
+back-off), ``stopped`` (inactive or deleted).
 """
 
 from __future__ import annotations
@@ -53,6 +54,12 @@ class StreamHealth:
         self.failures += 1
         self.last_error = error
         self.status = "failed" if self.failures >= self.failed_after else "reconnecting"
+
+    def refused(self, error: str) -> None:
+        """The URL policy refused the source: ``failed`` at once (no retry can succeed until it changes)."""
+        self.failures = max(self.failures + 1, self.failed_after)
+        self.last_error = error
+        self.status = "failed"
 
     def ended(self, error: str | None) -> None:
         """The source stopped giving frames (end of a file camera, a read timeout, a dropped stream)."""

@@ -3,7 +3,14 @@
 Two inputs, one consumer group: the ``cameras`` changelog (never committed: on every assignment the
 owner replays its partitions from the start and decodes the active cameras found there, so a camera
 moves to another decoder when this one dies) and ``video-jobs`` (one file at a time, committed when the
-file is fully published). Decoding runs in the executor. Live sources reconnect with capped, jittered
+file is fully published). Every blocking source call (open, read, close, media-store copy, the URL check's
+name lookup) runs in the decoder's own pool (``source_io``, ``decoder.source_threads``), never in the
+default executor that inference and the API use: a camera that hangs costs one of its threads for at most
+``decoder.open_timeout_s`` / ``read_timeout_s``, and a network camera that never answers is given up by an
+asyncio probe before any thread or OpenCV's process-wide open lock is taken (``connectors.stream_probe``).
+Before every open a camera's URL is checked against the URL
+policy again (``connectors.url_policy``: a camera stored before the policy, or a policy tightened since, is
+refused and shows ``failed`` with the reason). Live sources reconnect with capped, jittered
 back-off; each opening is a stream session (its open time in ms, carried in every frame, so ids never
 repeat across reconnects, restarts or moves) and each camera's health goes to ``camera-status``;
 files are read as fast as the detector keeps up (at most ``decoder.max_in_flight`` frames ahead of the
@@ -18,7 +25,8 @@ import logging
 import tempfile
 import time
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +39,8 @@ from aiokafka.structs import OffsetAndMetadata
 
 from agents.camera_health import StreamHealth, mask_url, reconnect_delay
 from agents.ports import MediaReader
+from connectors.stream_probe import ProbeError, probe_stream, probed
+from connectors.url_policy import UnresolvableError, UrlPolicyError, check_url
 from pipeline import metrics
 from pipeline.kafka import AsyncProducer, group_id, make_consumer, topic_name
 from pipeline.membership import Membership
@@ -137,8 +147,9 @@ class DecoderAgent:
     name = "decoder"
 
     def __init__(self, *, settings: Settings, producer: AsyncProducer, media: MediaReader,
-                 membership: Membership) -> None:
+                 membership: Membership, source_io: Executor) -> None:
         self.settings = settings
+        self.source_io = source_io
         self.producer = producer
         self.media = media
         self.membership = membership
@@ -264,13 +275,21 @@ class DecoderAgent:
                 self.cameras.pop(camera_id, None)
                 self.health.pop(camera_id, None)
 
+    async def _io(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` in the source I/O pool."""
+        return await asyncio.get_running_loop().run_in_executor(self.source_io, fn, *args)
+
     async def _stream(self, camera: CameraChanged, health: StreamHealth) -> None:
         """Open, stream, and reopen one live source forever (until cancelled by a config change)."""
         d = self.settings.decoder
-        loop = asyncio.get_running_loop()
         while True:
             try:
-                source = await loop.run_in_executor(None, FrameSource, camera.url, d)
+                source = await self._open(camera.url)
+            except UrlPolicyError as exc:  # not retried soon: only a DNS change or a restart can lift it
+                health.refused(f"refused by the URL policy: {exc}")
+                self._health_changed(health)
+                await asyncio.sleep(reconnect_delay(health.failures, d.reconnect_max_s, d.reconnect_max_s))
+                continue
             except SourceError as exc:
                 health.open_failed(str(exc))
                 self._health_changed(health)
@@ -281,10 +300,25 @@ class DecoderAgent:
             try:
                 error = await self._publish_live(camera, source, health)
             finally:
-                await loop.run_in_executor(None, source.close)
+                await self._io(source.close)
             health.ended(error)
             self._health_changed(health)
             await asyncio.sleep(reconnect_delay(health.failures, d.reconnect_min_s, d.reconnect_max_s))
+
+    async def _open(self, url: str) -> FrameSource:
+        """Open a live source: the URL policy again (a name that does not resolve now is left to the open,
+        where it fails like any unreachable source), then, for a network source, the asyncio probe (a
+        server that never answers is given up here, holding no thread and not OpenCV's one-open-at-a-time
+        lock), then the blocking open in the source I/O pool. Raises UrlPolicyError or SourceError."""
+        with contextlib.suppress(UnresolvableError):
+            await check_url(url, "camera", self.settings, self.source_io)
+        if probed(url):
+            try:
+                await probe_stream(url, self.settings.decoder.open_timeout_s, self.source_io)
+            except ProbeError as exc:
+                raise SourceError(f"cannot open source {mask_url(url)!r}: {exc}") from exc
+        source: FrameSource = await self._io(FrameSource, url, self.settings.decoder)
+        return source
 
     def _health_changed(self, health: StreamHealth) -> None:
         log.info("camera %s: %s%s", health.camera_id, health.status,
@@ -300,7 +334,6 @@ class DecoderAgent:
 
     async def _publish_live(self, camera: CameraChanged, source: FrameSource, health: StreamHealth) -> str | None:
         """Publish a session's frames until the source ends; returns the error that ended it, if any."""
-        loop = asyncio.get_running_loop()
         period = 1.0 / self.settings.decoder.target_fps
         pending: deque[asyncio.Future[tuple[int, int]]] = deque()
         limit = self.settings.decoder.live_max_in_flight
@@ -309,7 +342,7 @@ class DecoderAgent:
             while True:
                 started = time.monotonic()
                 try:
-                    decoded = await loop.run_in_executor(None, source.read)
+                    decoded = await self._io(source.read)
                 except (SourceError, cv2.error) as exc:
                     return f"read failed: {exc}"
                 if decoded is None:
@@ -391,11 +424,10 @@ class DecoderAgent:
 
     async def process_file(self, job: VideoJob) -> None:
         """Publish every sampled frame of a file, then a StreamEnd; progress goes to video-status."""
-        loop = asyncio.get_running_loop()
         with tempfile.TemporaryDirectory(prefix="facestream-video-") as tmp:
             try:
-                path = await loop.run_in_executor(None, self._local_copy, job.path, Path(tmp))
-                source = await loop.run_in_executor(None, FrameSource, path, self.settings.decoder)
+                path = await self._io(self._local_copy, job.path, Path(tmp))
+                source = await self._io(FrameSource, path, self.settings.decoder)
             except (SourceError, KeyError, OSError) as exc:
                 await self._progress_update(job, "failed", 0, 0, f"{type(exc).__name__}: {exc}")
                 return
@@ -410,7 +442,6 @@ class DecoderAgent:
         return str(target)
 
     async def _publish_file(self, job: VideoJob, source: FrameSource) -> None:
-        loop = asyncio.get_running_loop()
         base = job.started_at if job.started_at is not None else time.time()
         done, last_report = 0, 0.0
         try:
@@ -418,7 +449,7 @@ class DecoderAgent:
             await self._progress_update(job, "processing", 0, total)
             pending: list[asyncio.Future[tuple[int, int]]] = []
             while True:
-                decoded = await loop.run_in_executor(None, source.read)
+                decoded = await self._io(source.read)
                 if decoded is None:
                     break
                 frame = Frame(camera_id=job.camera_id, camera_group=job.camera_group, frame_no=decoded.index,

@@ -1,5 +1,6 @@
 """Telegram Bot API client: ``sendPhoto`` (multipart: chat_id, caption, photo JPEG) or ``sendMessage`` when
-there is no photo. The base URL is configurable (a local Bot API server, or a fake one in tests); the
+there is no photo. The base URL is configurable (a local Bot API server, or a fake one in tests) and goes
+through the URL policy (``connectors.url_policy``: checked when the sink starts, and at every connection); the
 token goes in the path as the Bot API requires (``{base}/bot{token}/sendPhoto``) and is never logged."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import aiohttp
 from pydantic import SecretStr
 
 from connectors.http_session import HttpSessionClient
+from connectors.url_policy import is_refused, refused_reason
 
 CAPTION_MAX = 1024  # Bot API limit for photo captions
 
@@ -23,8 +25,8 @@ class SendResult:
 
 
 class TelegramClient(HttpSessionClient):
-    def __init__(self, base_url: str, token: SecretStr, timeout_s: float = 20.0) -> None:
-        super().__init__(timeout_s)
+    def __init__(self, base_url: str, token: SecretStr, timeout_s: float = 20.0, allow_private: bool = False) -> None:
+        super().__init__(timeout_s, allow_private)
         self._base = base_url.rstrip("/")
         self._token = token
 
@@ -49,6 +51,8 @@ class TelegramClient(HttpSessionClient):
                     body = {}
                 return _result(resp.status, body if isinstance(body, dict) else {})
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            if is_refused(exc):  # the base URL's name resolves to an internal address
+                return SendResult(False, error=refused_reason(exc)[:300], permanent=True)
             return SendResult(False, error=f"{type(exc).__name__}: {exc}"[:300])
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from connectors.http_session import HttpSessionClient
+from connectors.url_policy import is_refused, refused_reason
 
 ID_HEADER = "webhook-id"
 TIMESTAMP_HEADER = "webhook-timestamp"
@@ -77,8 +78,8 @@ class Attempt:
 class WebhookClient(HttpSessionClient):
     """One aiohttp session for every webhook. Use ``async with`` or call :meth:`close`."""
 
-    def __init__(self, timeout_s: float = 10.0) -> None:
-        super().__init__(timeout_s)
+    def __init__(self, timeout_s: float = 10.0, allow_private: bool = False) -> None:
+        super().__init__(timeout_s, allow_private)
 
     async def post(self, url: str, body: bytes, secret: str, delivery_id: str) -> Attempt:
         """POST ``body`` (a JSON array); never raises for HTTP or network failures."""
@@ -93,4 +94,6 @@ class WebhookClient(HttpSessionClient):
                 ok = 200 <= resp.status < 300
                 return Attempt(ok, resp.status, None if ok else f"HTTP {resp.status}")
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            if is_refused(exc):  # the receiver's name resolves to an internal address now (DNS rebinding)
+                return Attempt(False, None, refused_reason(exc)[:500])
             return Attempt(False, None, f"{type(exc).__name__}: {exc}"[:500])

@@ -78,7 +78,8 @@ async def measure(settings: Settings, video: Path, people: dict[str, np.ndarray]
             first.append(latency)
 
     live = settings.model_copy(update={"detector": settings.detector.model_copy(
-        update={"best_face_mode": "realtime", "realtime_post_first": True})})
+        update={"best_face_mode": "realtime", "realtime_post_first": True}),
+        "api": settings.api.model_copy(update={"media_root": video.parent})})  # file cameras (URL policy)
     pipeline = LocalPipeline(live, on_event=seen)
     async with pipeline.running():
         await pipeline.enrol(people)

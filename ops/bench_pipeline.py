@@ -76,7 +76,8 @@ async def live_latency(settings: Settings, video: Path, people: dict[str, np.nda
     once: latency = event seen on the events topic minus the frame's capture time."""
     latencies: list[float] = []
     live = settings.model_copy(update={"detector": settings.detector.model_copy(
-        update={"best_face_mode": "realtime", "realtime_post_first": True})})
+        update={"best_face_mode": "realtime", "realtime_post_first": True}),
+        "api": settings.api.model_copy(update={"media_root": video.parent})})  # file cameras (URL policy)
     pipeline = LocalPipeline(live, on_event=lambda e: latencies.append(time.time() - e.timestamp))
     async with pipeline.running():
         await pipeline.enrol(people)

@@ -97,7 +97,8 @@ async def soak(settings: Settings, seconds: float, tmp: Path) -> list[str]:
         await asyncio.to_thread(provision_topics, live, CORE_TOPICS)
         env = {**os.environ, "FACESTREAM_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
                "FACESTREAM_DATA_DIR": str(tmp / "data"), "FACESTREAM_KAFKA_TOPIC_PREFIX": live.kafka.topic_prefix,
-               "FACESTREAM_MODELS_CACHE_DIR": str(live.models.cache_dir), "FACESTREAM_LOG_LEVEL": "WARNING"}
+               "FACESTREAM_MODELS_CACHE_DIR": str(live.models.cache_dir), "FACESTREAM_LOG_LEVEL": "WARNING",
+               "FACESTREAM_API_MEDIA_ROOT": str(video.parent)}  # the file cameras lie under it (URL policy)
         fleet = Fleet(env, tmp)
         stop = asyncio.Event()
         producer = AsyncProducer(live, client_id="facestream-soak")

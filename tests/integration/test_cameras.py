@@ -15,7 +15,8 @@ pytestmark = pytest.mark.integration
 
 
 def test_a_new_camera_streams_events_and_a_deleted_one_stops(broker, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    settings = settings_for(broker, tmp_path, detector={"best_face_mode": "realtime", "realtime_interval_s": 0.5})
+    settings = settings_for(broker, tmp_path, detector={"best_face_mode": "realtime", "realtime_interval_s": 0.5},
+                            api={"media_root": str(tmp_path)})  # the file camera lies under it (URL policy)
     clip = tmp_path / "lobby.avi"
     people = synthesize_clip(clip, seconds=2.0)
 

@@ -76,7 +76,7 @@ async def telegram_sink(tmp_path: Path, api: FakeBotApi):
     engine = await open_sql(settings)
     media = open_media_store(settings)
     stop, wake = asyncio.Event(), asyncio.Event()
-    async with TelegramClient(settings.telegram.api_base_url, SecretStr(TOKEN), 5) as client:
+    async with TelegramClient(settings.telegram.api_base_url, SecretStr(TOKEN), 5, allow_private=True) as client:
         repo = TelegramRepository(engine)
         agent = TelegramAgent(settings=settings, repo=repo, watch_lists=WatchListRepository(engine),
                               cameras=CameraRepository(engine), wake=wake)
@@ -121,3 +121,26 @@ async def test_retry_after_is_respected(tmp_path: Path) -> None:
         await wait_for(lambda: len(api.messages) == 1, 10)
         assert api.messages[0]["at"] - api.throttled_at[0] >= 0.95
         assert api.messages[0]["photo"] is None  # no thumbnail stored: text message
+
+
+async def test_the_bot_api_base_url_goes_through_the_url_policy(tmp_path: Path) -> None:
+    """A base URL whose name resolves to loopback (``localhost``) while internal targets are not allowed: the
+    sink does not start (it idles, saying why), and a client built anyway refuses at connect time (a name
+    that resolves internal only later): the message fails at once, permanently, and nothing is sent."""
+    from ops.root import Idle, open_resources, telegram
+
+    async with FakeBotApi() as api:
+        base = f"http://localhost:{api.port}"
+        for url in (base, f"http://127.0.0.1:{api.port}", "ftp://example.com"):
+            settings = Settings(data_dir=tmp_path, telegram={"bot_token": TOKEN, "api_base_url": url})
+            async with open_resources(settings) as res:
+                role = await telegram(res)
+            assert isinstance(role, Idle) and "refused by the URL policy" in role.reason, (url, role)
+        async with TelegramClient(base, SecretStr(TOKEN), 5) as client:
+            result = await client.send_photo("42", "hello", None)
+        assert not result.ok and result.permanent and "URL policy" in (result.error or ""), result
+        assert api.messages == []
+        # api.url_allow_private lifts it (what the other tests here use)
+        async with TelegramClient(base, SecretStr(TOKEN), 5, allow_private=True) as client:
+            assert (await client.send_photo("42", "hello", None)).ok
+        assert [m["caption"] for m in api.messages] == ["hello"]

@@ -1,9 +1,12 @@
 """Who may be reached (issue 16, point 8): the URL policy of webhooks and cameras through the real API app
-(SQLite, Milvus Lite, local media, no broker: refusals come before anything is stored or published), and the
-delivery log telling operators, not viewers, why a delivery failed."""
+(SQLite, Milvus Lite, local media, no broker: refusals come before anything is stored or published), the
+delivery log telling operators, not viewers, why a delivery failed, and the policy applied again where a
+stored URL is used: the decoder before every open (embedded broker), the Telegram sink's base URL."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +14,12 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from connectors.api.state import STATE
+from ops.harness import LocalPipeline
 from ops.root import api_app
 from pipeline.settings import Settings
 from schemas.notify import OutboxItem, WebhookIn
+from tests.integration.conftest import settings_for
+from tests.servers import Tarpit
 
 pytestmark = pytest.mark.integration
 
@@ -104,3 +110,36 @@ async def test_delivery_errors_are_for_operators_not_viewers(tmp_path: Path) -> 
         assert seen[0]["error"] == "connection refused"
 
     await _with_client(settings, scenario)
+
+
+async def test_the_decoder_refuses_stored_cameras_the_policy_refuses_now(broker, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Cameras stored while the policy allowed them (here: an API allowing internal targets and a wider media
+    root), decoded under a tighter policy: the decoder checks again before opening, contacts nothing, and
+    the camera shows ``failed`` with the reason. ``localhost`` is a name that resolves to loopback."""
+    wide, narrow = tmp_path / "wide", tmp_path / "wide" / "narrow"
+    narrow.mkdir(parents=True)
+    clip = wide / "lobby.avi"
+    clip.write_bytes(b"")
+    api_settings = settings_for(broker, tmp_path / "data", api={"admin_token": TOKEN, "url_allow_private": True,
+                                                                "media_root": str(wide)})
+    tight = api_settings.model_copy(update={"api": api_settings.api.model_copy(
+        update={"url_allow_private": False, "media_root": narrow})})
+    async with api_app(api_settings) as app, LocalPipeline(tight).running(("decoder",)), \
+            Tarpit().serving() as tarpit:
+        client = TestClient(TestServer(app))
+        await client.start_server()
+        try:
+            ids = [(await _call(client, "POST", "/v1/cameras", 201, json={"name": name, "url": url}))["id"]
+                   for name, url in (("rebound", f"http://localhost:{tarpit.port}/cam"), ("file", str(clip)))]
+            cameras: list[dict[str, Any]] = []
+            deadline = time.monotonic() + 60
+            while not cameras or any(c["status"] != "failed" for c in cameras):
+                assert time.monotonic() < deadline, cameras
+                await asyncio.sleep(0.2)
+                cameras = [await _call(client, "GET", f"/v1/cameras/{i}", 200) for i in ids]
+            errors = [c["last_error"] or "" for c in cameras]
+            assert all(e.startswith("refused by the URL policy") for e in errors), errors
+            assert "internal address" in errors[0] and "api.media_root" in errors[1], errors
+            assert tarpit.accepted == 0  # nothing was contacted
+        finally:
+            await client.close()

@@ -71,14 +71,14 @@ class Receiver:
 
 
 @contextlib.asynccontextmanager
-async def sink(tmp_path: Path, **webhooks: object):
+async def sink(tmp_path: Path, allow_private: bool = True, **webhooks: object):
     settings = Settings(data_dir=tmp_path, webhooks={"batch_linger_s": 0.2, "refresh_s": 0.5, **webhooks})
     engine = await open_sql(settings)
     repo = WebhookRepository(engine)
     book = WebhookBook(repo, settings.webhooks.refresh_s)
     wake = asyncio.Event()
     stop = asyncio.Event()
-    async with WebhookClient(2.0) as client:
+    async with WebhookClient(2.0, allow_private=allow_private) as client:
         agent = WebhooksAgent(settings=settings, repo=repo, book=book, similarity=confidences, wake=wake)
         task = asyncio.create_task(Dispatcher(settings=settings.webhooks, repo=repo, book=book, client=client,
                                                   wake=wake).run(stop))
@@ -159,3 +159,27 @@ async def test_dead_letter_after_max_attempts_and_slow_receiver_isolated(tmp_pat
         assert agent.overflowed > 0
         overflow = [d for d in await repo.deliveries(w.webhook_id, status="dead") if d.error == "queue overflow"]
         assert overflow
+
+
+async def test_a_receiver_name_that_resolves_to_an_internal_address_is_refused_at_delivery(tmp_path: Path) -> None:
+    """DNS rebinding (issue 16): a webhook stored while its name resolved to a public address (here stored
+    directly, as the API would have accepted it) whose name resolves to loopback at delivery time
+    (``localhost``) is not delivered to while internal addresses are not allowed: the connection is refused
+    at connect time and the reason is in the delivery log; nothing reaches the receiver."""
+    async with running_receiver() as receiver, sink(tmp_path, allow_private=False, max_attempts=1) as (agent, repo):
+        w = await repo.create(WebhookIn(url=f"http://localhost:{receiver.port}/hook", secret=SECRET,
+                                        topics=["events"]))
+        await agent.handle(incoming([event("e1", 1000, person(1))]))
+        log: list = []
+
+        async def attempted() -> bool:
+            log[:] = await repo.deliveries(w.webhook_id)
+            return bool(log) and log[0].status == "dead"
+
+        deadline = time.monotonic() + 20
+        while not await attempted():
+            assert time.monotonic() < deadline, log
+            await asyncio.sleep(0.1)
+        assert log[0].http_status is None and "URL policy" in (log[0].error or ""), log[0]
+        assert "internal address" in (log[0].error or "")
+        assert receiver.deliveries == [] and receiver.items == []

@@ -25,7 +25,7 @@ async def dispatcher(settings: Settings):  # -> (Dispatcher, stop event)
     engine = await open_sql(settings)
     repo = WebhookRepository(engine)
     stop = asyncio.Event()
-    async with WebhookClient(2.0) as client:
+    async with WebhookClient(2.0, allow_private=True) as client:
         d = Dispatcher(settings=settings.webhooks, repo=repo, book=WebhookBook(repo, settings.webhooks.refresh_s),
                        client=client, wake=asyncio.Event())
         task = asyncio.create_task(d.run(stop))
