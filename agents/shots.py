@@ -18,7 +18,15 @@ _BINS = [16, 8]
 
 
 def colour_signature(image_bgr: np.ndarray) -> np.ndarray:
-    """(128,) float32 hue-saturation histogram of a BGR uint8 image, summing to 1."""
+    """(128,) float32 hue-saturation histogram of a BGR uint8 image, summing to 1.
+
+    Frames more than 8 times the thumbnail's size are first subsampled by whole pixels (1080p: every third
+    pixel, to 640x360), then area-averaged to the thumbnail: 0.6 ms instead of 4.7 ms for a 1080p frame, and on
+    the clip scaled to 1080p the same cuts at the same scores (0.39-0.62, every other pair <= 0.17)."""
+    h, w = image_bgr.shape[:2]
+    step = max(1, min(w // (_THUMB[0] * 8), h // (_THUMB[1] * 8)))
+    if step > 1:  # nearest-neighbour to a whole fraction is a subsampling: cheap, and contiguous
+        image_bgr = cv2.resize(image_bgr, (w // step, h // step), interpolation=cv2.INTER_NEAREST)
     small = cv2.resize(image_bgr, _THUMB, interpolation=cv2.INTER_AREA)
     hsv = cv2.cvtColor(small, cv2.COLOR_BGR2HSV)
     hist = cv2.calcHist([hsv], [0, 1], None, _BINS, [0, 180, 0, 256]).flatten().astype(np.float32)

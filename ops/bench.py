@@ -20,6 +20,7 @@ BENCHES = {
     "peer": "ops.bench_peer:run",
     "profile": "ops.bench_profile:run",
     "schedule": "ops.bench_schedule:run",
+    "cameras": "ops.bench_cameras:run",
     "attributes": "ops.bench_attributes:run",
     "latency": "ops.bench_latency:run",
     "soak": "ops.bench_soak:run",
