@@ -156,11 +156,11 @@ class _Chain:
         return outputs
 
 
-def _decode_clip(settings: Settings) -> tuple[list[Output], float]:
-    """Every frame of the clip as the decoder publishes it (Frame messages, then the StreamEnd), and the
+def _decode_clip(settings: Settings, clip: Path) -> tuple[list[Output], float]:
+    """Every frame of ``clip`` as the decoder publishes it (Frame messages, then the StreamEnd), and the
     decoder's CPU-seconds (video decode, resize, JPEG encode)."""
     started = _cpu()
-    source = FrameSource(str(CLIP), settings.decoder)
+    source = FrameSource(str(clip), settings.decoder)
     outputs: list[Output] = []
     base = time.time()
     while (decoded := source.read()) is not None:
@@ -173,13 +173,14 @@ def _decode_clip(settings: Settings) -> tuple[list[Output], float]:
     return [*outputs, Output(FRAMES, "video:profile", end)], _cpu() - started
 
 
-def chain_run(settings: Settings, models: FaceModels, tmp: Path, profiler: cProfile.Profile | None = None) -> ChainRun:
-    """The clip through the in-process chain once (under ``profiler`` when given)."""
+def chain_run(settings: Settings, models: FaceModels, tmp: Path, profiler: cProfile.Profile | None = None,
+              clip: Path = CLIP) -> ChainRun:
+    """``clip`` through the in-process chain once (under ``profiler`` when given)."""
     gallery = Gallery(confidences, settings.matcher.threshold)
     portraits = {name: cv2.imread(str(FACES / file)) for name, file in CAST.items()}
     for change in gallery_changes(models, portraits):
         gallery.apply(change)
-    frames, decoder_cpu = _decode_clip(settings)
+    frames, decoder_cpu = _decode_clip(settings, clip)
     chain = _Chain(settings, models, LocalMediaStore(tmp / "media"), gallery)
 
     async def go() -> None:
@@ -260,16 +261,48 @@ def _broker_cpu() -> float:
     return total
 
 
+def _split(settings: Settings, models: FaceModels, tmp: Path, clip: Path) -> tuple[ChainRun, ChainRun, dict[tuple[str, str], float]]:
+    chain_run(settings, models, tmp / "warm", clip=clip)  # model warm-up, caches
+    plain = chain_run(settings, models, tmp / "plain", clip=clip)
+    profiler = cProfile.Profile(time.process_time)
+    profiled = chain_run(settings, models, tmp / "profiled", profiler, clip=clip)
+    return plain, profiled, split_steps(profiler)
+
+
 def profile(settings: Settings) -> dict[str, Any]:
-    """All figures: the plain chain pass, the profiled split, the run through Kafka."""
-    models = FaceModels.load(settings.models)
+    """All figures: the plain chain pass, the profiled split, the run through Kafka; and the chain on a
+    synthetic 1080p camera at 8 fps (``ops.bench_cameras``' first scenario)."""
+    from ops.bench_cameras import SCENARIOS, scenario_settings, synthetic_source
+
     with tempfile.TemporaryDirectory(prefix="facestream-profile-") as tmp:
-        chain_run(settings, models, Path(tmp) / "warm")  # model warm-up, caches
-        plain = chain_run(settings, models, Path(tmp) / "plain")
-        profiler = cProfile.Profile(time.process_time)
-        profiled = chain_run(settings, models, Path(tmp) / "profiled", profiler)
+        plain, profiled, steps = _split(settings, FaceModels.load(settings.models), Path(tmp) / "clip", CLIP)
         kafka = asyncio.run(through_kafka(settings.model_copy(update={"data_dir": Path(tmp) / "data"})))
-    return {"plain": plain, "profiled": profiled, "steps": split_steps(profiler), "kafka": kafka}
+        camera = SCENARIOS[0]
+        live = scenario_settings(settings, camera, Path(tmp) / "camera-data")
+        big = _split(live, FaceModels.load(live.models), Path(tmp) / "camera", synthetic_source(camera, Path(tmp)))
+    return {"plain": plain, "profiled": profiled, "steps": steps, "kafka": kafka, "camera": (camera.label, *big)}
+
+
+def _step_rows(plain: ChainRun, profiled: ChainRun, steps: dict[tuple[str, str], float], total: float) -> list[str]:
+    """The stage and step rows of a profile table: CPU-ms per frame and share of ``total`` CPU-seconds."""
+    n = plain.frames
+
+    def cells(seconds: float) -> str:
+        return f"{seconds / n * 1000:.2f} | {seconds / total * 100:.1f} %"
+
+    lines = []
+    for stage in STAGE_ORDER:
+        seconds = plain.seconds.get(stage, 0.0)
+        lines.append(f"| **{stage}** | (all) | " + " | ".join(f"**{c.strip()}**" for c in cells(seconds).split("|")) + " |")
+        named = [(label, t) for (s, label), t in steps.items() if s == stage and t > 0]
+        profiled_stage = profiled.seconds.get(stage, 0.0)
+        scale = seconds / profiled_stage if profiled_stage > 0 else 0.0
+        for label, t in sorted(named, key=lambda x: -x[1]):
+            lines.append(f"| | {label} | {cells(t * scale)} |")
+        if named:
+            rest = max(0.0, seconds - sum(t for _, t in named) * scale)
+            lines.append(f"| | rest (messages, agent bookkeeping) | {cells(rest)} |")
+    return lines
 
 
 def render(settings: Settings, figures: dict[str, Any]) -> str:
@@ -303,17 +336,7 @@ def render(settings: Settings, figures: dict[str, Any]) -> str:
         "| stage | step | CPU-ms per frame | share |",
         "|---|---|---:|---:|",
     ]
-    for stage in STAGE_ORDER:
-        seconds = plain.seconds.get(stage, 0.0)
-        lines.append(f"| **{stage}** | (all) | **{ms(seconds)}** | **{share(seconds)}** |")
-        named = [(label, t) for (s, label), t in steps.items() if s == stage and t > 0]
-        profiled_stage = profiled.seconds.get(stage, 0.0)
-        scale = seconds / profiled_stage if profiled_stage > 0 else 0.0
-        for label, t in sorted(named, key=lambda x: -x[1]):
-            lines.append(f"| | {label} | {ms(t * scale)} | {share(t * scale)} |")
-        if named:
-            rest = max(0.0, seconds - sum(t for _, t in named) * scale)
-            lines.append(f"| | rest (messages, agent bookkeeping) | {ms(rest)} | {share(rest)} |")
+    lines += _step_rows(plain, profiled, steps, total)
     overhead = max(0.0, kafka_cpu / frames - chain_total / n) * n
     lines += [
         f"| **Kafka clients, stage runners, event loop** | end to end through Kafka minus the chain above "
@@ -327,6 +350,20 @@ def render(settings: Settings, figures: dict[str, Any]) -> str:
         f"thread of control, {len(plain.events)} events, known people: {', '.join(people) or 'none'}. "
         f"At {kafka_cpu / frames * 1000:.1f} CPU-ms per frame two idle cores could carry at most "
         f"{2 * frames / kafka_cpu:.0f} frames/s end to end.",
+        "",
+    ]
+    label, c_plain, c_profiled, c_steps = figures["camera"]
+    c_total = sum(c_plain.seconds.values())
+    lines += [
+        f"### The same chain on a synthetic live camera: {label}",
+        "",
+        f"The clip scaled to 1920x1080 and resampled to 8 fps ({c_plain.frames} frames; `facestream bench cameras`' "
+        f"source), models.detector_min_face 40, in-process chain only: {c_total / c_plain.frames * 1000:.1f} "
+        "CPU-ms per frame; shares of the chain.",
+        "",
+        "| stage | step | CPU-ms per frame | share |",
+        "|---|---|---:|---:|",
+        *_step_rows(c_plain, c_profiled, c_steps, c_total),
         "",
     ]
     return "\n".join(lines)
