@@ -7,13 +7,17 @@ minus its frame's capture time (the decoder's grab time).
 
 "First face" rows are the posts realtime mode makes the moment a track starts (the alarm case); "all
 events" adds the interval posts, whose best face of the interval may be up to ``realtime_interval_s`` old
-by design. Per-hop input age (the ``facestream_input_age_seconds`` histogram: now minus the produce time
-of the record a stage takes) shows where the time goes.
+by design. Where the time goes: per first face, the produce times of its records on ``faces`` (decoder +
+detector), ``descriptors`` (extractor) and ``events`` (matcher), and when the consumer saw the event (delivery);
+and the mean input age per stage (the ``facestream_input_age_seconds`` histogram: now minus the produce time of
+the record a stage takes). Any setting applies as a flag, e.g. ``--models-attributes '["emotion"]'`` to see
+what the attribute models cost on the alert path.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import tempfile
 import time
@@ -24,10 +28,13 @@ from prometheus_client import REGISTRY
 
 from ops.bench_pipeline import clip_and_people
 from ops.harness import LocalPipeline
+from pipeline.kafka import make_consumer, topic_name
 from pipeline.settings import Settings
-from schemas.messages import CameraChanged, FaceEvent
+from schemas.messages import CameraChanged, DescribedFace, Face, FaceEvent
+from schemas.topics import DESCRIPTORS, EVENTS, FACES, TopicSpec
 
 STAGES = ("detector", "extractor", "matcher")
+HOPS = ("decoder + detector", "extractor", "matcher", "delivery")
 
 
 def _seq(event: FaceEvent) -> int:
@@ -62,26 +69,61 @@ def _dropped() -> float:
     return total
 
 
+async def _tap(settings: Settings, spec: TopicSpec, times: dict[str, dict[str, float]], stop: asyncio.Event) -> None:
+    """Record the produce time of every face's record on ``spec``: ``times[face id][topic]`` (UNIX s)."""
+    consumer = make_consumer(settings, [], None)
+    consumer.subscribe([topic_name(settings, spec)])  # no group: every partition, from the start
+    await consumer.start()
+    try:
+        while not stop.is_set():
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                for record in records:
+                    message = spec.decode(record.value)
+                    face = message.face if isinstance(message, DescribedFace) else message
+                    if isinstance(face, Face):
+                        times.setdefault(face.face_id, {})[spec.name] = record.timestamp / 1000
+                    elif isinstance(face, FaceEvent):
+                        times.setdefault(face.event_id, {})[spec.name] = record.timestamp / 1000
+    finally:
+        await consumer.stop()
+
+
+def _hops(times: dict[str, dict[str, float]], first: dict[str, tuple[float, float]]) -> list[list[float]]:
+    """Per first face seen: the seconds of each of ``HOPS`` (capture -> faces -> descriptors -> events -> seen)."""
+    out = []
+    for event_id, (captured, seen) in first.items():
+        t = times.get(event_id, {})
+        if all(name in t for name in (FACES.name, DESCRIPTORS.name, EVENTS.name)):
+            marks = [captured, t[FACES.name], t[DESCRIPTORS.name], t[EVENTS.name], seen]
+            out.append([b - a for a, b in itertools.pairwise(marks)])
+    return out
+
+
 async def measure(settings: Settings, video: Path, people: dict[str, np.ndarray], cameras: int,
-                  seconds: float) -> tuple[list[float], list[float], dict[str, float]]:
-    """(first-face latencies, all latencies, mean input age per stage in s) of ``cameras`` live cameras."""
-    first: list[float] = []
+                  seconds: float) -> tuple[list[float], list[float], dict[str, float], list[list[float]]]:
+    """(first-face latencies, all latencies, mean input age per stage in s, per-hop seconds of each first face)
+    of ``cameras`` live cameras."""
+    first: dict[str, tuple[float, float]] = {}  # event id -> (capture time, seen at)
     every: list[float] = []
     warm = [False]
 
     def seen(event: FaceEvent) -> None:
         if not warm[0] or not event.camera_id.startswith("bench-live"):
             return
-        latency = time.time() - event.timestamp
-        every.append(latency)
+        now = time.time()
+        every.append(now - event.timestamp)
         if _seq(event) == 0:
-            first.append(latency)
+            first[event.event_id] = (event.timestamp, now)
 
     live = settings.model_copy(update={"detector": settings.detector.model_copy(
         update={"best_face_mode": "realtime", "realtime_post_first": True}),
         "api": settings.api.model_copy(update={"media_root": video.parent})})  # file cameras (URL policy)
     pipeline = LocalPipeline(live, on_event=seen)
+    times: dict[str, dict[str, float]] = {}
     async with pipeline.running():
+        stop = asyncio.Event()
+        taps = [asyncio.create_task(_tap(pipeline.settings, spec, times, stop)) for spec in (FACES, DESCRIPTORS,
+                                                                                            EVENTS)]
         await pipeline.enrol(people)
         for n in range(cameras):
             await pipeline.add_camera(CameraChanged(camera_id=f"bench-live-{n}", url=str(video)))
@@ -90,12 +132,14 @@ async def measure(settings: Settings, video: Path, people: dict[str, np.ndarray]
         before = _input_age()
         await asyncio.sleep(seconds)
         after = _input_age()
+        stop.set()
+        await asyncio.gather(*taps)
     ages = {}
     for stage in STAGES:
         s1, c1 = after.get(stage, (0.0, 0.0))
         s0, c0 = before.get(stage, (0.0, 0.0))
         ages[stage] = (s1 - s0) / (c1 - c0) if c1 > c0 else float("nan")
-    return first, every, ages
+    return [seen - captured for captured, seen in first.values()], every, ages, _hops(times, first)
 
 
 def _pct(values: list[float]) -> str:
@@ -113,12 +157,14 @@ def run(settings: Settings, duration: float | None = None) -> str:
         for cameras in (1, 4):
             data = settings.model_copy(update={"data_dir": Path(tmp) / f"data{cameras}"})
             before = _dropped()
-            first, every, ages = asyncio.run(measure(data, video, people, cameras, seconds))
+            first, every, ages, hops = asyncio.run(measure(data, video, people, cameras, seconds))
             dropped = _dropped() - before
-            hops = ", ".join(f"{s} {ages[s] * 1000:.0f}" for s in STAGES)
-            rows.append(f"| {cameras} | first face (n={len(first)}) | {_pct(first)} | {hops} |")
-            rows.append(f"| {cameras} | all events (n={len(every)}) | {_pct(every)} | |")
-            rows.append(f"| {cameras} | frames skipped by the detector as stale | {dropped} | | | |")
+            p50s = np.percentile(hops, 50, axis=0) if hops else [float("nan")] * len(HOPS)
+            per_hop = ", ".join(f"{h} {v * 1000:.0f}" for h, v in zip(HOPS, p50s, strict=True))
+            age = ", ".join(f"{s} {ages[s] * 1000:.0f}" for s in STAGES)
+            rows.append(f"| {cameras} | first face (n={len(first)}) | {_pct(first)} | p50 per hop: {per_hop} |")
+            rows.append(f"| {cameras} | all events (n={len(every)}) | {_pct(every)} | mean input age: {age} |")
+            rows.append(f"| {cameras} | frames skipped by the detector as stale | {dropped:.0f} | | | |")
     k, d = settings.kafka, settings.decoder
     return "\n".join([
         "## Live camera latency (issue 10)",
@@ -127,9 +173,11 @@ def run(settings: Settings, duration: float | None = None) -> str:
         f"the measured time per row, after an 8 s warm-up). Clip: {label}, looping as a live "
         f"camera at {d.target_fps:g} fps, realtime mode posting a track's first face at once; "
         f"{os.cpu_count()} CPU cores, ONNX Runtime on CPU, everything in one process on the embedded broker; "
-        f"fetch wait {k.fetch_max_wait_ms} ms, linger {k.linger_ms} ms, max batch {k.max_batch}.",
+        f"fetch wait {k.fetch_max_wait_ms} ms, linger {k.linger_ms} ms, max batch {k.max_batch}; "
+        f"attributes {', '.join(settings.models.attributes) or 'none'}; stale frames skipped after "
+        f"{settings.detector.live_max_age_s:g} s.",
         "",
-        "| cameras | events | p50 (ms) | p95 (ms) | p99 (ms) | mean input age per hop (ms) |",
+        "| cameras | events | p50 (ms) | p95 (ms) | p99 (ms) | where the time goes (ms) |",
         "|---|---|---|---|---|---|",
         *rows,
         "",

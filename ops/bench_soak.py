@@ -7,7 +7,7 @@ middle. Not a test: minutes long.
 
 Reports events per pass (one pass = one stream session of a camera), duplicate ids (two different events
 under one id; a redelivery of the same event after the SIGKILL is not a duplicate, it is counted apart),
-frames decoded vs detected with the decoders' drops by reason, and RSS and open file descriptors of every
+frames decoded vs detected with the drops by reason (decoders' and detectors'), and RSS and open file descriptors of every
 role process after warm-up and at the end.
 """
 
@@ -160,6 +160,8 @@ def _report(label: str, seconds: float, elapsed: float, events: dict[str, list[F
     for r in decoded.values():
         drops.update(r.drops)
     frames_detected = sum(r.frames_detected for r in detected.values())
+    for r in detected.values():
+        drops.update(r.drops)  # detector_behind: live frames skipped as stale
     spread = Counter(counts)
     lines = [
         "## Soak: four looping cameras, decoder restart, detector SIGKILL (issue 10)",
@@ -182,7 +184,7 @@ def _report(label: str, seconds: float, elapsed: float, events: dict[str, list[F
         f"| redeliveries of the same event (at-least-once replays after the SIGKILL) | {redelivered} |",
         f"| frames decoded (all decoders) / frames detected (all detectors, replays included) | "
         f"{frames_decoded} / {frames_detected} |",
-        f"| frames dropped by the decoders, by reason | {dict(drops) or 'none'} |",
+        f"| frames dropped, by reason (decoders: send_*, detectors: detector_behind) | {dict(drops) or 'none'} |",
     ]
     for role in ROLES:
         s, e = at_start.get(role), at_end.get(role)
