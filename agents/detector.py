@@ -132,6 +132,7 @@ class DetectorAgent(AgentBase):
         # live camera id -> [frames detected, faces posted, frames skipped as stale]
         self.counts: dict[str, list[int]] = {}
         self._next_report = 0.0
+        self.frame_cost = 0.0  # seconds to analyse one frame lately (moving average), for the stale rule
 
     async def start(self) -> None:
         await self.cameras.start(self.settings)
@@ -158,7 +159,11 @@ class DetectorAgent(AgentBase):
         frames = [item for item in batch if isinstance(item.message, Frame)]
         loop = asyncio.get_running_loop()
         messages = [m for m in (f.message for f in batch) if isinstance(m, Frame | StreamEnd)]
+        started = time.perf_counter()
         analysed = await loop.run_in_executor(None, self._analyse, messages)
+        if frames:
+            cost = (time.perf_counter() - started) / len(frames)
+            self.frame_cost = cost if not self.frame_cost else 0.8 * self.frame_cost + 0.2 * cost
         by_offset = {(f.partition, f.offset): a for f, a in zip(frames, analysed, strict=True)}
         outputs: list[Output] = []
         for item in batch:
@@ -196,20 +201,30 @@ class DetectorAgent(AgentBase):
         return outputs
 
     def _drop_stale(self, batch: list[Incoming]) -> list[Incoming]:
-        """Live frames older than ``detector.live_max_age_s`` are not analysed (counted per camera as
-        ``detector_behind``): when detection falls behind its cameras it skips ahead to the present rather
-        than alert later and later. Offline files are never skipped."""
+        """Skip the live frames whose faces could not be posted within ``detector.live_max_age_s`` of their
+        capture (counted per camera as ``detector_behind``): when detection falls behind its cameras it skips
+        ahead to the present rather than alert later and later. A batch's faces are posted once all its frames
+        are analysed, so a frame kept must be young enough to wait for that too (``frame_cost`` per frame):
+        the newest frames are kept, the oldest skipped. The newest live frame is kept while it is itself
+        younger than the limit, so detection never stalls. Offline files are never skipped."""
         limit = self.settings.detector.live_max_age_s
         now = time.time()
-        kept = []
-        for item in batch:
-            frame = item.message
-            if isinstance(frame, Frame) and frame.session and now - frame.timestamp > limit:
-                self.counts.setdefault(frame.camera_id, [0, 0, 0])[2] += 1
-                metrics.FRAMES_DROPPED.labels(frame.camera_id, "detector_behind").inc()
-                continue
-            kept.append(item)
-        return kept
+        live = sorted((item.message.timestamp, n, item.message.camera_id) for n, item in enumerate(batch)
+                      if isinstance(item.message, Frame) and item.message.session)
+        others = sum(1 for item in batch if isinstance(item.message, Frame)) - len(live)
+        keep = 0
+        for kept, (timestamp, _, _) in enumerate(reversed(live), start=1):  # newest first: each waits for all kept
+            if now - timestamp + self.frame_cost * (kept + others) > limit:
+                break
+            keep = kept
+        if not keep and live and now - live[-1][0] <= limit:
+            keep = 1
+        skipped = live[: len(live) - keep]
+        for _, _, camera_id in skipped:
+            self.counts.setdefault(camera_id, [0, 0, 0])[2] += 1
+            metrics.FRAMES_DROPPED.labels(camera_id, "detector_behind").inc()
+        gone = {n for _, n, _ in skipped}
+        return [item for n, item in enumerate(batch) if n not in gone]
 
     async def tick(self, now: float) -> list[Output]:
         """Live cameras: end tracks by wall clock, since a quiet camera sends no frame to end them."""

@@ -59,7 +59,7 @@ class DetectorSettings(_Section):
     best_face_mode: Literal["overall", "realtime"] = Field("overall", description="FindFace best-face mode.")
     realtime_interval_s: float = Field(2.0, gt=0, description="realtime mode: one best face per track per interval.")
     realtime_post_first: bool = Field(True, description="realtime mode: post the first face of a track at once.")
-    live_max_age_s: float = Field(1.0, gt=0, description="Live frames older than this when the detector takes them are skipped (counted as dropped: detector_behind), so alerts stay current when detection falls behind.")
+    live_max_age_s: float = Field(1.0, gt=0, description="Live frames that could not be posted within this many seconds of their capture (their age when the detector takes them plus the analysis of their batch) are skipped, the oldest first (counted as dropped: detector_behind), so alerts stay current when detection falls behind.")
     track_timeout_s: float = Field(1.0, gt=0, description="A track ends after this long without a detection.")
     track_iou: float = Field(0.3, gt=0, lt=1, description="Minimum IoU to continue a track.")
     min_face_size: int = Field(40, ge=1, description="Faces narrower than this (pixels) are ignored.")

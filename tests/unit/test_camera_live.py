@@ -4,6 +4,7 @@ health states, reconnect back-off with jitter, and credentials masked in URLs.""
 from __future__ import annotations
 
 import random
+import time
 
 import numpy as np
 import pytest
@@ -14,7 +15,9 @@ from agents.detector import DetectorAgent
 from connectors.camera_health import CameraHealthView, mask_url
 from models.faces import Detection
 from pipeline.settings import Settings
-from schemas.messages import CameraChanged, CameraStatus, face_id_for, frame_key_for
+from pipeline.stage import Incoming
+from schemas.messages import CameraChanged, CameraStatus, Frame, face_id_for, frame_key_for
+from schemas.topics import FRAMES
 
 BASE = CameraChanged(camera_id="cam", url="rtsp://h/s", camera_group="g", best_face_mode="overall")
 
@@ -55,6 +58,25 @@ def test_the_detector_applies_mode_filters_and_roi_of_a_changed_camera_to_its_ru
     agent.cameras.apply(BASE.model_copy(update={"roi": [(0.0, 0.0), (50.0, 0.0), (50.0, 50.0), (0.0, 50.0)]}))
     assert not agent._eligible(agent.cameras.get("cam"), face, 0.5)
     assert agent._eligible(agent.cameras.get("cam"), _face(5, 40), 0.5)
+
+
+def test_a_detector_behind_keeps_the_newest_live_frames_it_can_post_in_time() -> None:
+    """Faces of a batch are posted once all its frames are analysed: with 0.4 s per frame and a 1 s limit, of
+    frames 0.1, 0.15 and 0.3 s old only the two newest can still be posted within 1 s of their capture; a
+    detector slower than the limit still takes the newest frame; offline frames (session 0) always pass."""
+    agent = DetectorAgent(settings=Settings(detector={"live_max_age_s": 1.0}), models=None, media=None)  # type: ignore[arg-type]
+    now = time.time()
+
+    def batch(*ages: float, session: int = 1) -> list[Incoming]:
+        return [Incoming(FRAMES, "cam", Frame(camera_id="cam", session=session, frame_no=n, timestamp=now - age,
+                                               width=1, height=1, jpeg=b""), 0, n, 0) for n, age in enumerate(ages)]
+
+    agent.frame_cost = 0.4
+    assert [i.message.frame_no for i in agent._drop_stale(batch(0.3, 0.15, 0.1))] == [1, 2]  # type: ignore[attr-defined]
+    agent.frame_cost = 2.0
+    assert [i.message.frame_no for i in agent._drop_stale(batch(0.3, 0.2, 0.1))] == [2]  # type: ignore[attr-defined]
+    assert len(agent._drop_stale(batch(9.0, 5.0, session=0))) == 2
+    assert agent.counts["cam"][2] == 1 + 2
 
 
 def test_health_goes_reconnecting_then_failed_and_recovers_on_frames() -> None:
