@@ -46,6 +46,17 @@ class StreamHealth:
     _fps_mark: tuple[float, int] = field(default_factory=lambda: (time.monotonic(), 0))
     fps: float = 0.0
 
+    def resume(self, previous: CameraStatus | None) -> StreamHealth:
+        """Carry the counters (frames decoded, drops by reason, last frame) on from the camera's previous
+        report, this process's before a reopen or the one its former owner last published, so they count
+        for the camera, not for the process that happens to decode it."""
+        if previous is not None:
+            self.frames_decoded = previous.frames_decoded
+            self.drops = Counter(previous.drops)
+            self.last_frame_at = previous.last_frame_at
+            self._fps_mark = (time.monotonic(), self.frames_decoded)
+        return self
+
     def opened(self, session: int) -> None:
         self.session = session
         self.status = "streaming"

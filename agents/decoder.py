@@ -39,6 +39,7 @@ from aiokafka.structs import OffsetAndMetadata
 
 from agents.camera_health import StreamHealth, mask_url, reconnect_delay
 from agents.ports import MediaReader
+from connectors.camera_health import CameraHealthTable
 from connectors.stream_probe import ProbeError, probe_stream, probed
 from connectors.url_policy import UnresolvableError, UrlPolicyError, check_url
 from pipeline import metrics
@@ -168,6 +169,8 @@ class DecoderAgent:
         self._failure: asyncio.Future[BaseException] | None = None
         self._wake_reporter = asyncio.Event()
         self._final: list[CameraStatus] = []  # "stopped" reports still to send
+        self._retired: dict[str, CameraStatus] = {}  # camera id -> its last report from this process once stopped
+        self.history = CameraHealthTable()  # every camera's latest reports, replayed from camera-status
 
     async def run(self, stop: asyncio.Event) -> None:
         group = group_id(self.settings, self.name)
@@ -177,8 +180,11 @@ class DecoderAgent:
         consumer.subscribe([self.cameras_topic, self._jobs_topic], listener=_Rebalance(self, consumer))
         self._progress = make_consumer(self.settings, [], group_id(self.settings, "detector"))
         self._failure = asyncio.get_running_loop().create_future()
+        self.history.start(self.settings)
         await consumer.start()
         await self._progress.start()
+        if not await self.history.wait_ready(10):  # cameras resume their counters from it (the group joins meanwhile)
+            log.warning("decoder: camera-status replay not caught up in 10 s; camera counters may restart")
         metrics.HEALTHY.labels(self.name).set(1)
         helpers = [self._supervised(self._run_jobs(stop), "video jobs"),
                    self._supervised(self._report_health(stop), "camera health")]
@@ -201,6 +207,7 @@ class DecoderAgent:
             await consumer.stop()
             reporter.close()
             await self._progress.stop()
+            await self.history.stop()
 
     def _supervised(self, coro: Coroutine[Any, Any, None], what: str) -> asyncio.Task[None]:
         """A task whose unexpected failure stops the decoder (cancellation is not a failure)."""
@@ -246,6 +253,8 @@ class DecoderAgent:
             self.cameras[camera.camera_id] = camera
             return
         self.camera_partition[camera.camera_id] = partition
+        if (old_health := self.health.get(camera.camera_id)) is not None:
+            self._retired[camera.camera_id] = old_health.report(self.client_id)  # a reopen counts on
         task = self.camera_tasks.pop(camera.camera_id, None)
         if task:
             task.cancel()
@@ -255,15 +264,23 @@ class DecoderAgent:
             self._stopped(camera.camera_id)
             return
         self.cameras[camera.camera_id] = camera
-        health = self.health[camera.camera_id] = StreamHealth(camera.camera_id, self.settings.decoder.failed_after)
+        health = self.health[camera.camera_id] = StreamHealth(
+            camera.camera_id, self.settings.decoder.failed_after).resume(self._previous(camera.camera_id))
         self.camera_tasks[camera.camera_id] = self._supervised(self._stream(camera, health),
                                                                f"camera {camera.camera_id}")
         self._wake_reporter.set()
 
+    def _previous(self, camera_id: str) -> CameraStatus | None:
+        """The camera's latest decoder report: this process's own (a reopen, a restart after stopping) or
+        the topic's (a camera that moved here from another decoder)."""
+        reports = [r for r in (self._retired.pop(camera_id, None), self.history.latest(camera_id, "decoder")) if r]
+        return max(reports, key=lambda r: r.timestamp, default=None)
+
     def _stopped(self, camera_id: str) -> None:
-        health = self.health.pop(camera_id, None) or StreamHealth(camera_id, 1)
+        health = self.health.pop(camera_id, None) or StreamHealth(camera_id, 1).resume(self._previous(camera_id))
         health.status = "stopped"
-        self._final.append(health.report(self.client_id))
+        self._final.append(report := health.report(self.client_id))
+        self._retired[camera_id] = report
         metrics.SOURCE_UP.labels(camera_id).set(0)
         self._wake_reporter.set()
 

@@ -37,6 +37,7 @@ from agents.detect_schedule import DetectionSchedule
 from agents.ports import MediaWriter
 from agents.shots import colour_signature, is_cut
 from agents.tracking import Candidate, FaceTracker, Post, TrackerPolicy
+from connectors.camera_health import CameraHealthTable
 from models.faces import Detection, FaceModels
 from pipeline import metrics
 from pipeline.membership import member_client_id
@@ -129,16 +130,21 @@ class DetectorAgent(AgentBase):
         self._moved: set[tuple[str, int]] = set()  # partitions revoked or assigned since the last batch
         self._topic = f"{settings.kafka.topic_prefix}{FRAMES.name}"
         self.client_id = member_client_id(self.name)
-        # live camera id -> [frames detected, faces posted, frames skipped as stale]
+        # live camera id -> [frames detected, faces posted, frames skipped as stale], carried on from the camera's
+        # last detector report (``history``) when this process first meets it
         self.counts: dict[str, list[int]] = {}
+        self.history = CameraHealthTable()
+        self._history_waited = False
         self._next_report = 0.0
         self.frame_cost = 0.0  # seconds to analyse one frame lately (moving average), for the stale rule
 
     async def start(self) -> None:
         await self.cameras.start(self.settings)
+        self.history.start(self.settings)  # waited for at the first batch: the group joins meanwhile
 
     async def stop(self) -> None:
         await self.cameras.stop()
+        await self.history.stop()
 
     def partitions_changed(self, partitions: set[tuple[str, int]]) -> None:
         """A rebalance revoked or assigned ``partitions``: their cameras' tracking restarts at the next batch
@@ -150,10 +156,15 @@ class DetectorAgent(AgentBase):
             table.pop(camera_id, None)
 
     async def handle(self, batch: list[Incoming]) -> list[Output]:
+        if not self._history_waited:
+            self._history_waited = True
+            if self.history.started and not await self.history.wait_ready(10):
+                log.warning("detector: camera-status replay not caught up in 10 s; camera counters may restart")
         if self._moved:
             for camera_id in [c for c, tp in self.partition_of.items() if tp in self._moved]:
                 self._forget(camera_id)
                 self.schedule.forget(camera_id)
+                self.counts.pop(camera_id, None)  # its owner reports it now (resuming from the topic)
             self._moved.clear()
         batch = self._drop_stale(batch)
         frames = [item for item in batch if isinstance(item.message, Frame)]
@@ -179,7 +190,7 @@ class DetectorAgent(AgentBase):
                 self._forget(camera_id)
                 continue
             if frame.session:
-                self.counts.setdefault(camera_id, [0, 0, 0])[0] += 1
+                self._count(camera_id)[0] += 1
             if self.sessions.get(camera_id, frame.session) != frame.session:
                 # the source reopened: frame numbers restart, so the old session's tracks end here
                 outputs += await self._publish_posts(tracker.flush())
@@ -221,10 +232,19 @@ class DetectorAgent(AgentBase):
             keep = 1
         skipped = live[: len(live) - keep]
         for _, _, camera_id in skipped:
-            self.counts.setdefault(camera_id, [0, 0, 0])[2] += 1
+            self._count(camera_id)[2] += 1
             metrics.FRAMES_DROPPED.labels(camera_id, "detector_behind").inc()
         gone = {n for _, n, _ in skipped}
         return [item for n, item in enumerate(batch) if n not in gone]
+
+    def _count(self, camera_id: str) -> list[int]:
+        """The live camera's counters, resumed from its last detector report when this process first meets
+        it (another detector's before a crash or a rebalance), so they count for the camera."""
+        if camera_id not in self.counts:
+            last = self.history.latest(camera_id, "detector")
+            self.counts[camera_id] = [last.frames_detected, last.faces_posted,
+                                      last.drops.get("detector_behind", 0)] if last else [0, 0, 0]
+        return self.counts[camera_id]
 
     async def tick(self, now: float) -> list[Output]:
         """Live cameras: end tracks by wall clock, since a quiet camera sends no frame to end them."""
@@ -345,7 +365,7 @@ class DetectorAgent(AgentBase):
         faces = await asyncio.get_running_loop().run_in_executor(None, self._to_faces, posts)
         for face in faces:
             if face.session:
-                self.counts.setdefault(face.camera_id, [0, 0, 0])[1] += 1
+                self._count(face.camera_id)[1] += 1
             metrics.EVENT_LATENCY.labels(self.name).observe(max(0.0, time.time() - face.timestamp))
         return [Output(FACES, f.camera_id, f) for f in faces]
 

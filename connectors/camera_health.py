@@ -62,6 +62,7 @@ class CameraHealthTable:
     def __init__(self) -> None:
         self.views: dict[str, CameraHealthView] = {}
         self._stop = asyncio.Event()
+        self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     def apply(self, report: CameraStatus) -> None:
@@ -70,9 +71,30 @@ class CameraHealthTable:
     def fields(self, camera_id: str, active: bool) -> dict[str, object]:
         return self.views.get(camera_id, CameraHealthView()).fields(active)
 
+    def latest(self, camera_id: str, reporter: str) -> CameraStatus | None:
+        """The camera's latest ``decoder`` or ``detector`` report, whichever process sent it."""
+        view = self.views.get(camera_id)
+        if view is None:
+            return None
+        return view.decoder if reporter == "decoder" else view.detector
+
+    @property
+    def started(self) -> bool:
+        return self._task is not None
+
     def start(self, settings: Settings) -> None:
-        self._task = asyncio.create_task(replay_topic(settings, CAMERA_STATUS, self.apply, self._stop),
+        """Replay the topic in the background (``wait_ready``: until it first reached the end)."""
+        self._task = asyncio.create_task(replay_topic(settings, CAMERA_STATUS, self.apply, self._stop, self._ready),
                                          name="camera-health")
+
+    async def wait_ready(self, timeout_s: float) -> bool:
+        """Wait until the replay first reached the end of the topic (False: not within ``timeout_s``, or
+        never started)."""
+        if self._task is None:
+            return False
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._ready.wait(), timeout_s)
+        return self._ready.is_set()
 
     async def stop(self) -> None:
         self._stop.set()

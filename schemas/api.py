@@ -204,12 +204,14 @@ class CameraOut(CameraIn):
         "(the source failed or ended; retrying), failed (decoder.failed_after opens failed; still retrying), "
         "stopped (inactive).")
     fps: float = Field(0.0, description="Frames per second decoded lately.")
-    frames_decoded: int = Field(0, description="Frames published by the camera's decoder since it took the camera.")
+    frames_decoded: int = Field(0, description="Frames published by the camera's decoders (counted on across "
+                                "restarts and moves).")
     frames_dropped: int = Field(0, description="Frames dropped, the sum of `drops`.")
     drops: dict[str, int] = Field(default_factory=dict, description="Frames dropped by reason: send_backlog "
                                   "and send_failed (decoder: the broker was behind or refused), detector_behind "
-                                  "(detector: older than detector.live_max_age_s when it took them, skipped).")
-    faces_posted: int = Field(0, description="Faces the camera's detector posted since it took the camera.")
+                                  "(detector: too late to post within detector.live_max_age_s of capture, skipped).")
+    faces_posted: int = Field(0, description="Faces the camera's detectors posted (counted on across restarts and "
+                              "moves).")
     last_frame_at: float | None = Field(None, description="Capture time of the latest frame (UNIX s).")
     last_error: str | None = Field(None, description="The latest source error (open or read), if any.")
     session: int = Field(0, description="Current stream session (open time of the source, ms); in event ids.")

@@ -138,11 +138,17 @@ async def test_a_looping_camera_gives_one_event_per_pass_with_ids_of_its_own(liv
         assert abs(later.timestamp - first_event.timestamp) > 1.0
         before_restart = set(ids)
         last_session = max(sessions())
+        counted = await live.camera(cam)
+        assert counted["frames_decoded"] > 16  # more than a pass (16 sampled frames)
 
     # a restart of the spine (decoder included) opens new sessions: nothing collides with before
     async with live.spine():
         await live.wait_for(lambda: any(session_of(e) > last_session for e in live.events(cam)
                                         if e.dossier_name == PERSON))
+        # the new decoder carries the camera's counters on from its predecessor's last report (a fresh count
+        # would be a pass's worth of frames at most; the detector's counts are carried the same way)
+        resumed = await live.wait_camera(cam, lambda c: c["session"] > last_session)
+        assert resumed["frames_decoded"] >= counted["frames_decoded"], (resumed, counted)
         new = [e for e in live.events(cam) if session_of(e) > last_session]
         assert new and not {e.event_id for e in new} & before_restart
         page = await live.json("GET", f"/v1/events?camera={cam}&limit=100", 200)

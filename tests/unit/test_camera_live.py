@@ -113,6 +113,26 @@ def test_the_api_view_merges_decoder_and_detector_reports_and_shows_inactive_cam
     assert view.fields(active=False)["status"] == "stopped"
 
 
+def test_counters_carry_on_from_the_cameras_last_report_when_another_process_takes_it() -> None:
+    """A decoder or detector that takes a camera (a restart, a crash, a rebalance) resumes its counters from the
+    camera's last report on camera-status instead of restarting them at 0."""
+    last = CameraStatus(camera_id="c", reporter="decoder", client_id="decoder@a:1", timestamp=1.0,
+                        frames_decoded=100, frames_dropped=2, drops={"send_backlog": 2}, last_frame_at=0.9)
+    health = StreamHealth("c", failed_after=3).resume(last)
+    health.opened(5)
+    health.decoded(2.0)
+    report = health.report("decoder@b:2")
+    assert (report.frames_decoded, report.frames_dropped, report.drops) == (101, 2, {"send_backlog": 2})
+    assert StreamHealth("c", failed_after=3).resume(None).frames_decoded == 0
+
+    detector = DetectorAgent(settings=Settings(), models=None, media=None)  # type: ignore[arg-type]
+    detector.history.apply(CameraStatus(camera_id="c", reporter="detector", client_id="detector@a:1", timestamp=1.0,
+                                        frames_detected=50, faces_posted=7, frames_dropped=3,
+                                        drops={"detector_behind": 3}))
+    detector._count("c")[1] += 1
+    assert detector.counts == {"c": [50, 8, 3]}
+
+
 def test_reconnect_delay_doubles_to_the_cap_with_jitter() -> None:
     rng = random.Random(7)
     delays = [reconnect_delay(n, 0.5, 30.0, rng) for n in range(1, 12)]
