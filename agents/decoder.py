@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import tempfile
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
@@ -79,10 +80,15 @@ class FrameSource:
     """Blocking reader of one OpenCV source, sampled to a target fps, downscaled and JPEG-encoded.
 
     Network sources (``rtsp://``, ``http(s)://``) open through FFmpeg with ``decoder.open_timeout_s`` and
-    ``decoder.read_timeout_s``; a read that times out ends the source (the caller reconnects)."""
+    ``decoder.read_timeout_s``; a read that times out ends the source (the caller reconnects).
+
+    ``read`` and ``close`` may run on different executor threads (a stream task cancelled mid-read closes its
+    source while the read still runs): a lock makes ``close`` wait for the read, since FFmpeg aborts the whole
+    process when a codec is freed under a decoding thread (``Assertion fctx->async_lock failed``)."""
 
     def __init__(self, url: str, cfg: DecoderSettings) -> None:
         self.cfg = cfg
+        self._lock = threading.Lock()
         if url.isdigit():
             self.cap = cv2.VideoCapture(int(url))
         elif "://" in url:
@@ -107,7 +113,11 @@ class FrameSource:
         return int(self.total / self.step) + 1 if self.total else 0
 
     def read(self) -> DecodedFrame | None:
-        """The next sampled frame, or None at the end of the source."""
+        """The next sampled frame, or None at the end of the source (or once closed)."""
+        with self._lock:
+            return self._read()
+
+    def _read(self) -> DecodedFrame | None:
         while True:
             if not self.cap.grab():
                 return None
@@ -133,7 +143,9 @@ class FrameSource:
         return DecodedFrame(self.index, self.index / self.src_fps, captured_at, buf.tobytes(), w, h)
 
     def close(self) -> None:
-        self.cap.release()
+        """Release the source once no read runs (a read after it returns None)."""
+        with self._lock:
+            self.cap.release()
 
 
 class DecoderAgent:

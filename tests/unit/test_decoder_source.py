@@ -41,3 +41,23 @@ def test_files_that_are_not_videos_are_refused(tmp_path: Path) -> None:
         FrameSource(str(junk), DecoderSettings())
     with pytest.raises(SourceError):
         FrameSource(str(tmp_path / "missing.mp4"), DecoderSettings())
+
+
+def test_a_source_closed_during_a_read_on_another_thread_waits_for_it() -> None:
+    """A stream task cancelled mid-read closes its source on another executor thread while the read goes on:
+    the close must wait (FFmpeg aborts the process when a codec is freed under its decoding threads), and a read
+    after the close ends the source."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.conftest import FACES_DIR
+
+    clip = FACES_DIR / "short_hamilton_clip.mp4"  # H.264: FFmpeg decodes it on threads of its own
+    if not clip.is_file():
+        pytest.skip(f"test media not found at {clip}")
+    with ThreadPoolExecutor(2) as pool:
+        for _ in range(10):
+            source = FrameSource(str(clip), DecoderSettings(target_fps=30))
+            reads = [pool.submit(source.read) for _ in range(3)]
+            source.close()
+            assert all(r.result() is None or r.result().jpeg[:2] == b"\xff\xd8" for r in reads)
+            assert source.read() is None
