@@ -195,6 +195,8 @@ def _report(label: str, seconds: float, elapsed: float, events: dict[str, list[F
         f"| frames decoded / frames detected (replays after the SIGKILL included), all cameras | "
         f"{frames_decoded} / {frames_detected} |",
         f"| frames dropped, by reason (decoders: send_*, detectors: detector_behind) | {dict(drops) or 'none'} |",
+        f"| share of decoded frames the detectors skipped as stale (when above a few %, passes see different "
+        f"frames and their event counts vary) | {drops['detector_behind'] / max(1, frames_decoded):.0%} |",
     ]
     for role in ROLES:
         s, e = at_start.get(role), at_end.get(role)
