@@ -57,7 +57,8 @@ def test_run_decoder_exits_non_zero_with_one_line_when_it_fails(broker, tmp_path
     """`facestream run decoder` on the decoder's rails: an unexpected failure in a camera's stream (here every
     frame is larger than the operator's ``kafka.max_message_bytes``, so the producer refuses it) stops the
     process with status 1 and one line naming the role and the cause, no traceback, for a supervisor to see."""
-    settings = settings_for(broker, tmp_path, kafka={"max_message_bytes": 10_000})
+    settings = settings_for(broker, tmp_path, kafka={"max_message_bytes": 10_000},
+                            api={"media_root": str(tmp_path)})  # the file camera lies under it (URL policy)
     clip = tmp_path / "big.avi"
     synthesize_clip(clip, seconds=1.0)  # 640x360 JPEG frames of ~30 KB
     provision_topics(settings, CORE_TOPICS)
@@ -72,7 +73,8 @@ def test_run_decoder_exits_non_zero_with_one_line_when_it_fails(broker, tmp_path
     asyncio.run(add_camera())
     k = settings.kafka
     env = {**os.environ, "FACESTREAM_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-           "FACESTREAM_DATA_DIR": str(tmp_path), "FACESTREAM_KAFKA_TOPIC_PREFIX": k.topic_prefix,
+           "FACESTREAM_DATA_DIR": str(tmp_path), "FACESTREAM_API_MEDIA_ROOT": str(tmp_path),
+           "FACESTREAM_KAFKA_TOPIC_PREFIX": k.topic_prefix,
            "FACESTREAM_KAFKA_MAX_MESSAGE_BYTES": str(k.max_message_bytes),
            "FACESTREAM_KAFKA_SESSION_TIMEOUT_MS": str(k.session_timeout_ms),
            "FACESTREAM_KAFKA_HEARTBEAT_INTERVAL_MS": str(k.heartbeat_interval_ms)}
