@@ -26,11 +26,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 from prometheus_client import REGISTRY
 
 from ops.bench_profile import CLIP, _broker_cpu, _cpu, load_note
 from ops.harness import LocalPipeline
+from ops.synthetic_cameras import MAX_CAMERAS, SCENARIOS, scenario_settings, synthetic_source
 from pipeline.settings import Settings
 from schemas.messages import CameraChanged
 
@@ -38,26 +38,6 @@ COMMAND = "facestream bench cameras"
 WARM_UP_S = 6.0
 WINDOW_S = 15.0
 KEEP_UP = 0.95
-MAX_CAMERAS = 8
-
-
-@dataclass(frozen=True)
-class Scenario:
-    label: str
-    width: int
-    height: int
-    fps: float
-    min_face: int  # models.detector_min_face: the smallest face detection must find, source pixels
-    search: bool = True  # grow N until a run fails (else: one camera, for its cost only)
-    detect_interval_s: float | None = None  # None: the setting's (default 0.1)
-    detector_precision: str | None = None  # None: the setting's (default float32)
-
-
-SCENARIOS = (Scenario("1080p @ 8 fps, faces from 40 px", 1920, 1080, 8.0, 40),
-             Scenario("1080p @ 8 fps, faces from 40 px, int8 detector, detect_interval_s 0.25 (not the defaults)",
-                      1920, 1080, 8.0, 40, detect_interval_s=0.25, detector_precision="int8"),
-             Scenario("720p @ 25 fps", 1280, 720, 25.0, 32),
-             Scenario("640x360 @ 8 fps (cost of one camera)", 640, 360, 8.0, 32, search=False))
 
 
 @dataclass(frozen=True)
@@ -71,29 +51,6 @@ class Trial:
     @property
     def keeps_up(self) -> bool:
         return self.worst >= KEEP_UP
-
-
-def synthetic_source(scenario: Scenario, folder: Path) -> Path:
-    """The clip scaled to the scenario's size and resampled to its frame rate."""
-    path = folder / f"camera-{scenario.width}x{scenario.height}-{scenario.fps:g}.mp4"
-    if path.is_file():
-        return path
-    cap = cv2.VideoCapture(str(CLIP))
-    src_fps = cap.get(cv2.CAP_PROP_FPS) or 29.97
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), scenario.fps,
-                             (scenario.width, scenario.height))
-    index, next_keep = 0, 0.0
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        if index + 1e-6 >= next_keep:
-            writer.write(cv2.resize(frame, (scenario.width, scenario.height), interpolation=cv2.INTER_LINEAR))
-            next_keep += src_fps / scenario.fps
-        index += 1
-    cap.release()
-    writer.release()
-    return path
 
 
 def _counters() -> tuple[dict[str, float], dict[str, float]]:
@@ -136,18 +93,18 @@ async def trial(settings: Settings, source: Path, cameras: int, fps: float) -> T
                  worst, cpu / window)
 
 
-def scenario_settings(settings: Settings, scenario: Scenario, data_dir: Path) -> Settings:
-    detector = {} if scenario.detect_interval_s is None else {"detect_interval_s": scenario.detect_interval_s}
-    models: dict[str, object] = {"detector_min_face": scenario.min_face}
-    if scenario.detector_precision is not None:
-        models["detector_precision"] = scenario.detector_precision
-    return settings.model_copy(update={
-        "data_dir": data_dir,
-        "decoder": settings.decoder.model_copy(update={"target_fps": scenario.fps}),
-        "detector": settings.detector.model_copy(update=detector),
-        "models": settings.models.model_copy(update=models),
-        "kafka": settings.kafka.model_copy(update={"partitions": max(settings.kafka.partitions, MAX_CAMERAS)}),
-    })
+IDLE_FETCH_WAITS_MS = (20, 100)  # kafka.fetch_max_wait_ms: the default, and a longer poll
+
+
+async def idle(settings: Settings) -> tuple[float, float]:
+    """CPU-seconds per second of the spine running with no camera: this process, the broker."""
+    pipeline = LocalPipeline(settings)
+    async with pipeline.running():
+        await asyncio.sleep(WARM_UP_S)
+        cpu0, broker0, started = _cpu(), _broker_cpu(), time.monotonic()
+        await asyncio.sleep(WINDOW_S / 2)
+        window = time.monotonic() - started
+        return (_cpu() - cpu0) / window, (_broker_cpu() - broker0) / window
 
 
 def run(settings: Settings) -> str:
@@ -157,6 +114,13 @@ def run(settings: Settings) -> str:
     rows = []
     summary = []
     with tempfile.TemporaryDirectory(prefix="facestream-cameras-") as tmp:
+        idle_rows = []
+        for wait in IDLE_FETCH_WAITS_MS:
+            quiet = settings.model_copy(update={"data_dir": Path(tmp) / f"idle-{wait}",
+                                                "kafka": settings.kafka.model_copy(update={"fetch_max_wait_ms": wait})})
+            process, broker = asyncio.run(idle(quiet))
+            idle_rows.append(f"| {wait}{' (default)' if wait == settings.kafka.fetch_max_wait_ms else ''} "
+                             f"| {process:.2f} | {broker:.2f} |")
         for s_index, scenario in enumerate(SCENARIOS):
             source = synthetic_source(scenario, Path(tmp))
             best: Trial | None = None
@@ -191,5 +155,12 @@ def run(settings: Settings) -> str:
         *rows,
         "",
         *summary,
+        "",
+        "The spine with no camera at all (CPU-s per s; its consumers long-poll the broker every "
+        "`kafka.fetch_max_wait_ms`, which every hop's latency pays when idle):",
+        "",
+        "| kafka.fetch_max_wait_ms | this process | broker |",
+        "|---:|---:|---:|",
+        *idle_rows,
         "",
     ])

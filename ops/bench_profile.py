@@ -42,6 +42,7 @@ from connectors.media import LocalMediaStore
 from models.faces import FaceModels, confidences
 from ops.bench_peer import CAST, CLIP, FACES
 from ops.harness import LocalPipeline, gallery_changes
+from ops.synthetic_cameras import SCENARIOS, scenario_settings, synthetic_source
 from pipeline.settings import Settings
 from pipeline.stage import Incoming, Output
 from schemas.messages import FaceEvent, Frame, StreamEnd
@@ -271,9 +272,7 @@ def _split(settings: Settings, models: FaceModels, tmp: Path, clip: Path) -> tup
 
 def profile(settings: Settings) -> dict[str, Any]:
     """All figures: the plain chain pass, the profiled split, the run through Kafka; and the chain on a
-    synthetic 1080p camera at 8 fps (``ops.bench_cameras``' first scenario)."""
-    from ops.bench_cameras import SCENARIOS, scenario_settings, synthetic_source
-
+    synthetic 1080p camera at 8 fps (``ops.synthetic_cameras``' first scenario)."""
     with tempfile.TemporaryDirectory(prefix="facestream-profile-") as tmp:
         plain, profiled, steps = _split(settings, FaceModels.load(settings.models), Path(tmp) / "clip", CLIP)
         kafka = asyncio.run(through_kafka(settings.model_copy(update={"data_dir": Path(tmp) / "data"})))
