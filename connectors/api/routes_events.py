@@ -127,6 +127,9 @@ class SocketGuard:
                     await self._close("token expired")
                 elif await caller_of(self.st, self.caller.token) is None:
                     await self._close("token revoked")
+        except Exception:  # the check itself failed (store down): close rather than stream unchecked
+            log.exception("websocket token check failed")
+            await self._close("token check failed")
         finally:
             self.st.session_watchers.discard(self.wake)
 
