@@ -20,6 +20,7 @@ from typing import Any
 
 import aiohttp
 import cv2
+import numpy as np
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -152,3 +153,45 @@ async def test_a_camera_at_a_tarpit_fails_its_open_within_the_timeout(broker, tm
             assert "cannot open source" in (health.get("last_error") or ""), health
         finally:
             await client.close()
+
+
+async def test_a_stream_that_stalls_is_reopened_after_the_read_timeout(broker, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """An MJPEG camera (a real HTTP server on loopback) that sends frames and then goes silent with the
+    connection open: the read gives up after ``decoder.read_timeout_s`` and the camera reconnects."""
+    jpeg = cv2.imencode(".jpg", np.zeros((120, 160, 3), np.uint8))[1].tobytes()
+    connections: list[int] = []
+    silent = asyncio.Event()
+
+    async def camera(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(len(connections))
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.0 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=frame\r\n\r\n")
+        for _ in range(30):
+            writer.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg) + jpeg
+                         + b"\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.03)
+        await silent.wait()  # stalled: the connection stays open, nothing more comes
+        writer.close()
+
+    settings = settings_for(broker, tmp_path, api={"admin_token": TOKEN, "url_allow_private": True},
+                            decoder={"read_timeout_s": 1.0, "reconnect_min_s": 0.2, "reconnect_max_s": 0.5})
+    server = await asyncio.start_server(camera, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with api_app(settings) as app, LocalPipeline(settings).running(("decoder",)):
+            client = TestClient(TestServer(app))
+            await client.start_server()
+            try:
+                cam = await _json(client, "POST", "/v1/cameras", 201,
+                                  json={"name": "mjpeg", "url": f"http://127.0.0.1:{port}/video.mjpg"})
+                # the probe's connection, then the stream's; after the stall the stream's again
+                await _wait(lambda: len(connections) >= 4, 60, lambda: f"a reconnect ({len(connections)} seen)")
+                health = await _json(client, "GET", f"/v1/cameras/{cam['id']}", 200)
+                assert health["frames_decoded"] > 0 and health["session"] > 0, health
+            finally:
+                await client.close()
+    finally:
+        silent.set()
+        server.close()
+        await server.wait_closed()
