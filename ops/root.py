@@ -28,6 +28,7 @@ from agents.decoder import DecoderAgent
 from agents.detector import DetectorAgent
 from agents.episodes import EpisodesAgent
 from agents.extractor import ExtractorAgent
+from agents.face_plugins import Activate, FacePluginAgent, FacePluginError, PluginContext, check_enabled
 from agents.matcher import MatcherAgent
 from agents.matching import Gallery
 from agents.store_sink import StoreSink
@@ -36,6 +37,7 @@ from agents.webhooks import Dispatcher, WebhookBook, WebhooksAgent
 from connectors.api.app import ApiRole, build_app
 from connectors.api.faces import FaceService
 from connectors.api.state import ApiState, Publisher
+from connectors.api_client import ApiClient
 from connectors.http_session import HttpSessionClient
 from connectors.media import MediaStore, open_media_store
 from connectors.sql.counters import CounterRepository
@@ -57,7 +59,7 @@ from pipeline import metrics
 from pipeline.kafka import AsyncProducer, provision_topics
 from pipeline.membership import Membership
 from pipeline.roles import ROLES, Role
-from pipeline.runtime import RoleFactory, run_supervised, run_together
+from pipeline.runtime import FatalRoleError, RoleFactory, run_supervised, run_together, supervise
 from pipeline.settings import Settings
 from pipeline.stage import Agent, StageRunner
 from schemas.topics import CORE_TOPICS
@@ -285,6 +287,55 @@ async def telegram(res: Resources) -> Role:
     return Sink("telegram", await res.stage(agent), send_when_active, client)
 
 
+@dataclass
+class FacePlugins:
+    """The ``plugins`` role: each enabled face plug-in in its own stage and consumer group
+    (``agents.face_plugins``), supervised on its own: one whose activation or stage crashes is restarted
+    with a back-off (counted as a restart of ``plugin.<name>``) while the others run on."""
+
+    name: str
+    res: Resources
+    activates: dict[str, Activate]
+    api: ApiClient
+
+    async def run(self, stop: asyncio.Event) -> None:
+        membership = await self.res.membership()
+        others: dict[str, Any] = {}  # every plug-in's ctx.plugins: the plug-ins activated in this process
+        try:
+            await asyncio.gather(*(
+                supervise(f"plugin.{name}", self._builder(name, activate, others), stop,
+                          on_restart=membership.restarted)
+                for name, activate in self.activates.items()))
+        finally:
+            await self.api.close()
+
+    def _builder(self, name: str, activate: Activate, others: dict[str, Any]) -> RoleFactory:
+        options = self.res.settings.plugins.options.get(name, {})
+
+        async def build() -> Role:
+            ctx = PluginContext(name=name, options=options, api=self.api, plugins=others)
+            return await self.res.stage(FacePluginAgent(settings=self.res.settings, activate=activate, ctx=ctx))
+        return build
+
+
+def plugin_api_client(settings: Settings) -> ApiClient:
+    """The face plug-ins' client of this deployment's API (``plugins.api_url``, ``plugins.api_token``)."""
+    p, a = settings.plugins, settings.api
+    url = p.api_url or a.public_url or f"http://{a.host}:{a.port}"
+    token = p.api_token or a.admin_token
+    return ApiClient(url, token.get_secret_value() if token else None, timeout_s=p.timeout_s)
+
+
+async def plugins(res: Resources) -> Role:
+    try:
+        activates = check_enabled(res.settings)
+    except FacePluginError as exc:
+        raise FatalRoleError(str(exc)) from exc
+    if not activates:
+        return Idle("plugins", "no face plug-ins enabled (plugins.enabled); the plug-in stage is idle")
+    return FacePlugins("plugins", res, activates, plugin_api_client(res.settings))
+
+
 async def api_state(res: Resources) -> ApiState:
     """The API's state (stores, every repository, face models, publisher) over the process's resources.
     Without ``bootstrap_servers`` the API stores changes but cannot publish them (503 on publish)."""
@@ -310,7 +361,8 @@ async def api(res: Resources) -> Role:
 
 BUILDERS: dict[str, Callable[[Resources], Awaitable[Role]]] = {
     "decoder": decoder, "detector": detector, "extractor": extractor, "matcher": matcher, "store": store,
-    "episodes": episodes, "counters": counters, "webhooks": webhooks, "telegram": telegram, "api": api,
+    "episodes": episodes, "counters": counters, "webhooks": webhooks, "telegram": telegram, "plugins": plugins,
+    "api": api,
 }
 assert set(BUILDERS) == set(ROLES), "every role in pipeline.roles has a builder here"
 

@@ -37,6 +37,11 @@ INPUT_AGE = Histogram(
     ["stage"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 SOURCE_UP = Gauge("facestream_source_up", "1 while a camera source is open.", ["camera"])
+PLUGIN_FACES = Counter("facestream_plugin_faces_total", "Faces a face plug-in took, by outcome: processed, skipped "
+                       "(preprocess wanted nothing), failed (dead-lettered).", ["plugin", "outcome"])
+PLUGIN_EXTRAS_MISSING = Counter(
+    "facestream_plugin_extras_missing_total", "Extras a face plug-in asked for that the pipeline had not computed "
+    "for the face (see models.attributes, models.event_liveness): passed as None.", ["plugin", "extra"])
 
 
 async def watch_loop_lag(stop: asyncio.Event, interval: float = 0.25) -> None:

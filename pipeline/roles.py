@@ -42,5 +42,6 @@ ROLES: dict[str, RoleInfo] = {r.name: r for r in (
     RoleInfo("counters", "events -> counter records", scalable=False),
     RoleInfo("webhooks", "events/episodes/counters -> webhooks"),
     RoleInfo("telegram", "events -> Telegram"),
+    RoleInfo("plugins", "events -> face plug-ins (plugins.enabled; one stage and consumer group each)"),
     RoleInfo("api", "query API (several behind a load balancer)"),
 )}

@@ -172,6 +172,14 @@ class VideoLivenessSettings(_Section):
     secondary_face_ratio: float = Field(0.5, ge=0, le=1, description="Faces narrower than this fraction of a frame's widest face are ignored.")
 
 
+class PluginSettings(_Section):
+    enabled: list[str] = Field(default_factory=list, description="Face plug-ins to run (names in the entry-point group facestream.face_plugins, e.g. frequent_visitors), each in its own stage and consumer group fed by the events topic (docs/plugins.md).")
+    options: dict[str, dict[str, str | int | float | bool | list[str] | dict[str, str]]] = Field(default_factory=dict, description="Options per plug-in name (JSON in the environment: FACESTREAM_PLUGINS_OPTIONS='{\"frequent_visitors\": {\"min_visits\": 3}}'), validated by the plug-in's own config when it activates.")
+    timeout_s: float = Field(10.0, gt=0, description="Longest a plug-in may spend on one face (preprocess + process); beyond it the face is dead-lettered with a TimeoutError and the stage goes on.")
+    api_url: str | None = Field(None, max_length=2048, pattern=r"^https?://[^\s/]+(/[^\s]*)?$", description="Base URL of facestream's API for the plug-ins' API client (unset: api.public_url, else http://<api.host>:<api.port>).")
+    api_token: SecretStr | None = Field(None, description="Token the plug-ins' API client sends (unset: api.admin_token; none: anonymous calls, most answer 401).")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="FACESTREAM_", env_nested_delimiter="_", env_nested_max_split=1, extra="forbid"
@@ -194,6 +202,7 @@ class Settings(BaseSettings):
     telegram: TelegramSettings = Field(default_factory=TelegramSettings)
     models: ModelSettings = Field(default_factory=ModelSettings)
     video_liveness: VideoLivenessSettings = Field(default_factory=VideoLivenessSettings)
+    plugins: PluginSettings = Field(default_factory=PluginSettings)
 
     @model_validator(mode="after")
     def _event_thresholds_not_below_match(self) -> Settings:

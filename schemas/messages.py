@@ -358,6 +358,28 @@ class CounterRecord(Message):
     final: bool = False
 
 
+NoticeValue = str | int | float | bool | None
+
+
+class PluginNotice(Message):
+    """A face plug-in -> plugin-notices: something a plug-in noticed about a face (e.g. a frequent visitor).
+    Keyed by the plug-in's name. ``notice_id`` is deterministic (the plug-in's name, the notice's kind and
+    what it is about, see ``agents.face_plugins.PluginContext.notice``) so a redelivered face yields the same
+    notice and consumers drop duplicates. ``data`` is the plug-in's own, flat, documented by the plug-in."""
+
+    kind: Literal["plugin-notice"] = "plugin-notice"
+    notice_id: str
+    plugin: str
+    notice: str = Field(min_length=1, max_length=64)  # the plug-in's kind of notice, e.g. "frequent_visitor"
+    event_id: str  # the face event that raised it
+    camera_id: str
+    camera_group: str = "default"
+    timestamp: float  # event time of that face
+    dossier_id: str | None = None  # a dossier it concerns (matched, or enrolled by the plug-in)
+    labels: Labels = Field(default_factory=dict)  # the camera's
+    data: dict[str, NoticeValue] = Field(default_factory=dict)
+
+
 class MemberReport(Message):
     """A stage worker -> stage-members: the partitions it owns now (ops status).
 

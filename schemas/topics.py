@@ -23,6 +23,7 @@ from schemas.messages import (
     Frame,
     GalleryChange,
     MemberReport,
+    PluginNotice,
     StreamEnd,
     VideoJob,
     VideoProgress,
@@ -116,8 +117,9 @@ EPISODE_STATE = TopicSpec("episode-state", EpisodeStateRecord, "episode id", kee
 COUNTER_RECORDS = TopicSpec("counter-records", CounterRecord, "counter id")
 STAGE_MEMBERS = TopicSpec("stage-members", MemberReport, "client id")  # ops status: who owns which partitions
 CAMERA_STATUS = TopicSpec("camera-status", CameraStatus, "camera id", short_lived=True)  # camera health
+PLUGIN_NOTICES = TopicSpec("plugin-notices", PluginNotice, "plug-in name")  # what face plug-ins noticed
 
 CORE_TOPICS: tuple[TopicSpec, ...] = (
     FRAMES, FACES, DESCRIPTORS, EVENTS, GALLERY, CAMERAS, VIDEO_JOBS, VIDEO_STATUS, DEAD_LETTER,
-    EPISODES, EPISODE_STATE, COUNTER_RECORDS, STAGE_MEMBERS, CAMERA_STATUS,
+    EPISODES, EPISODE_STATE, COUNTER_RECORDS, STAGE_MEMBERS, CAMERA_STATUS, PLUGIN_NOTICES,
 )

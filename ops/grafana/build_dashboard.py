@@ -38,8 +38,9 @@ ts("Messages in / s by stage", [(f'sum by (stage) (rate(facestream_messages_in_t
 ts("Messages out / s by stage and topic", [(f'sum by (stage, topic) (rate(facestream_messages_out_total{{{S}}}[1m]))', "{{stage}} -> {{topic}}")], "ops", 12,
    desc="facestream_messages_out_total: messages produced and acknowledged.")
 nl()
-ts("Frames decoded / s by camera", [('sum by (camera) (rate(facestream_frames_decoded_total[1m]))', "{{camera}}")], "ops", 0, stack=True,
-   desc="facestream_frames_decoded_total: frames decoded and published by the decoders.")
+ts("Frames decoded / s and frames not detected (predicted) / s by camera", [('sum by (camera) (rate(facestream_frames_decoded_total[1m]))', "{{camera}}"),
+                                                                           ('sum by (camera) (rate(facestream_frames_predicted_total[1m]))', "{{camera}} predicted")], "ops", 0,
+   desc="facestream_frames_decoded_total: frames decoded and published by the decoders. facestream_frames_predicted_total: frames the detector did not run on (detector.detect_interval_s), the tracker predicting the faces' boxes.")
 ts("Faces detected / s", [(f'sum by (stage) (rate(facestream_faces_detected_total{{{S}}}[1m]))', "{{stage}}")], "ops", 12,
    desc="facestream_faces_detected_total: faces found in frames (before tracking and best-face selection).")
 nl()
@@ -91,6 +92,12 @@ ts("Consumer lag by stage group", [('sum by (consumergroup) (kafka_consumergroup
 ts("Consumer lag by partition", [('sum by (consumergroup, topic, partition) (kafka_consumergroup_lag{consumergroup=~"$prefix.*"})', "{{consumergroup}} {{topic}}[{{partition}}]")], "short", 12,
    desc="A partition whose lag grows while others stay flat is a hot key (camera) or a stuck worker; "
         "partitions per topic cap a stage's replicas.")
+nl()
+row("Face plug-ins")
+ts("Plug-in faces / s by outcome", [('sum by (plugin, outcome) (rate(facestream_plugin_faces_total[5m]))', "{{plugin}} {{outcome}}")], "ops", 0,
+   desc="facestream_plugin_faces_total: faces each face plug-in processed, skipped (preprocess wanted nothing) or failed (dead-lettered).")
+ts("Plug-in extras asked for but not computed", [('sum by (plugin, extra) (increase(facestream_plugin_extras_missing_total[15m]))', "{{plugin}} {{extra}}")], "short", 12,
+   desc="facestream_plugin_extras_missing_total: extras a plug-in requested that the pipeline does not compute (switch on the model: models.attributes, models.event_liveness).")
 nl()
 row("Query API")
 ts("API requests / s by route and status", [('sum by (route, status) (rate(facestream_api_requests_total[1m]))', "{{route}} {{status}}")], "reqps", 0,
