@@ -13,9 +13,12 @@ or any object, with ``activate(ctx: PluginContext) -> plugin`` (sync or async). 
   (``ctx.notice(...)`` builds one) are published on ``plugin-notices`` before the face's offset is committed.
 - ``shutdown()`` (optional, sync or async): called once when its stage stops.
 
-Extras are what the pipeline computed for the face: the track's descriptor and the attribute models of
-``models.attributes`` (liveness only with ``models.event_liveness``). One the pipeline did not compute reaches
-``process`` as None and is counted (``facestream_plugin_extras_missing_total``).
+Extras come from what the pipeline computed for the face: the track's descriptor and the attribute models
+of ``models.attributes``. Liveness, off in the pipeline by default (``models.event_liveness``), is computed on
+request: the face is scored in its stored full frame (``FrameLiveness``; the models load on the first such
+request), so only the faces a plug-in asks it for pay for it. Any other extra the pipeline did not compute
+(its model is not in ``models.attributes``), or a liveness without a stored frame, reaches ``process`` as None
+and is counted (``facestream_plugin_extras_missing_total``).
 
 Discovery: ``plugins.enabled`` names the plug-ins; a name is looked up among the ones registered in this
 process (``register_face_plugin``), then in the entry-point group ``facestream.face_plugins`` (an entry point
@@ -34,6 +37,7 @@ takes the next face. A plug-in whose ``activate`` raises is restarted with a bac
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import logging
 import time
@@ -45,6 +49,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from agents.detector import decode_jpeg
+from agents.ports import MediaReader
+from models.faces import FaceModels
 from pipeline import metrics
 from pipeline.settings import Settings
 from pipeline.stage import AgentBase, Incoming, Output
@@ -192,16 +199,48 @@ def detection_for(event: FaceEvent, wanted: set[str]) -> tuple[PluginDetection, 
     return PluginDetection(requested=frozenset(wanted), **values), missing
 
 
+LivenessScorer = Callable[[FaceEvent], Awaitable[float | None]]
+"""Live probability of an event's face, computed now (None: it cannot be, e.g. no stored frame)."""
+
+
+class FrameLiveness:
+    """Liveness on request: the face scored in its stored full frame (``event.frame_key``, box
+    ``event.bbox``) by the liveness model, as the detector does with ``models.event_liveness``. The models and
+    the media store are opened on the first call; the scoring runs in a worker thread."""
+
+    def __init__(self, models: Callable[[], Awaitable[FaceModels]],
+                 media: Callable[[], Awaitable[MediaReader]]) -> None:
+        self._models = models
+        self._media = media
+
+    async def __call__(self, event: FaceEvent) -> float | None:
+        if event.frame_key is None:
+            return None
+        models, media = await self._models(), await self._media()
+        return await asyncio.to_thread(self._score, models, media, event.frame_key, event.bbox)
+
+    @staticmethod
+    def _score(models: FaceModels, media: MediaReader, key: str, bbox: BBox) -> float | None:
+        try:
+            frame = decode_jpeg(media.get(key))
+        except KeyError:
+            return None  # purged (store.retention_frames_days) or never stored
+        return float(models.liveness([(frame, bbox)])[0])
+
+
 class FacePluginAgent(AgentBase):
-    """Runs one plug-in over the events topic (stage ``plugin.<name>``, its own consumer group)."""
+    """Runs one plug-in over the events topic (stage ``plugin.<name>``, its own consumer group).
+    ``liveness`` computes a requested liveness the pipeline did not (None: such requests get None)."""
 
     inputs = (EVENTS,)
 
-    def __init__(self, *, settings: Settings, activate: Activate, ctx: PluginContext) -> None:
+    def __init__(self, *, settings: Settings, activate: Activate, ctx: PluginContext,
+                 liveness: LivenessScorer | None = None) -> None:
         self.name = f"plugin.{ctx.name}"
         self.settings = settings
         self.ctx = ctx
         self._activate = activate
+        self._liveness = liveness
         self.plugin: FacePlugin | None = None
 
     async def start(self) -> None:
@@ -248,6 +287,11 @@ class FacePluginAgent(AgentBase):
         if not wanted:
             return None
         detection, missing = detection_for(event, wanted)
+        if "liveness" in missing and self._liveness is not None:
+            live = await self._liveness(event)
+            if live is not None:
+                detection = dataclasses.replace(detection, liveness=live)
+                missing.discard("liveness")
         for extra in missing:
             metrics.PLUGIN_EXTRAS_MISSING.labels(self.ctx.name, extra).inc()
         if inspect.iscoroutinefunction(self.plugin.process):

@@ -28,7 +28,14 @@ from agents.decoder import DecoderAgent
 from agents.detector import DetectorAgent
 from agents.episodes import EpisodesAgent
 from agents.extractor import ExtractorAgent
-from agents.face_plugins import Activate, FacePluginAgent, FacePluginError, PluginContext, check_enabled
+from agents.face_plugins import (
+    Activate,
+    FacePluginAgent,
+    FacePluginError,
+    FrameLiveness,
+    PluginContext,
+    check_enabled,
+)
 from agents.matcher import MatcherAgent
 from agents.matching import Gallery
 from agents.store_sink import StoreSink
@@ -312,9 +319,12 @@ class FacePlugins:
     def _builder(self, name: str, activate: Activate, others: dict[str, Any]) -> RoleFactory:
         options = self.res.settings.plugins.options.get(name, {})
 
+        liveness = FrameLiveness(self.res.face_models, self.res.media)  # opened on the first request only
+
         async def build() -> Role:
             ctx = PluginContext(name=name, options=options, api=self.api, plugins=others)
-            return await self.res.stage(FacePluginAgent(settings=self.res.settings, activate=activate, ctx=ctx))
+            return await self.res.stage(FacePluginAgent(settings=self.res.settings, activate=activate, ctx=ctx,
+                                                        liveness=liveness))
         return build
 
 

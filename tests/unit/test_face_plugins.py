@@ -14,6 +14,7 @@ import pytest
 from agents.face_plugins import (
     FacePluginAgent,
     FacePluginError,
+    FrameLiveness,
     PluginContext,
     PluginDetection,
     PluginFace,
@@ -28,6 +29,7 @@ from pipeline.settings import load_settings
 from pipeline.stage import Incoming
 from schemas.messages import DeadLetter, FaceEvent, PluginNotice
 from schemas.topics import DEAD_LETTER, EVENTS, PLUGIN_NOTICES
+from tests.conftest import FACES_DIR
 from tests.unit.notify_helpers import event, near, person
 
 DAY = 86400.0
@@ -239,3 +241,65 @@ async def test_frequent_visitor_enrolled_through_the_api_after_the_event_is_stor
     failing = _visitors(FakeApi(unknown_first=100), min_visits=1, watch_list="wl", enrol_wait_s=0.3)
     [notice] = await _offer(failing, event("cam:6:0", T0, person(6)))
     assert notice.data["enrolled"] is False and "unknown reference" in str(notice.data["error"])
+
+
+# --- liveness on request ------------------------------------------------------------------------------------
+
+class DictMedia:
+    def __init__(self, objects: dict[str, bytes]) -> None:
+        self.objects = objects
+
+    def get(self, key: str) -> bytes:
+        return self.objects[key]
+
+    def get_file(self, key: str, path: Any) -> None:
+        raise NotImplementedError
+
+
+async def test_liveness_is_computed_on_request_only_where_the_pipeline_did_not() -> None:
+    asked: list[str] = []
+
+    async def scorer(e: FaceEvent) -> float | None:
+        asked.append(e.event_id)
+        return None if e.event_id == "no-frame" else 0.9
+
+    probes: list[Probe] = []
+
+    def make(ctx: PluginContext) -> Probe:
+        probes.append(Probe(ctx, {"liveness"}))
+        return probes[-1]
+
+    settings = load_settings({})
+    agent = FacePluginAgent(settings=settings, activate=make, liveness=scorer,
+                            ctx=PluginContext(name="live", options={}, api=FakeApi()))
+    await agent.start()
+    scored = _labelled(event("scored", T0, person(1)), zone="entrance")
+    scored = scored.model_copy(update={"attributes": {"liveness": {"live": 0.2}}})  # models.event_liveness on
+    events = [_labelled(event(i, T0, person(1)), zone="entrance") for i in ("unscored", "no-frame")]
+    await agent.handle(_items([scored, *events]))
+    assert asked == ["unscored", "no-frame"]  # the pipeline's own score is used where there is one
+    assert [(s[0], s[2].liveness) for s in probes[0].seen] == [("scored", 0.2), ("unscored", 0.9),
+                                                               ("no-frame", None)]
+
+
+@pytest.mark.skipif(not FACES_DIR.is_dir(), reason=f"test media not found at {FACES_DIR}")
+async def test_frame_liveness_scores_the_stored_frame_with_the_real_model(face_models: Any) -> None:
+    import cv2
+
+    image = cv2.imread(str(FACES_DIR / "obama.jpg"))
+    det = face_models.detect([image])[0][0]
+    media = DictMedia({"frames/door/1.jpg": cv2.imencode(".jpg", image)[1].tobytes()})
+
+    async def models() -> Any:
+        return face_models
+
+    async def store() -> Any:
+        return media
+
+    live = FrameLiveness(models, store)
+    at_door = event("door:1:0", T0, person(1)).model_copy(
+        update={"frame_key": "frames/door/1.jpg", "bbox": tuple(float(v) for v in det.bbox)})
+    score = await live(at_door)
+    assert score is not None and score >= face_models.settings.liveness_threshold
+    assert await live(at_door.model_copy(update={"frame_key": "frames/door/purged.jpg"})) is None
+    assert await live(at_door.model_copy(update={"frame_key": None})) is None
