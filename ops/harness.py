@@ -130,12 +130,15 @@ class LocalPipeline:
         ``VideoFailedError`` as soon as the decoder reports it failed."""
         return await self.process_as(video, video_id, f"video:{video_id}", timeout_s)
 
-    async def process_as(self, video: Path, video_id: str, camera_id: str, timeout_s: float = 600) -> VideoResult:
-        """``process`` with the frames published under a given camera id."""
+    async def process_as(self, video: Path, video_id: str, camera_id: str, timeout_s: float = 600, *,
+                         labels: dict[str, str] | None = None, started_at: float | None = None) -> VideoResult:
+        """``process`` with the frames published under a given camera id (with that camera's ``labels``, and
+        the video's first frame at ``started_at``, UNIX s: event times follow it)."""
         future = self._ends[video_id] = asyncio.get_running_loop().create_future()
         started = time.perf_counter()
         path = await asyncio.to_thread(video.resolve)
-        await self.producer.send(VIDEO_JOBS, video_id, VideoJob(video_id=video_id, path=str(path), camera_id=camera_id))
+        await self.producer.send(VIDEO_JOBS, video_id, VideoJob(video_id=video_id, path=str(path), camera_id=camera_id,
+                                                                labels=labels or {}, started_at=started_at))
         frames = await asyncio.wait_for(future, timeout_s)
         elapsed = time.perf_counter() - started
         return VideoResult([e for e in self.events if e.video_id == video_id], frames, elapsed)

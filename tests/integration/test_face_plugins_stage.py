@@ -1,7 +1,8 @@
-"""Face plug-ins on the embedded broker, in the roles `facestream up` runs (store, plugins, API): the shipped
-frequent-visitors plug-in enrols a person seen on three days through the real API; a plug-in that raises on a
-face dead-letters that face and goes on, one whose activation fails is restarted, and neither stops the
-pipeline (the store sink stores every event, the other plug-ins notice theirs)."""
+"""Face plug-ins on the embedded broker, in the roles `facestream up` runs: the shipped frequent-visitors
+plug-in enrols a person seen on three days through the real API (from events, and end to end from three
+videos of a labelled camera through the whole pipeline); a plug-in that raises on a face dead-letters that
+face and goes on, one whose activation fails is restarted, and neither stops the pipeline (the store sink
+stores every event, the other plug-ins notice theirs)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ import numpy as np
 import pytest
 
 from agents.face_plugins import PluginContext, PluginDetection, PluginFace, register_face_plugin
-from ops.harness import LocalPipeline
+from ops.demo import synthesize_clip
+from ops.harness import SPINE_ROLES, LocalPipeline
 from pipeline.kafka import replay_topic
 from schemas.messages import DeadLetter, FaceEvent, PluginNotice
 from schemas.topics import DEAD_LETTER, EVENTS, PLUGIN_NOTICES
@@ -132,3 +134,43 @@ async def _until(condition: Any, timeout_s: float = 60.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         await asyncio.sleep(0.1)
+
+
+def test_frequent_visitor_end_to_end_from_three_videos_of_a_labelled_camera(broker, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The whole path: the same person in three videos attributed to a labelled camera, on three different days
+    (their start times), through decoder, detector, extractor, matcher, store and the plug-in, who enrols them
+    through the API; the person is then recognised."""
+    pytest.importorskip("skimage", reason="the synthesised clip needs scikit-image (the demo extra)")
+    port = _free_port()
+    settings = settings_for(
+        broker, tmp_path, api={"port": port, "admin_token": TOKEN, "enrol_min_quality": 0.0},
+        plugins={"enabled": ["frequent_visitors"],
+                 "options": {"frequent_visitors": {"watch_list": "regulars", "labels": {"zone": "entrance"}}}})
+    clip = tmp_path / "visit.avi"
+    synthesize_clip(clip, seconds=1.5)
+    now = time.time()
+
+    async def scenario() -> tuple[list[Any], dict[str, Any], list[FaceEvent]]:
+        notices: list[Any] = []
+        pipeline = LocalPipeline(settings)
+        async with pipeline.running(roles=(*SPINE_ROLES, "store", "plugins", "api")) as running:
+            stop = asyncio.Event()
+            reader = asyncio.create_task(replay_topic(running.settings, PLUGIN_NOTICES, notices.append, stop))
+            for day in (2, 1, 0):
+                await running.process_as(clip, f"visit-{day}", "door", labels={"zone": "entrance"},
+                                         started_at=now - day * DAY - 60)
+            await _until(lambda: bool(notices))
+            async with aiohttp.ClientSession(headers={"Authorization": f"Token {TOKEN}"}) as http:
+                dossier = await (await http.get(f"{base}/v1/dossiers/{notices[0].dossier_id}")).json()
+            again = await running.process_as(clip, "visit-again", "door", labels={"zone": "entrance"})
+            stop.set()
+            await reader
+        return notices, dossier, again.events
+
+    base = f"http://127.0.0.1:{port}"
+    notices, dossier, again = asyncio.run(scenario())
+    assert len(notices) == 1 and notices[0].data["visits"] == 3 and notices[0].data["enrolled"] is True
+    assert notices[0].labels == {"zone": "entrance"} and notices[0].camera_id == "door"
+    assert len(dossier["faces"]) == 1
+    assert again and all(e.labels == {"zone": "entrance"} for e in again)
+    assert any(e.matched and e.dossier_id == dossier["id"] for e in again)  # recognised from then on
