@@ -21,18 +21,20 @@ How it is built (the parts every plug-in has):
 - ``shutdown()``: logs what it forgets.
 
 Limits (it is a template): visitors live in memory, so a restart forgets them (a production plug-in keeps them
-in a store); at most ``max_visitors`` are remembered (the least recently seen go first). Enrolment waits up to
-``enrol_wait_s`` for the store sink to have stored the event; a failed enrolment is logged and reported in the
-notice (``enrolled`` false, ``error``), never retried.
+in a store); at most ``max_visitors`` are remembered (the least recently seen go first). Enrolment retries for up
+to ``enrol_wait_s`` (keep it under ``plugins.timeout_s``) while the API does not answer yet or the store sink has
+not stored the event yet; a failed enrolment is logged and reported in the notice (``enrolled`` false,
+``error``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -62,7 +64,8 @@ class FrequentVisitorsConfig(BaseModel):
     watch_list: str | None = Field(None, min_length=1, max_length=256,
                                    description="Enrol frequent visitors into the watch list of this name "
                                                "(created if there is none); unset: notices only.")
-    enrol_wait_s: float = Field(5.0, ge=0, description="How long enrolment waits for the event to be stored.")
+    enrol_wait_s: float = Field(5.0, ge=0, description="How long enrolment retries while the API does not answer "
+                                                       "yet or the event is not stored yet.")
     max_visitors: int = Field(10_000, ge=1, description="Visitors remembered at most.")
 
 
@@ -132,28 +135,37 @@ class FrequentVisitors:
         self.visitors = [v for v in self.visitors if v.visits]
 
     async def enrol(self, visitor: Visitor, event: FaceEvent) -> tuple[str | None, str | None]:
-        """(dossier id, None) once enrolled, (None or the dossier id, error) when it failed."""
+        """(dossier id, None) once enrolled, (None or the dossier id, error) when it failed. Calls that fail for
+        a reason that passes (the API not answering yet, 502-504, the event not stored yet) are retried for up
+        to ``enrol_wait_s`` in all."""
+        deadline = time.monotonic() + self.config.enrol_wait_s
         try:
-            watch_list = self.watch_list_id or await self._watch_list()
-            dossier = await self.ctx.api.post("/v1/dossiers", {
+            watch_list = self.watch_list_id or await self._retried(self._watch_list, deadline)
+            dossier = await self._retried(lambda: self.ctx.api.post("/v1/dossiers", {
                 "name": f"Frequent visitor {visitor.visitor_id}"[:256], "watch_lists": [watch_list],
-                "comment": f"enrolled by the frequent_visitors plug-in after {len(visitor.visits)} visits"})
+                "comment": f"enrolled by the frequent_visitors plug-in after {len(visitor.visits)} visits"}), deadline)
         except ApiClientError as exc:
             log.warning("frequent visitor %s: dossier not created: %s", visitor.visitor_id, exc)
             return None, str(exc)
         dossier_id = str(dossier["id"])
-        waited = 0.0
+        try:
+            await self._retried(lambda: self.ctx.api.post(f"/v1/dossiers/{dossier_id}/faces",
+                                                          {"face": f"event:{event.event_id}"}), deadline)
+        except ApiClientError as exc:
+            log.warning("frequent visitor %s: face not enrolled: %s", visitor.visitor_id, exc)
+            return dossier_id, str(exc)
+        return dossier_id, None
+
+    @staticmethod
+    async def _retried(call: Callable[[], Awaitable[Any]], deadline: float) -> Any:
         while True:
             try:
-                await self.ctx.api.post(f"/v1/dossiers/{dossier_id}/faces", {"face": f"event:{event.event_id}"})
-                return dossier_id, None
+                return await call()
             except ApiClientError as exc:
-                if exc.status == 422 and "unknown" in exc.message and waited < self.config.enrol_wait_s:
-                    await asyncio.sleep(ENROL_RETRY_S)  # the store sink has not stored the event yet
-                    waited += ENROL_RETRY_S
-                    continue
-                log.warning("frequent visitor %s: face not enrolled: %s", visitor.visitor_id, exc)
-                return dossier_id, str(exc)
+                passing = exc.status in (0, 502, 503, 504) or (exc.status == 422 and "unknown" in exc.message)
+                if not passing or time.monotonic() >= deadline:
+                    raise
+                await asyncio.sleep(ENROL_RETRY_S)
 
     async def _watch_list(self) -> str:
         """The id of the watch list named ``watch_list``, created when there is none."""

@@ -26,7 +26,9 @@ class ApiClientError(RuntimeError):
 
 class ApiClient(HttpSessionClient):
     def __init__(self, base_url: str, token: str | None, timeout_s: float = 10.0) -> None:
-        super().__init__(timeout_s)
+        # the operator's own API (plugins.api_url: loopback, a private or cluster address), never a URL an API
+        # user supplied: the URL policy's private-address refusal does not apply
+        super().__init__(timeout_s, allow_private=True)
         self.base_url = base_url.rstrip("/")
         self._headers = {"Authorization": f"Token {token}"} if token else {}
 

@@ -91,6 +91,7 @@ def test_plugins_enrol_frequent_visitors_and_failures_never_stop_the_pipeline(br
             readers = [asyncio.create_task(replay_topic(running.settings, PLUGIN_NOTICES, notices.append, stop)),
                        asyncio.create_task(replay_topic(running.settings, DEAD_LETTER, dead.append, stop))]
             assert running._resources is not None
+            await _api_up(base)
             media = await running._resources.media()
             for e in [*first_days, third_day]:
                 await asyncio.to_thread(media.put, e.thumbnail_key or "", thumb, "image/jpeg")
@@ -129,6 +130,21 @@ def test_plugins_enrol_frequent_visitors_and_failures_never_stop_the_pipeline(br
     assert restarts.get("plugin.broken_at_start", 0) >= 1 and "plugin.explodes" not in restarts
 
 
+async def _api_up(base: str, timeout_s: float = 120.0) -> None:
+    """Until the API role answers (it opens its stores first: seconds under load)."""
+    deadline = time.monotonic() + timeout_s
+    async with aiohttp.ClientSession() as http:
+        while True:
+            try:
+                async with http.get(f"{base}/v1/health") as resp:
+                    if resp.status < 500:
+                        return
+            except aiohttp.ClientError:
+                pass
+            assert time.monotonic() < deadline, "the API did not start"
+            await asyncio.sleep(0.2)
+
+
 async def _until(condition: Any, timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
@@ -156,6 +172,7 @@ def test_frequent_visitor_end_to_end_from_three_videos_of_a_labelled_camera(brok
         async with pipeline.running(roles=(*SPINE_ROLES, "store", "plugins", "api")) as running:
             stop = asyncio.Event()
             reader = asyncio.create_task(replay_topic(running.settings, PLUGIN_NOTICES, notices.append, stop))
+            await _api_up(base)
             for day in (2, 1, 0):
                 await running.process_as(clip, f"visit-{day}", "door", labels={"zone": "entrance"},
                                          started_at=now - day * DAY - 60)

@@ -39,12 +39,16 @@ T0 = 1_700_000_000.0
 class FakeApi:
     """An in-memory stand-in for ctx.api: records calls, answers dossier creation and enrolment."""
 
-    def __init__(self, unknown_first: int = 0) -> None:
+    def __init__(self, unknown_first: int = 0, down_first: int = 0) -> None:
         self.calls: list[tuple[str, str, Any]] = []
         self.unknown_first = unknown_first  # enrolment answers 422 unknown_reference this many times first
+        self.down_first = down_first  # the API does not answer this many calls first
 
     async def get(self, path: str, params: dict[str, str | int | float] | None = None) -> Any:
         self.calls.append(("GET", path, params))
+        if self.down_first:
+            self.down_first -= 1
+            raise ApiClientError("GET", path, 0, "ClientConnectorError: connection refused")
         return {"results": [{"id": "wl-0", "name": "other"}], "next_cursor": None}
 
     async def post(self, path: str, json: Any = None) -> Any:
@@ -238,6 +242,9 @@ async def test_frequent_visitor_enrolled_through_the_api_after_the_event_is_stor
     assert len(api.calls) == 6
     [again] = await _offer(plugin, event("cam:5:1", T0, person(15)))
     assert again.dossier_id == "d7" and len(api.calls) == 8  # the watch list's id is remembered
+    starting = FakeApi(down_first=3)  # the API role is still opening its stores
+    [notice] = await _offer(_visitors(starting, min_visits=1, watch_list="wl"), event("cam:7:0", T0, person(7)))
+    assert notice.data["enrolled"] is True and [c[0] for c in starting.calls[:4]] == ["GET"] * 4
     failing = _visitors(FakeApi(unknown_first=100), min_visits=1, watch_list="wl", enrol_wait_s=0.3)
     [notice] = await _offer(failing, event("cam:6:0", T0, person(6)))
     assert notice.data["enrolled"] is False and "unknown reference" in str(notice.data["error"])
