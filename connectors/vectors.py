@@ -122,8 +122,22 @@ class VectorStore:
                 except MilvusException:
                     if not client.has_collection(name):  # else another role created it at the same moment
                         raise
-            client.load_collection(name)
+            self._index_and_load(client, name)
         self._client = client
+
+    def _index_and_load(self, client: Any, name: str) -> None:
+        """Load ``name``, first adding its index if it has none. create_collection with index parameters is
+        three calls (create, index, load): a role starting beside the one creating it can find the collection
+        before its index, and Milvus refuses to load it ("index not found"; seen with roles started at once)."""
+        from pymilvus.exceptions import MilvusException
+
+        if not client.list_indexes(name):
+            try:
+                client.create_index(name, self._index(client))
+            except MilvusException:
+                if not client.list_indexes(name):  # else the creating role added it at the same moment
+                    raise
+        client.load_collection(name)
 
     def _index(self, client: Any) -> Any:
         params = client.prepare_index_params()

@@ -74,6 +74,27 @@ async def test_dossier_vectors(vectors: VectorStore) -> None:
     assert await vectors.search_dossier_faces(_unit(11), 5) == []
 
 
+async def test_a_collection_found_without_its_index_is_indexed_and_loaded(
+        request: pytest.FixtureRequest, tmp_path: Path, vectors: VectorStore) -> None:
+    """As another role leaves it mid-creation (created, not yet indexed): starting beside it still works."""
+    from pymilvus import MilvusClient
+
+    uri = str(tmp_path / "milvus.db") if vectors.is_lite else request.getfixturevalue("milvus_server").new_database()
+    schema = VectorStore(uri)._event_schema()
+    client = MilvusClient(uri)
+    client.create_collection(EVENT_FACES, schema=schema)
+    assert not client.list_indexes(EVENT_FACES)
+    client.close()
+    store = VectorStore(uri)
+    await store.start()
+    try:
+        await store.upsert_events([_event(1, 100.0, False, [])])
+        hits = await store.search_events(_unit(1), limit=1)
+        assert [h.id for h in hits] == ["e1"]
+    finally:
+        await store.close()
+
+
 async def test_reads_see_the_writes_before_them(vectors: VectorStore) -> None:
     """Each search right after an upsert (and a delete) sees it: a Milvus server's default bounded
     consistency answered such a search with nothing for ~0.5 s."""
