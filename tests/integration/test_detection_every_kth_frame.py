@@ -1,6 +1,6 @@
 """Detection every k-th frame (``detector.detect_interval_s``), accuracy guard on the real clip: every frame of
-``short_hamilton_clip.mp4`` (29.97 fps, so 0.1 s detects one frame in three and the tracker carries the faces
-across the other two) through the real spine, and the clip's true cast is still found, each in
+``short_hamilton_clip.mp4`` (29.97 fps, so the default 0.1 s detects one frame in three and the tracker carries
+the faces across the other two) through the real spine, and the clip's true cast is still found, each in
 their own shots, and the enrolled Biden, who is not in it, never matched."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import pytest
 
 from ops.demo import process_video
 from pipeline import metrics
+from pipeline.settings import DetectorSettings
 from tests.integration.conftest import settings_for
 from tests.integration.test_pipeline import SHOT_3_STARTS_S, SHOT_4_STARTS_S, offset_s, portraits
 
@@ -22,7 +23,8 @@ def _predicted() -> float:
 
 
 def test_detecting_one_frame_in_three_still_finds_the_cast_and_never_biden(broker, shared_faces, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    settings = settings_for(broker, tmp_path, decoder={"target_fps": 30.0}, detector={"detect_interval_s": 0.1})
+    assert DetectorSettings().detect_interval_s == 0.1  # the default this guards
+    settings = settings_for(broker, tmp_path, decoder={"target_fps": 30.0})
     predicted = _predicted()
     result = asyncio.run(process_video(settings, shared_faces / "short_hamilton_clip.mp4", portraits(shared_faces),
                                        timeout_s=300, quiet=True))
