@@ -31,6 +31,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import simplejpeg
 
 from agents.camera_table import CameraTable
 from agents.detect_schedule import DetectionSchedule
@@ -89,10 +90,23 @@ def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
 
 
 def decode_jpeg(data: bytes) -> np.ndarray:
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
+    """A JPEG as HxWx3 BGR uint8; raises ValueError when it is undecodable.
+
+    simplejpeg's libjpeg-turbo (SIMD colour conversion and upsampling) first: the same pixels as OpenCV's
+    bundled build, a third of its CPU at 1080p (3.0 against 8.8 ms, BENCHMARKS.md "Frame path"). Anything it
+    refuses (CMYK, a recoverable libjpeg warning, not a JPEG at all) goes to ``cv2.imdecode`` as before, which
+    also keeps OpenCV's leniency with damaged frames."""
+    try:
+        image: np.ndarray = simplejpeg.decode_jpeg(data, colorspace="BGR")
+        return image
+    except ValueError:
+        pass
+    if not data:
+        raise ValueError("undecodable JPEG: empty")
+    fallback = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if fallback is None:
         raise ValueError("undecodable JPEG")
-    return image
+    return fallback
 
 
 def thumbnail(image: np.ndarray, bbox: tuple[float, float, float, float]) -> np.ndarray:

@@ -1,0 +1,44 @@
+"""The detector's frame path: one JPEG decode (simplejpeg, OpenCV as the fallback) and the downscale to the
+detector's input. Cheap: small synthetic images, no models."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from agents.detector import decode_jpeg
+from models.centerface import downscale
+
+
+def _picture(height: int, width: int) -> np.ndarray:
+    rng = np.random.default_rng(7)
+    image = cv2.resize(rng.integers(0, 256, (height // 16, width // 16, 3), dtype=np.uint8), (width, height))
+    return np.ascontiguousarray(image)
+
+
+def test_decode_gives_opencvs_pixels_for_colour_and_grey_jpegs() -> None:
+    image = _picture(136, 240)
+    for source in (image, image[:, :, 0]):
+        ok, buf = cv2.imencode(".jpg", source, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        assert ok
+        decoded = decode_jpeg(buf.tobytes())
+        assert decoded.shape == (136, 240, 3) and decoded.dtype == np.uint8
+        assert np.array_equal(decoded, cv2.imdecode(buf, cv2.IMREAD_COLOR))
+
+
+def test_decode_falls_back_to_opencv_and_refuses_what_neither_reads() -> None:
+    ok, png = cv2.imencode(".png", _picture(40, 48))
+    assert ok and decode_jpeg(png.tobytes()).shape == (40, 48, 3)  # not a JPEG: OpenCV still reads it
+    for bad in (b"", b"not a jpeg", png.tobytes()[:20]):
+        with pytest.raises(ValueError, match="undecodable JPEG"):
+            decode_jpeg(bad)
+
+
+def test_downscale_reaches_the_planned_size_close_to_one_area_resize() -> None:
+    image = _picture(1080, 1920)
+    for width, height in ((768, 432), (960, 540), (640, 360), (1920, 1080), (1000, 563)):
+        small = downscale(image, width, height)
+        assert small.shape == (height, width, 3)
+        direct = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+        assert np.abs(small.astype(np.int16) - direct).mean() < 1.0
