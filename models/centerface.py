@@ -2,7 +2,8 @@
 
 Model contract (after ``convert_centerface``):
 
-- input ``input``: float32 [B, 3, H, W], RGB, 0..255, no mean/std; H and W multiples of 32.
+- input ``input``: float32 [B, 3, H, W], RGB, 0..255, no mean/std; H and W multiples of 32 (the detector
+  plug-in opens it with ``image_input``: uint8 [B, H, W, 3] RGB, as ``preprocess`` writes it).
 - outputs at stride 4 (h = H/4, w = W/4): ``heatmap`` [B,1,h,w] (sigmoid face-centre score),
   ``scale`` [B,2,h,w] (log of box height, width / 4), ``offset`` [B,2,h,w] (sub-cell centre offset, y then x),
   ``landmarks`` [B,10,h,w] (5 points as (y, x) pairs relative to the box, in box heights/widths).
@@ -109,11 +110,20 @@ def downscale(image: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def preprocess(image_bgr: np.ndarray, box: Letterbox, out: np.ndarray) -> None:
-    """Write ``image_bgr`` (HxWx3 uint8 BGR) into ``out`` (float32 [3, box.height, box.width], already
-    zero outside the image), resized as ``box`` says, as RGB, top-left aligned."""
+    """Write ``image_bgr`` (HxWx3 uint8 BGR) into ``out`` (uint8 [box.height, box.width, 3], already zero
+    outside the image), resized as ``box`` says, as RGB, top-left aligned: the detector engine's image input
+    (``models.engines.image_input_model`` casts and transposes it inside the graph)."""
     image_bgr = downscale(image_bgr, box.resized_w, box.resized_h)
-    for channel in range(3):
-        out[channel, : box.resized_h, : box.resized_w] = image_bgr[:, :, 2 - channel]
+    if box.resized_w == box.width:  # whole rows: convert straight into the input
+        cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB, dst=out[: box.resized_h])
+    else:
+        out[: box.resized_h, : box.resized_w] = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
+
+
+def as_float_input(images: np.ndarray) -> np.ndarray:
+    """uint8 [B, H, W, 3] images as the float model's own input, float32 [B, 3, H, W] (for sessions opened on
+    the ONNX file as stored, such as calibration)."""
+    return np.ascontiguousarray(images.transpose(0, 3, 1, 2), np.float32)
 
 
 @dataclass(frozen=True)

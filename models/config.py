@@ -21,6 +21,7 @@ class ModelSettings(BaseModel):
     wheelhouse: Path | None = Field(None, description="Folder holding the pinned source distributions, for sites without network.")
     engine: Literal["auto", "onnxruntime", "tensorrt"] = Field("auto", description="Inference engine; auto picks TensorRT where CUDA is present.")
     threads: int = Field(2, ge=1, description="ONNX Runtime intra-op threads per session.")
+    spin_wait: bool = Field(False, description="ONNX Runtime's intra-op threads spin-wait for work instead of sleeping: faster on a machine whose cores the models have to themselves (bench models: ONNX Runtime session options), slower where other stages or jobs share the cores (the spinning steals them), so off by default.")
     detector: str = Field("centerface", description="Face detector plug-in (models.registry; third parties: entry-point group facestream.detectors).")
     detector_options: dict[str, str | int | float | bool] = Field(default_factory=dict, description="Options of the detector plug-in, validated by its config when the models load (CenterFace's: threshold, nms_iou, max_side, min_face; they default to the detector_* settings).")
     descriptor: str = Field("dlib_resnet", description="Face descriptor plug-in (models.registry; third parties: entry-point group facestream.descriptors). It must give 128-D descriptors calibrated like dlib's (see models.faces).")

@@ -1,8 +1,11 @@
 """Inference engines behind one interface: ONNX Runtime on CPU and TensorRT (+ pycuda) on NVIDIA GPUs.
 
-Both run the same ONNX files. Every model here has one float32 input whose first dimension is the batch;
-``Engine.run`` takes that array and returns the outputs in the model's output order. Engines are opened
-once and reused; ``run`` is safe to call from several threads.
+Both run the same ONNX files. Every model here has one float32 input [B, 3, H, W] (RGB, NCHW); ``Engine.run``
+takes that array and returns the outputs in the model's output order. An engine opened with
+``image_input=True`` takes images instead: uint8 [B, H, W, 3] (RGB, NHWC, the layout OpenCV gives), and the
+conversion to the model's float NCHW input happens inside the engine (ONNX Runtime: a Transpose and a Cast
+prepended to the graph when the session opens, so no per-call Python copy; ``image_input_model``). Engines are
+opened once and reused; ``run`` is safe to call from several threads.
 
 ``engine=auto`` picks TensorRT only where ``tensorrt`` and ``pycuda`` import and a CUDA device exists,
 else ONNX Runtime on CPU. TensorRT is the optional extra ``pip install 'facestream[gpu]'``; its modules are
@@ -33,7 +36,8 @@ class EngineUnavailableError(RuntimeError):
 
 
 class Engine(Protocol):
-    """A loaded model: one float32 input with a leading batch dimension, outputs in model order."""
+    """A loaded model: one input with a leading batch dimension (float32 NCHW, or uint8 NHWC images when
+    opened with ``image_input``), outputs in model order."""
 
     name: EngineName
 
@@ -69,11 +73,34 @@ def resolve_engine(settings: ModelSettings) -> EngineName:
     return settings.engine
 
 
-def open_engine(onnx_path: Path, settings: ModelSettings, profile: ShapeProfile) -> Engine:
-    """Open ``onnx_path`` with the engine the settings select."""
+def open_engine(onnx_path: Path, settings: ModelSettings, profile: ShapeProfile, image_input: bool = False) -> Engine:
+    """Open ``onnx_path`` with the engine the settings select (``image_input``: see the module docstring;
+    ``profile`` is always in the model's own NCHW shapes)."""
     if resolve_engine(settings) == "tensorrt":
-        return TensorRTEngine(onnx_path, settings, profile)
-    return OnnxRuntimeEngine(onnx_path, threads=settings.threads)
+        return TensorRTEngine(onnx_path, settings, profile, image_input)
+    return OnnxRuntimeEngine(onnx_path, settings.threads, OrtOptions(spinning=settings.spin_wait), image_input)
+
+
+def image_input_model(onnx_path: Path) -> bytes:
+    """``onnx_path`` (one float32 input [B, 3, H, W]) rewritten to take uint8 [B, H, W, 3]: a Transpose to
+    NCHW, then a Cast to float32, in front of the graph (values unchanged: 0..255). Serialised, for
+    ``onnxruntime.InferenceSession``."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load(str(onnx_path))
+    graph = model.graph
+    source = graph.input[0]
+    batch, channels, height, width = (d.dim_param or d.dim_value for d in source.type.tensor_type.shape.dim)
+    images = f"{source.name}_images"
+    front = [helper.make_node("Transpose", [images], [f"{images}_nchw"], perm=[0, 3, 1, 2], name="images_nchw"),
+             helper.make_node("Cast", [f"{images}_nchw"], [source.name], to=TensorProto.FLOAT, name="images_float")]
+    nodes = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(front + nodes)
+    del graph.input[:]
+    graph.input.append(helper.make_tensor_value_info(images, TensorProto.UINT8, [batch, height, width, channels]))
+    return bytes(model.SerializeToString())
 
 
 _OPTIMISATION = {"basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -87,7 +114,8 @@ class OrtOptions:
     measured best for these models on 2 shared cores (its ONNX Runtime options table): sequential execution
     (these graphs are chains, inter-op parallelism has nothing to overlap), every graph optimisation, and no
     spin-waiting (the pipeline's stages share the cores, and spinning threads steal them: 40 ms instead of
-    67 ms per 640x384 detector frame on a loaded 2-core machine)."""
+    67 ms per 640x384 detector frame on a loaded 2-core machine; ``models.spin_wait`` turns it on for a
+    machine whose cores the models have to themselves)."""
 
     parallel: bool = False  # ORT_PARALLEL execution mode, with 2 inter-op threads
     optimization: Literal["basic", "extended", "all"] = "all"
@@ -95,12 +123,14 @@ class OrtOptions:
 
 
 class OnnxRuntimeEngine:
-    """An ONNX Runtime CPU session (``threads`` intra-op threads, ``options`` as ``OrtOptions`` says), opened
-    once and reused (opening one costs far more than a run: see ``bench models``)."""
+    """An ONNX Runtime CPU session (``threads`` intra-op threads, ``options`` as ``OrtOptions`` says; with
+    ``image_input`` it takes uint8 NHWC images, ``image_input_model``), opened once and reused (opening one
+    costs far more than a run: see ``bench models``)."""
 
     name: EngineName = "onnxruntime"
 
-    def __init__(self, onnx_path: Path, threads: int, options: OrtOptions | None = None) -> None:
+    def __init__(self, onnx_path: Path, threads: int, options: OrtOptions | None = None,
+                 image_input: bool = False) -> None:
         tuning = options or OrtOptions()
         session = ort.SessionOptions()
         session.intra_op_num_threads = threads
@@ -109,13 +139,16 @@ class OnnxRuntimeEngine:
         session.graph_optimization_level = _OPTIMISATION[tuning.optimization]
         session.log_severity_level = 3
         session.add_session_config_entry("session.intra_op.allow_spinning", "1" if tuning.spinning else "0")
-        self._session = ort.InferenceSession(str(onnx_path), session, providers=["CPUExecutionProvider"])
+        source = image_input_model(onnx_path) if image_input else str(onnx_path)
+        self._session = ort.InferenceSession(source, session, providers=["CPUExecutionProvider"])
         self._input = self._session.get_inputs()[0].name
         self._outputs = [o.name for o in self._session.get_outputs()]
+        self._dtype = np.uint8 if image_input else np.float32
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
-        """Outputs for ``batch`` (float32, C-contiguous); ONNX Runtime sessions are thread-safe."""
-        return list(self._session.run(self._outputs, {self._input: np.ascontiguousarray(batch, np.float32)}))
+        """Outputs for ``batch`` (C-contiguous; uint8 NHWC with ``image_input``, else float32 NCHW); ONNX
+        Runtime sessions are thread-safe."""
+        return list(self._session.run(self._outputs, {self._input: np.ascontiguousarray(batch, self._dtype)}))
 
 
 def plan_cache_key(onnx_bytes: bytes, gpu: str, trt_version: str, fp16: bool, profile: ShapeProfile) -> str:
@@ -134,7 +167,9 @@ class TensorRTEngine:
 
     name: EngineName = "tensorrt"
 
-    def __init__(self, onnx_path: Path, settings: ModelSettings, profile: ShapeProfile) -> None:
+    def __init__(self, onnx_path: Path, settings: ModelSettings, profile: ShapeProfile,
+                 image_input: bool = False) -> None:
+        self._image_input = image_input  # uint8 NHWC batches, converted on the host (the plan stays float NCHW)
         if not cuda_available():
             raise EngineUnavailableError(
                 "TensorRT needs an NVIDIA GPU with CUDA and the extra: pip install 'facestream[gpu]'"
@@ -207,9 +242,9 @@ class TensorRTEngine:
         return allocation
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
-        """Outputs for ``batch`` (float32), copied back to host memory."""
+        """Outputs for ``batch`` (float32 NCHW, or uint8 NHWC with ``image_input``), copied back to host memory."""
         cuda = self._cuda
-        host_in = np.ascontiguousarray(batch, np.float32)
+        host_in = np.ascontiguousarray(batch.transpose(0, 3, 1, 2) if self._image_input else batch, np.float32)
         with self._lock:
             self._context_cuda.push()
             try:

@@ -37,7 +37,7 @@ import onnx
 from onnx import version_converter
 
 from models.align import align_chip
-from models.centerface import decode, plan_input, preprocess
+from models.centerface import as_float_input, decode, plan_input, preprocess
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +79,9 @@ def calibration_chips(float_detector: Path, images: list[np.ndarray]) -> list[np
     chips = []
     for image in images:
         plan = plan_input(image.shape[0], image.shape[1], 640, 32)
-        batch = np.zeros((1, 3, plan.height, plan.width), np.float32)
+        batch = np.zeros((1, plan.height, plan.width, 3), np.uint8)
         preprocess(image, plan, batch[0])
-        raw = decode(tuple(m[0] for m in session.run(None, {"input": batch})), 0.5, 0.3)
+        raw = decode(tuple(m[0] for m in session.run(None, {"input": as_float_input(batch)})), 0.5, 0.3)
         scale = np.array([plan.scale_x, plan.scale_y], np.float32)
         chips += [align_chip(image, points / scale) for points in raw.landmarks]
     return chips

@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from models.centerface import plan_input, preprocess
+from models.centerface import as_float_input, plan_input, preprocess
 from models.config import ModelSettings
 from models.engines import OnnxRuntimeEngine, OrtOptions
 from models.faces import FaceModels
@@ -104,8 +104,9 @@ def ort_options(settings: ModelSettings) -> list[tuple[str, list[float]]]:
     paths = prepared_paths(settings.cache_dir)
     frame = cv2.resize(_source_frame(), (640, 360), interpolation=cv2.INTER_AREA)
     plan = plan_input(360, 640, settings.detector_max_side, settings.detector_min_face)
-    frames = np.zeros((1, 3, plan.height, plan.width), np.float32)
-    preprocess(frame, plan, frames[0])
+    images = np.zeros((1, plan.height, plan.width, 3), np.uint8)
+    preprocess(frame, plan, images[0])
+    frames = as_float_input(images)
     chips = np.random.default_rng(0).integers(0, 255, (32, 3, 150, 150)).astype(np.float32)
     cases = [(weights_for(paths, "detector", p, settings), frames, 1) for p in ("float32", "int8")]
     cases += [(weights_for(paths, "descriptor", p, settings), chips, 32) for p in ("float32", "int8")]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
+import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -44,7 +45,9 @@ class DlibResnetDescriptor:
         step = self.config.max_batch
         for start in range(0, len(chips), step):
             part = chips[start : start + step]
-            batch = np.stack([c[:, :, ::-1].transpose(2, 0, 1) for c in part]).astype(np.float32)
+            batch = np.empty((len(part), CHIP_SIZE, CHIP_SIZE, 3), np.uint8)  # RGB NHWC: the engine casts
+            for row, chip in enumerate(part):
+                cv2.cvtColor(chip, cv2.COLOR_BGR2RGB, dst=batch[row])
             out[start : start + len(part)] = self._engine.run(batch)[0]
         return out
 
@@ -65,7 +68,8 @@ def open_dlib_resnet(config: BaseModel, settings: ModelSettings, paths: Paths) -
     assert isinstance(config, DlibResnetConfig)
     batch = config.max_batch
     engine = open_engine(weights_for(paths, "descriptor", config.precision, settings), settings, ShapeProfile(
-        (1, 3, CHIP_SIZE, CHIP_SIZE), (batch, 3, CHIP_SIZE, CHIP_SIZE), (batch, 3, CHIP_SIZE, CHIP_SIZE)))
+        (1, 3, CHIP_SIZE, CHIP_SIZE), (batch, 3, CHIP_SIZE, CHIP_SIZE), (batch, 3, CHIP_SIZE, CHIP_SIZE)),
+        image_input=True)
     return DlibResnetDescriptor(config, engine)
 
 

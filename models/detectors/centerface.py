@@ -64,7 +64,7 @@ class CenterFaceDetector:
         for (height, width), members in groups.items():
             for start in range(0, len(members), MAX_BATCH):
                 chunk = members[start : start + MAX_BATCH]
-                batch = np.zeros((len(chunk), 3, height, width), np.float32)
+                batch = np.zeros((len(chunk), height, width, 3), np.uint8)  # RGB NHWC: the engine casts
                 for row, i in enumerate(chunk):
                     preprocess(images[i], plans[i], batch[row])
                 maps = self._engine.run(batch)
@@ -96,7 +96,7 @@ def configure(settings: ModelSettings) -> CenterFaceConfig:
 def open_centerface(config: BaseModel, settings: ModelSettings, paths: Paths) -> CenterFaceDetector:
     assert isinstance(config, CenterFaceConfig)
     engine = open_engine(weights_for(paths, "detector", config.precision, settings), settings, ShapeProfile(
-        (1, 3, 32, 32), (1, 3, 384, 640), (MAX_BATCH, 3, MAX_INPUT_SIDE, MAX_INPUT_SIDE)))
+        (1, 3, 32, 32), (1, 3, 384, 640), (MAX_BATCH, 3, MAX_INPUT_SIDE, MAX_INPUT_SIDE)), image_input=True)
     return CenterFaceDetector(config, engine)
 
 

@@ -43,6 +43,18 @@ def test_emotion_engine_runs_a_batch(face_models: FaceModels) -> None:
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
 
 
+def test_an_image_input_engine_gives_the_float_models_outputs(face_models: FaceModels) -> None:
+    """uint8 NHWC images through ``image_input`` (Transpose + Cast inside the graph) = the same images as
+    float32 NCHW through the model as stored."""
+    settings = model_settings()
+    profile = ShapeProfile((1, 3, 150, 150), (8, 3, 150, 150), (32, 3, 150, 150))
+    path = settings.cache_dir / "dlib_resnet-int8.onnx"
+    images = np.random.default_rng(0).integers(0, 256, (3, 150, 150, 3), dtype=np.uint8)
+    got = open_engine(path, settings, profile, image_input=True).run(images)[0]
+    ref = open_engine(path, settings, profile).run(images.transpose(0, 3, 1, 2).astype(np.float32))[0]
+    np.testing.assert_array_equal(got, ref)
+
+
 @pytest.mark.gpu
 def test_tensorrt_matches_onnxruntime(face_models: FaceModels) -> None:
     if not cuda_available():
@@ -56,3 +68,7 @@ def test_tensorrt_matches_onnxruntime(face_models: FaceModels) -> None:
     trt_out = TensorRTEngine(path, settings, profile).run(chips)[0]
     ort_out = OnnxRuntimeEngine(path, threads=2).run(chips)[0]
     np.testing.assert_allclose(trt_out, ort_out, atol=1e-3)
+    images = np.ascontiguousarray(chips.transpose(0, 2, 3, 1).astype(np.uint8))
+    trt_images = TensorRTEngine(path, settings, profile, image_input=True).run(images)[0]
+    ort_images = OnnxRuntimeEngine(path, threads=2, image_input=True).run(images)[0]
+    np.testing.assert_allclose(trt_images, ort_images, atol=1e-3)
