@@ -169,12 +169,9 @@ async def replay_topic(
     await consumer.start()
     try:
         name = topic_name(settings, spec)
-        partitions = consumer.partitions_for_topic(name)
-        while partitions is None:
-            await consumer.force_metadata_update()
-            partitions = consumer.partitions_for_topic(name)
-            if partitions is None:
-                await asyncio.sleep(0.2)
+        partitions = consumer.partitions_for_topic(name) or await _wait_for_partitions(settings, name, stop)
+        if not partitions:
+            return  # stopped before the topic existed
         consumer.assign([TopicPartition(name, p) for p in sorted(partitions)])
         await consumer.seek_to_beginning()
         while not stop.is_set():
@@ -193,6 +190,23 @@ async def replay_topic(
                         await result
     finally:
         await consumer.stop()
+
+
+async def _wait_for_partitions(settings: Settings, name: str, stop: asyncio.Event) -> set[int]:
+    """The partitions of topic ``name`` once it exists (the consumer's metadata, taken at its start, did not have
+    it), asked of the broker every 0.2 s; empty if ``stop`` is set first. Lists every topic rather than asking
+    for this one, so a broker that creates topics on request does not create it."""
+    def partitions() -> set[int]:
+        topic = AdminClient({"bootstrap.servers": bootstrap(settings)}).list_topics(timeout=10).topics.get(name)
+        return set(topic.partitions) if topic is not None and topic.error is None else set()
+
+    while not stop.is_set():
+        found = await asyncio.to_thread(partitions)
+        if found:
+            return found
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.2)
+    return set()
 
 
 async def replay_to_end(settings: Settings, spec: TopicSpec, on_message: Callable[[Any], Awaitable[None] | None],
