@@ -84,7 +84,9 @@ MASK = AttributeModel(
     labels=mask.LABELS,
 )
 
-_REGISTRY: dict[str, AttributeModel] = {m.name: m for m in (EMOTION, AGE_GENDER, MASK)}
+SHIPPED: tuple[AttributeModel, ...] = (EMOTION, AGE_GENDER, MASK)  # ``models.attributes`` enables emotion and
+# age_gender by default; mask is opt-in (its VGG16 costs ~30x the other two on the alert path, see models.config)
+_REGISTRY: dict[str, AttributeModel] = {m.name: m for m in SHIPPED}
 
 
 def register(model: AttributeModel) -> None:

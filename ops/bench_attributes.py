@@ -73,7 +73,9 @@ def _windows(values: list[float]) -> list[float]:
 
 def run(settings: Settings) -> str:
     """Prepare the models if needed, measure, and return the markdown section."""
-    model_settings = settings.models.model_copy(update={"engine": "onnxruntime"})
+    shipped = [m.name for m in attribute_plugins.SHIPPED]  # all of them, the opt-in mask included
+    model_settings = settings.models.model_copy(update={"engine": "onnxruntime", "attributes": [
+        *shipped, *(name for name in settings.models.attributes if name not in shipped)]})
     prepare_models(model_settings)
     models = FaceModels.load(model_settings)
     costs = _costs(models)

@@ -13,10 +13,11 @@ FACES_DIR = SHARED_DIR / "data" / "faces"
 
 def model_settings():  # -> models.config.ModelSettings
     """Model settings for tests: wheelhouse from FACESTREAM_MODELS_WHEELHOUSE (optional), cache from
-    FACESTREAM_MODELS_CACHE_DIR or the default user cache, ONNX Runtime on CPU."""
+    FACESTREAM_MODELS_CACHE_DIR or the default user cache, ONNX Runtime on CPU, every shipped attribute model."""
     from models.config import ModelSettings
 
-    values: dict[str, object] = {"engine": "onnxruntime"}
+    # every shipped attribute model, the opt-in mask included, so the model tests cover them all
+    values: dict[str, object] = {"engine": "onnxruntime", "attributes": ["emotion", "age_gender", "mask"]}
     if os.environ.get("FACESTREAM_MODELS_WHEELHOUSE"):
         values["wheelhouse"] = Path(os.environ["FACESTREAM_MODELS_WHEELHOUSE"])
     if os.environ.get("FACESTREAM_MODELS_CACHE_DIR"):

@@ -84,7 +84,8 @@ async def stack(tmp_path_factory: pytest.TempPathFactory):
                             kafka={"topic_prefix": "apitest.", "partitions": 1},
                             api={"admin_token": ADMIN_TOKEN, "admin_password": "s3cret!",
                                  "contract_checks": "fail", "video_url_allow_private": True,
-                                 "url_allow_private": True})
+                                 "url_allow_private": True},
+                            models={"attributes": ["emotion", "age_gender", "mask"]})  # mask is opt-in
         await asyncio.to_thread(provision_topics, settings, CORE_TOPICS)
         async with open_resources(settings, client_id="apitest") as res:
             client = TestClient(TestServer(build_app(await api_state(res))))
