@@ -15,7 +15,10 @@ A shot cut (``agents.shots``) ends every open track of the camera, so a track ne
 Detection scheduling (``detector.detect_interval_s``, ``agents.detect_schedule``): every k-th frame of a camera
 is detected, k from the camera's frame rate (always its first frame and every cut); on the others the tracker
 predicts its faces' boxes by its motion model and no face is posted from them. Clean points are taken on
-detected frames only.
+detected frames only. Live cameras: when the detector falls behind them (their frames reach it older than
+``detector.live_target_age_s``) it stretches their interval (``LiveLoad``) rather than queue; while it has live
+cameras it takes at most ``detector.live_max_batch`` frames per batch, since a batch's faces are posted when the
+whole batch is analysed; frames it still could not post in time are skipped as stale (the backstop).
 Each posted face carries the aligned chips of its track's other best faces (``Face.support``) for the
 track-level identity decision.
 """
@@ -34,7 +37,7 @@ import numpy as np
 import simplejpeg
 
 from agents.camera_table import CameraTable
-from agents.detect_schedule import DetectionSchedule
+from agents.detect_schedule import DetectionSchedule, LiveLoad
 from agents.ports import MediaWriter
 from agents.shots import colour_signature, is_cut
 from agents.tracking import Candidate, FaceTracker, Post, TrackerPolicy
@@ -140,7 +143,10 @@ class DetectorAgent(AgentBase):
         self.partition_of: dict[str, tuple[str, int]] = {}
         self.signatures: dict[str, np.ndarray] = {}  # camera id -> colour signature of its last frame
         self.clean: dict[str, int] = {}  # camera id -> offset of the last frame its tracker met empty
-        self.schedule = DetectionSchedule(settings.detector.detect_interval_s)
+        d = settings.detector
+        self.schedule = DetectionSchedule(d.detect_interval_s)
+        self.load = LiveLoad(d.live_target_age_s, max(0.0, d.live_max_detect_interval_s - d.detect_interval_s))
+        self._live_at = float("-inf")  # when the last batch with a live frame came
         self._moved: set[tuple[str, int]] = set()  # partitions revoked or assigned since the last batch
         self._topic = f"{settings.kafka.topic_prefix}{FRAMES.name}"
         self.client_id = member_client_id(self.name)
@@ -180,6 +186,7 @@ class DetectorAgent(AgentBase):
                 self.schedule.forget(camera_id)
                 self.counts.pop(camera_id, None)  # its owner reports it now (resuming from the topic)
             self._moved.clear()
+        self._adapt(batch)
         batch = self._drop_stale(batch)
         frames = [item for item in batch if isinstance(item.message, Frame)]
         loop = asyncio.get_running_loop()
@@ -224,6 +231,21 @@ class DetectorAgent(AgentBase):
             cands = self._candidates(frame, found.faces, item.offset)
             outputs += await self._publish_posts(tracker.update(frame.frame_no, frame.timestamp, cands))
         return outputs
+
+    def batch_limit(self) -> int | None:
+        """``detector.live_max_batch`` while live frames came within the last 10 s, else ``kafka.max_batch``."""
+        return self.settings.detector.live_max_batch if time.monotonic() - self._live_at < 10 else None
+
+    def _adapt(self, batch: list[Incoming]) -> None:
+        """Stretch or relax the live cameras' detection interval by the age of the batch's oldest live frame
+        (``agents.detect_schedule.LiveLoad``)."""
+        stamps = [item.message.timestamp for item in batch if isinstance(item.message, Frame) and item.message.session]
+        if not stamps:
+            return
+        self._live_at = time.monotonic()
+        now = time.time()
+        self.schedule.live_extra_s = self.load.observe(now - min(stamps), now)
+        metrics.LIVE_DETECT_STRETCH.labels(self.client_id).set(self.schedule.live_extra_s)
 
     def _drop_stale(self, batch: list[Incoming]) -> list[Incoming]:
         """Skip the live frames whose faces could not be posted within ``detector.live_max_age_s`` of their

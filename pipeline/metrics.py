@@ -36,6 +36,9 @@ INPUT_AGE = Histogram(
     "facestream_input_age_seconds", "Age of a stage's input when it takes it: now minus the record's produce time.",
     ["stage"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+LIVE_DETECT_STRETCH = Gauge(
+    "facestream_live_detect_stretch_seconds", "Seconds a detector adds to its live cameras' detection interval "
+    "to keep up (detector.live_target_age_s; 0: it keeps up at detector.detect_interval_s).", ["detector"])
 SOURCE_UP = Gauge("facestream_source_up", "1 while a camera source is open.", ["camera"])
 PLUGIN_FACES = Counter("facestream_plugin_faces_total", "Faces a face plug-in took, by outcome: processed, skipped "
                        "(preprocess wanted nothing), failed (dead-lettered).", ["plugin", "outcome"])

@@ -1,7 +1,8 @@
 """The stage runner: binds an Agent (plain domain logic) to its topics with one explicit commit path.
 
 The loop, in order, for every batch:
-  1. take up to ``kafka.max_batch`` records from the input topics of the stage's consumer group;
+  1. take up to ``kafka.max_batch`` records (or the agent's ``batch_limit``) from the input topics of the stage's
+     consumer group;
      undecodable records go to the dead-letter topic at once;
   2. ``outputs = await agent.handle(batch)``; if it raises, handle each message alone and dead-letter
      the ones that still raise;
@@ -68,6 +69,7 @@ class Agent(Protocol):
     async def stop(self) -> None: ...
     def hold_commits(self, offsets: dict[tuple[str, int], int]) -> dict[tuple[str, int], int]: ...
     def partitions_changed(self, partitions: set[tuple[str, int]]) -> None: ...
+    def batch_limit(self) -> int | None: ...
 
 
 class AgentBase:
@@ -94,6 +96,11 @@ class AgentBase:
         """A rebalance revoked or assigned these (topic name, partition)s; their records will come again
         from the committed offset. Called from the consumer's rebalance, between batches or during one:
         defer the work to the next ``handle``. Default: nothing."""
+        return None
+
+    def batch_limit(self) -> int | None:
+        """Most records the next batch may take (asked before each fetch), e.g. fewer while latency matters
+        more than throughput. Default None: ``kafka.max_batch``."""
         return None
 
 
@@ -125,7 +132,8 @@ class StageRunner:
         last_tick = time.monotonic()
         try:
             while not stop.is_set():
-                records = await consumer.getmany(timeout_ms=200, max_records=self.settings.kafka.max_batch)
+                limit = self.agent.batch_limit() or self.settings.kafka.max_batch
+                records = await consumer.getmany(timeout_ms=200, max_records=limit)
                 reporter.update(consumer.assignment())  # who owns which partitions, for `facestream ops status`
                 flat = [r for batch in records.values() for r in batch]
                 if flat:

@@ -48,8 +48,9 @@ ts("Frames dropped / s by camera and reason", [('sum by (camera, reason) (rate(f
    desc="facestream_frames_dropped_total: live frames dropped (decoder: send_backlog, the broker was behind; send_failed. detector: detector_behind, too old when taken).")
 ts("Input age per stage (p50 / p95)", [
     (f'histogram_quantile(0.5, sum by (le, stage) (rate(facestream_input_age_seconds_bucket{{{S}}}[1m])))', "{{stage}} p50"),
-    (f'histogram_quantile(0.95, sum by (le, stage) (rate(facestream_input_age_seconds_bucket{{{S}}}[1m])))', "{{stage}} p95")], "s", 12,
-   desc="facestream_input_age_seconds: how long a stage's inputs waited between their producer and the stage (one hop each).")
+    (f'histogram_quantile(0.95, sum by (le, stage) (rate(facestream_input_age_seconds_bucket{{{S}}}[1m])))', "{{stage}} p95"),
+    ('max by (detector) (facestream_live_detect_stretch_seconds)', "{{detector}} live detection stretch")], "s", 12,
+   desc="facestream_input_age_seconds: how long a stage's inputs waited between their producer and the stage (one hop each). facestream_live_detect_stretch_seconds: what a detector adds to its live cameras' detection interval to keep up (detector.live_target_age_s).")
 nl()
 row("Health and errors")
 ts("Handler errors / s", [(f'sum by (stage) (rate(facestream_errors_total{{{S}}}[5m]))', "{{stage}}")], "ops", 0, w=8,

@@ -1,6 +1,6 @@
 """Detection every k-th frame: which frames are detected, and the tracker carrying faces across the others."""
 
-from agents.detect_schedule import DetectionSchedule
+from agents.detect_schedule import DetectionSchedule, LiveLoad
 from agents.tracking import Candidate, FaceTracker, TrackerPolicy
 
 
@@ -63,3 +63,22 @@ def test_a_prediction_never_keeps_a_face_that_left_alive() -> None:
     posts = tracker.predict(0.7)  # 0.7 s after its last detection: the track ends and posts its best face
     assert [p.candidate.payload for p in posts] == ["t0.0"]
     assert tracker.tracks == {}
+
+
+def test_live_load_stretches_when_frames_come_old_and_relaxes_slowly() -> None:
+    load = LiveLoad(target_age_s=0.25, max_extra_s=0.4)
+    assert load.observe(0.1, now=0.0) == 0.0  # keeping up
+    assert load.observe(0.4, now=1.0) == 0.05  # behind: one step
+    assert load.observe(0.4, now=1.2) == 0.05  # not again within UP_EVERY_S
+    for t in range(2, 20):
+        load.observe(0.9, now=float(t))
+    assert load.extra_s == 0.4  # capped
+    assert load.observe(0.2, now=21.0) == 0.4  # under the target but above half of it: holds
+    assert load.observe(0.05, now=22.0) == 0.35  # well under: one step back
+    assert load.observe(0.05, now=23.0) == 0.35  # not again within DOWN_EVERY_S
+
+
+def test_a_stretch_applies_to_live_streams_only() -> None:
+    schedule = DetectionSchedule(interval_s=0.1, live_extra_s=0.05)
+    assert frames(schedule, 8.0, 6, camera="live", session=7) == [True, False, True, False, True, False]
+    assert all(frames(schedule, 8.0, 6, camera="file", session=0))  # offline files: never stretched
