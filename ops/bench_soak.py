@@ -24,7 +24,7 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from ops.bench_pipeline import clip_and_people
+from ops.bench_pipeline import clip_and_people, clip_seconds
 from ops.broker import EmbeddedBroker
 from ops.harness import gallery_changes
 from pipeline.kafka import AsyncProducer, provision_topics, replay_topic
@@ -35,6 +35,8 @@ from schemas.topics import CAMERA_STATUS, CAMERAS, CORE_TOPICS, EVENTS, GALLERY
 ROLES = ("decoder", "detector", "extractor", "matcher")
 CAMERAS_N = 4
 WARM_UP_S = 45.0
+SAMPLE_S = 60.0
+ENROLLED = "Lin Manuel Miranda"  # the watch list (ops.bench_pipeline.clip_and_people): in every pass of the clip
 
 
 def _proc_stats(pid: int) -> tuple[float, int]:
@@ -84,6 +86,9 @@ async def soak(settings: Settings, seconds: float, tmp: Path) -> list[str]:
     decoded: dict[tuple[str, str], CameraStatus] = {}  # (decoder client, camera) -> latest report
     detected: dict[tuple[str, str], CameraStatus] = {}
 
+    samples: list[tuple[float, dict[str, tuple[int, float, int]]]] = []  # (seconds since start, fleet stats)
+    load = os.getloadavg()[0]
+
     def on_event(message: object) -> None:
         if isinstance(message, FaceEvent):
             events[message.event_id].append(message)
@@ -114,12 +119,16 @@ async def soak(settings: Settings, seconds: float, tmp: Path) -> list[str]:
             del models
             for role in ROLES:
                 fleet.start(role)
-            for n in range(CAMERAS_N):
-                await producer.send(CAMERAS, f"soak-{n}", CameraChanged(camera_id=f"soak-{n}", url=str(video)))
             started = time.monotonic()
-            await asyncio.sleep(WARM_UP_S)
+            stagger = clip_seconds(video) / CAMERAS_N
+            for n in range(CAMERAS_N):  # a clip's length apart in all: real cameras do not cut in step
+                if n:
+                    await asyncio.sleep(stagger)
+                await producer.send(CAMERAS, f"soak-{n}", CameraChanged(camera_id=f"soak-{n}", url=str(video)))
+            sampler = asyncio.create_task(_sample(fleet, samples, started))
+            await asyncio.sleep(max(0.0, WARM_UP_S - (time.monotonic() - started)))
             at_start = fleet.stats()
-            await asyncio.sleep(max(0.0, seconds / 2 - WARM_UP_S))
+            await asyncio.sleep(max(0.0, seconds / 2 - (time.monotonic() - started)))
             decoder_rc = await asyncio.to_thread(fleet.stop, "decoder", signal.SIGTERM)
             fleet.start("decoder")
             await asyncio.sleep(min(30.0, seconds / 6))
@@ -127,6 +136,7 @@ async def soak(settings: Settings, seconds: float, tmp: Path) -> list[str]:
             fleet.start("detector")
             await asyncio.sleep(max(0.0, seconds - (time.monotonic() - started)))
             at_end = fleet.stats()
+            sampler.cancel()
             for n in range(CAMERAS_N):  # stop the cameras, let the last frames drain
                 await producer.send(CAMERAS, f"soak-{n}", CameraChanged(camera_id=f"soak-{n}", active=False))
             await asyncio.sleep(15)
@@ -136,7 +146,15 @@ async def soak(settings: Settings, seconds: float, tmp: Path) -> list[str]:
             stop.set()
             await asyncio.gather(*readers, return_exceptions=True)
             await producer.close()
-    return _report(label, seconds, elapsed, events, decoded, detected, at_start, at_end, decoder_rc)
+    return _report(label, seconds, elapsed, events, decoded, detected, at_start, at_end, decoder_rc, samples, load)
+
+
+async def _sample(fleet: Fleet, samples: list[tuple[float, dict[str, tuple[int, float, int]]]],
+                  started: float) -> None:
+    """Every ``SAMPLE_S``: each role process's (pid, RSS MiB, open fds), to see memory level off or not."""
+    while True:
+        await asyncio.sleep(SAMPLE_S)
+        samples.append((time.monotonic() - started, fleet.stats()))
 
 
 def _latest(reports: dict[tuple[str, str], CameraStatus]) -> list[CameraStatus]:
@@ -151,19 +169,24 @@ def _latest(reports: dict[tuple[str, str], CameraStatus]) -> list[CameraStatus]:
 def _report(label: str, seconds: float, elapsed: float, events: dict[str, list[FaceEvent]],
             decoded: dict[tuple[str, str], CameraStatus], detected: dict[tuple[str, str], CameraStatus],
             at_start: dict[str, tuple[int, float, int]], at_end: dict[str, tuple[int, float, int]],
-            decoder_rc: int | None) -> list[str]:
+            decoder_rc: int | None, samples: list[tuple[float, dict[str, tuple[int, float, int]]]],
+            load: float) -> list[str]:
     collisions = sum(1 for copies in events.values()
                      if len({(e.timestamp, e.frame_key, e.track_id) for e in copies}) > 1)
     redelivered = sum(len(copies) - 1 for copies in events.values())
     per_pass: dict[tuple[str, int], int] = Counter()
+    matched_per_pass: dict[tuple[str, int], int] = Counter()
     for event_id, copies in events.items():
         if event_id.count(":") == 3:
             camera, session = copies[0].camera_id, int(event_id.split(":")[1])
             per_pass[(camera, session)] += 1
+            matched_per_pass[(camera, session)] += copies[-1].dossier_name == ENROLLED
     sessions_by_camera: dict[str, list[int]] = defaultdict(list)
     for camera, session in per_pass:
         sessions_by_camera[camera].append(session)
-    counts = [per_pass[(c, s)] for c, ss in sessions_by_camera.items() for s in sorted(ss)[:-1]]  # whole passes
+    whole = [(c, s) for c, ss in sessions_by_camera.items() for s in sorted(ss)[1:-1]]  # not the first or the last
+    counts = [per_pass[p] for p in whole]
+    matched = [matched_per_pass[p] for p in whole]
     # counters carry on across owners (a new decoder or detector resumes the camera's last report): per camera
     # the latest report of each kind holds the camera's totals
     last_decoded, last_detected = _latest(decoded), _latest(detected)
@@ -180,8 +203,10 @@ def _report(label: str, seconds: float, elapsed: float, events: dict[str, list[F
         f"{label}, {CAMERAS_N} file cameras looping as live sources at 8 fps, overall mode; roles decoder, "
         "detector, extractor, matcher each a `facestream run` process on the embedded broker; at half time "
         f"the decoder gets SIGTERM (exit code {decoder_rc}) and a new one starts, {min(30.0, seconds / 6):.0f} s "
-        f"later the detector gets SIGKILL and a new one starts. Ran {elapsed:.0f} s; {os.cpu_count()} CPU "
-        "cores shared with other work (measured under load).",
+        f"later the detector gets SIGKILL and a new one starts; the cameras start a quarter of the clip apart. "
+        f"Ran {elapsed:.0f} s; {os.cpu_count()} CPU cores, load average {load:.1f} at the start"
+        f"{' (other work running: measured under load)' if load > 0.5 else ''}. A pass is one stream session of "
+        "a camera (one play of the clip), the first and the last of each camera left out (partial).",
         "",
         "| measure | value |",
         "|---|---|",
@@ -190,11 +215,16 @@ def _report(label: str, seconds: float, elapsed: float, events: dict[str, list[F
         f"{statistics.median(counts) if counts else 0:g} / {max(counts, default=0)} |",
         f"| events per pass: how many passes had each count | "
         f"{', '.join(f'{k}: {v}' for k, v in sorted(spread.items())) or 'n/a'} |",
+        f"| events of the enrolled person ({ENROLLED}) per pass: min / median / max; passes without one | "
+        f"{min(matched, default=0)} / {statistics.median(matched) if matched else 0:g} / {max(matched, default=0)}; "
+        f"{sum(1 for m in matched if not m)} |",
         f"| distinct event ids / duplicate ids (two different events, one id) | {len(events)} / {collisions} |",
         f"| redeliveries of the same event (at-least-once replays after the SIGKILL) | {redelivered} |",
         f"| frames decoded / frames detected (replays after the SIGKILL included), all cameras | "
         f"{frames_decoded} / {frames_detected} |",
         f"| frames dropped, by reason (decoders: send_*, detectors: detector_behind) | {dict(drops) or 'none'} |",
+        f"| decoded - detected - skipped as stale (in flight at the last reports, or lost) | "
+        f"{frames_decoded - frames_detected - drops['detector_behind']} |",
         f"| share of decoded frames the detectors skipped as stale (when above a few %, passes see different "
         f"frames and their event counts vary) | {drops['detector_behind'] / max(1, frames_decoded):.0%} |",
     ]
@@ -204,6 +234,10 @@ def _report(label: str, seconds: float, elapsed: float, events: dict[str, list[F
             same = "same process" if s[0] == e[0] else "restarted process"
             lines.append(f"| {role}: RSS MiB / open fds after warm-up -> end ({same}) | "
                          f"{s[1]:.0f} / {s[2]} -> {e[1]:.0f} / {e[2]} |")
+    for role in ROLES:
+        series = [f"{t / 60:.0f} min {stats[role][1]:.0f}" for t, stats in samples if role in stats]
+        if series:
+            lines.append(f"| {role}: RSS MiB every {SAMPLE_S:.0f} s (a restart starts afresh) | {', '.join(series)} |")
     lines.append("")
     return lines
 
