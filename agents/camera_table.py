@@ -30,7 +30,8 @@ class CameraTable:
 
     async def start(self, settings: Settings) -> None:
         caught_up = asyncio.Event()
-        self._task = asyncio.create_task(replay_topic(settings, CAMERAS, self.apply, self._stop, caught_up))
+        self._task = asyncio.create_task(replay_topic(settings, CAMERAS, self.apply, self._stop, caught_up,
+                                                              table=True))
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(caught_up.wait(), 10)
 

@@ -50,7 +50,7 @@ class MatcherAgent(AgentBase):
     async def start(self) -> None:
         caught_up = asyncio.Event()
         self._replay = asyncio.create_task(
-            replay_topic(self.settings, GALLERY, self.gallery.apply, self._stop, caught_up))
+            replay_topic(self.settings, GALLERY, self.gallery.apply, self._stop, caught_up, table=True))
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(caught_up.wait(), 15)
         log.info("matcher gallery loaded: %d dossiers, %d faces", self.gallery.dossier_count, self.gallery.size)

@@ -84,7 +84,8 @@ class CameraHealthTable:
 
     def start(self, settings: Settings) -> None:
         """Replay the topic in the background (``wait_ready``: until it first reached the end)."""
-        self._task = asyncio.create_task(replay_topic(settings, CAMERA_STATUS, self.apply, self._stop, self._ready),
+        self._task = asyncio.create_task(replay_topic(settings, CAMERA_STATUS, self.apply, self._stop, self._ready,
+                                                      table=True),
                                          name="camera-health")
 
     async def wait_ready(self, timeout_s: float) -> bool:

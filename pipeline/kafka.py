@@ -136,8 +136,10 @@ def _resolve(future: asyncio.Future[Any], result: Any, error: Exception | None) 
         future.set_exception(error)
 
 
-def make_consumer(settings: Settings, specs: Iterable[TopicSpec], group: str | None, **extra: Any) -> AIOKafkaConsumer:
-    """An aiokafka consumer; with a group it never auto-commits (the stage commits after acks)."""
+def make_consumer(settings: Settings, specs: Iterable[TopicSpec], group: str | None, *,
+                  fetch_max_wait_ms: int | None = None, **extra: Any) -> AIOKafkaConsumer:
+    """An aiokafka consumer; with a group it never auto-commits (the stage commits after acks). Its fetch
+    wait is ``kafka.fetch_max_wait_ms`` unless given."""
     topics = [topic_name(settings, s) for s in specs] if group else []
     k = settings.kafka
     return AIOKafkaConsumer(
@@ -151,21 +153,23 @@ def make_consumer(settings: Settings, specs: Iterable[TopicSpec], group: str | N
         max_partition_fetch_bytes=k.max_message_bytes,
         fetch_max_bytes=max(k.max_message_bytes, 52428800),
         max_poll_records=k.max_batch,
-        fetch_max_wait_ms=k.fetch_max_wait_ms,
+        fetch_max_wait_ms=k.fetch_max_wait_ms if fetch_max_wait_ms is None else fetch_max_wait_ms,
         **extra,
     )
 
 
 async def replay_topic(
     settings: Settings, spec: TopicSpec, on_message: Callable[[Any], Awaitable[None] | None],
-    stop: asyncio.Event, caught_up: asyncio.Event | None = None,
+    stop: asyncio.Event, caught_up: asyncio.Event | None = None, *, table: bool = False,
 ) -> None:
     """Read every partition of a changelog topic from the start, without a group, until ``stop``.
 
     ``caught_up`` is set after the first fetch that returns nothing (Tansu misreports end offsets, so an
-    idle fetch stands for "reached the end"). Undecodable records are logged and skipped.
+    idle fetch stands for "reached the end"). Undecodable records are logged and skipped. ``table``: an
+    in-process table of a rarely changing topic, read with ``kafka.table_fetch_max_wait_ms``.
     """
-    consumer = make_consumer(settings, [], None)
+    wait = settings.kafka.table_fetch_max_wait_ms if table else None
+    consumer = make_consumer(settings, [], None, fetch_max_wait_ms=wait)
     await consumer.start()
     try:
         name = topic_name(settings, spec)

@@ -36,6 +36,9 @@ class KafkaSettings(_Section):
     fetch_max_wait_ms: int = Field(
         20, ge=0, le=10000,
         description="Longest a consumer fetch waits for data on the broker (every hop pays up to this when idle).")
+    table_fetch_max_wait_ms: int = Field(
+        200, ge=0, le=10000,
+        description="Fetch wait of the in-process tables that follow rarely changing topics (cameras, camera health, the matcher's gallery): a change reaches them up to this much later, and their idle long polls cost the broker and the process less CPU than at fetch_max_wait_ms (every consumer polls once per wait while idle).")
     status_retention_ms: int = Field(3600 * 1000, description="Retention of the camera-status topic.")
 
 
