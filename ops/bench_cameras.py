@@ -125,7 +125,7 @@ def run(settings: Settings) -> str:
             source = synthetic_source(scenario, Path(tmp))
             best: Trial | None = None
             for n in range(1, (MAX_CAMERAS if scenario.search else 1) + 1):
-                live = scenario_settings(settings, scenario, Path(tmp) / f"data-{s_index}-{n}")
+                live = scenario_settings(settings, scenario, Path(tmp) / f"data-{s_index}-{n}", source)
                 result = asyncio.run(trial(live, source, n, scenario.fps))
                 ok = result.keeps_up
                 rows.append(f"| {scenario.label} | {n} | {result.decoded:.1f} | {result.taken:.1f} "

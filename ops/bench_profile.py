@@ -277,8 +277,9 @@ def profile(settings: Settings) -> dict[str, Any]:
         plain, profiled, steps = _split(settings, FaceModels.load(settings.models), Path(tmp) / "clip", CLIP)
         kafka = asyncio.run(through_kafka(settings.model_copy(update={"data_dir": Path(tmp) / "data"})))
         camera = SCENARIOS[0]
-        live = scenario_settings(settings, camera, Path(tmp) / "camera-data")
-        big = _split(live, FaceModels.load(live.models), Path(tmp) / "camera", synthetic_source(camera, Path(tmp)))
+        source = synthetic_source(camera, Path(tmp))
+        live = scenario_settings(settings, camera, Path(tmp) / "camera-data", source)
+        big = _split(live, FaceModels.load(live.models), Path(tmp) / "camera", source)
     return {"plain": plain, "profiled": profiled, "steps": steps, "kafka": kafka, "camera": (camera.label, *big)}
 
 

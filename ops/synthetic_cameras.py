@@ -56,7 +56,9 @@ def synthetic_source(scenario: Scenario, folder: Path) -> Path:
     return path
 
 
-def scenario_settings(settings: Settings, scenario: Scenario, data_dir: Path) -> Settings:
+def scenario_settings(settings: Settings, scenario: Scenario, data_dir: Path, source: Path) -> Settings:
+    """The settings a scenario's cameras run under, with ``source`` (their file) allowed as a camera (URL
+    policy: local camera files only under ``api.media_root``)."""
     detector = {} if scenario.detect_interval_s is None else {"detect_interval_s": scenario.detect_interval_s}
     models: dict[str, object] = {"detector_min_face": scenario.min_face}
     if scenario.detector_precision is not None:
@@ -67,4 +69,5 @@ def scenario_settings(settings: Settings, scenario: Scenario, data_dir: Path) ->
         "detector": settings.detector.model_copy(update=detector),
         "models": settings.models.model_copy(update=models),
         "kafka": settings.kafka.model_copy(update={"partitions": max(settings.kafka.partitions, MAX_CAMERAS)}),
+        "api": settings.api.model_copy(update={"media_root": source.parent}),
     })
