@@ -348,8 +348,9 @@ def render(settings: Settings, figures: dict[str, Any]) -> str:
         "",
         f"In-process chain: {chain_total / n * 1000:.1f} CPU-ms per frame, {n / plain.wall:.1f} frames/s on one "
         f"thread of control, {len(plain.events)} events, known people: {', '.join(people) or 'none'}. "
-        f"At {kafka_cpu / frames * 1000:.1f} CPU-ms per frame two idle cores could carry at most "
-        f"{2 * frames / kafka_cpu:.0f} frames/s end to end.",
+        f"At {kafka_cpu / frames * 1000:.1f} CPU-ms per frame in this process and "
+        f"{broker_cpu / frames * 1000:.1f} in the broker, two idle cores could carry at most "
+        f"{2 * frames / (kafka_cpu + broker_cpu):.0f} frames/s end to end.",
         "",
     ]
     label, c_plain, c_profiled, c_steps = figures["camera"]
