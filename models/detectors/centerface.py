@@ -32,10 +32,10 @@ class CenterFaceConfig(BaseModel):
     kind: Literal["centerface"] = "centerface"
     threshold: float = Field(0.5, gt=0, lt=1, description="Heatmap score threshold.")
     nms_iou: float = Field(0.3, gt=0, lt=1, description="IoU above which overlapping detections are suppressed.")
-    max_side: int = Field(640, ge=64, description="Longer side of the network input, unless min_face needs more.")
+    max_side: int = Field(512, ge=64, description="Longer side of the network input, unless min_face needs more.")
     min_face: int = Field(32, ge=0, description="Smallest face (image pixels) kept at least 16 px in the input.")
     precision: Literal["float32", "int8"] = Field(
-        "float32", description="Float weights or the int8 build (models.quantize).")
+        "int8", description="The int8 build (models.quantize) or float weights.")
 
 
 def _as_bgr(image: np.ndarray) -> np.ndarray:
@@ -96,7 +96,7 @@ def configure(settings: ModelSettings) -> CenterFaceConfig:
 def open_centerface(config: BaseModel, settings: ModelSettings, paths: Paths) -> CenterFaceDetector:
     assert isinstance(config, CenterFaceConfig)
     engine = open_engine(weights_for(paths, "detector", config.precision, settings), settings, ShapeProfile(
-        (1, 3, 32, 32), (1, 3, 384, 640), (MAX_BATCH, 3, MAX_INPUT_SIDE, MAX_INPUT_SIDE)), image_input=True)
+        (1, 3, 32, 32), (1, 3, 288, 512), (MAX_BATCH, 3, MAX_INPUT_SIDE, MAX_INPUT_SIDE)), image_input=True)
     return CenterFaceDetector(config, engine)
 
 

@@ -38,3 +38,5 @@ def test_detection_keeps_a_32_px_face_16_px_wide_whatever_the_side_cap() -> None
     assert plan_input(360, 640, max_side=640, min_face=32).scale_x == 1.0  # never upscaled
     assert plan_input(1080, 1920, max_side=640, min_face=0).resized_w == 640  # the side cap alone
     assert plan_input(4000, 6000, max_side=640, min_face=32).resized_w == 2048  # never beyond MAX_INPUT_SIDE
+    sd = plan_input(360, 640, max_side=512, min_face=32)  # the default: a 640x360 frame at 512x288, no padding
+    assert (sd.resized_w, sd.resized_h, sd.width, sd.height) == (512, 288, 512, 288)
