@@ -75,8 +75,9 @@ def measure(models: FaceModels, native: FaceModels, int8: FaceModels, float_: Fa
             out[f"detector {label}, {w}x{h} frame (max side {side}: input {plan.width}x{plan.height}), frames/s"] = _rate(
                 lambda image=image, each=each: each.detect([image]), 1)
         if max(w, h) <= full.settings.detector_max_side:
+            whole = plan_input(h, w, full.settings.detector_max_side, full.settings.detector_min_face)
             out[f"detector float, {w}x{h} frame at full accuracy (max side {full.settings.detector_max_side}: input "
-                f"{w}x{-(-h // 32) * 32}), frames/s"] = _rate(lambda image=image: full.detect([image]), 1)
+                f"{whole.width}x{whole.height}), frames/s"] = _rate(lambda image=image: full.detect([image]), 1)
         if max(w, h) > side:
             out[f"detector {models.settings.detector_precision}, {w}x{h} frame at full resolution, frames/s"] = _rate(
                 lambda image=image: native.detect([image]), 1)
