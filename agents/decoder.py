@@ -15,6 +15,11 @@ back-off; each opening is a stream session (its open time in ms, carried in ever
 repeat across reconnects, restarts or moves) and each camera's health goes to ``camera-status``;
 files are read as fast as the detector keeps up (at most ``decoder.max_in_flight`` frames ahead of the
 detector group's committed offset on the partition).
+
+A file used as a camera plays like one: one frame every ``1 / decoder.target_fps`` s against absolute deadlines
+(``next_due``: a late wake-up is made up by the next wait, a stall is not caught up by a burst), and at its
+clean end it reopens at once for the next pass (a new stream session, on the same schedule); a live source
+that ends or fails, or a file that gave no frame or failed to read, reopens after the back-off.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import OffsetAndMetadata
 
 from agents.camera_health import StreamHealth, mask_url, reconnect_delay
-from agents.ports import MediaReader
+from agents.ports import Clock, MediaReader
 from connectors.camera_health import CameraHealthTable
 from connectors.stream_probe import ProbeError, probe_stream, probed
 from connectors.url_policy import UnresolvableError, UrlPolicyError, check_url
@@ -109,6 +114,12 @@ class FrameSource:
         self._next_keep = 0.0
 
     @property
+    def is_file(self) -> bool:
+        """A source with a known length (a file, played as a camera when a camera's URL): it is paced at the
+        target rate and ends; live sources report no frame count (0, or a negative one from FFmpeg)."""
+        return self.total > 0
+
+    @property
     def sampled_total(self) -> int:
         return int(self.total / self.step) + 1 if self.total else 0
 
@@ -148,6 +159,49 @@ class FrameSource:
             self.cap.release()
 
 
+class SystemClock:
+    """The real clock: ``time.monotonic`` and ``asyncio.sleep``."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+def next_due(due: float, now: float, period: float) -> float:
+    """When the frame after the one due at ``due`` is due (monotonic seconds; ``now`` is the time it went out):
+    one ``period`` later, so the deadlines stay ``t0 + n * period`` and an oversleep or a slow read is made up
+    by the next, shorter wait instead of adding up. When ``now`` is already more than a period past that
+    deadline (a stall), the schedule re-anchors at ``now``: the next frame goes at once and the later ones a
+    period apart, with no burst to catch up the frames the stall cost (at most one frame goes early)."""
+    following = due + period
+    return now if now - following > period else following
+
+
+class Pacer:
+    """Plays a file camera at one frame per ``period`` s on ``clock``, across its passes: ``wait`` until the
+    next frame is due (at once for the first), ``sent`` once it went out. A pass that ends leaves the due time
+    as it is, so the next pass's first frame keeps the schedule (no pause at the loop)."""
+
+    def __init__(self, period: float, clock: Clock) -> None:
+        self.period = period
+        self.clock = clock
+        self.due: float | None = None
+
+    async def wait(self) -> None:
+        if self.due is None:
+            self.due = self.clock.monotonic()
+            return
+        delay = self.due - self.clock.monotonic()
+        if delay > 0:
+            await self.clock.sleep(delay)
+
+    def sent(self) -> None:
+        now = self.clock.monotonic()
+        self.due = next_due(now if self.due is None else self.due, now, self.period)
+
+
 class DecoderAgent:
     """Owns cameras (by partition of the cameras topic) and runs video jobs, several at once.
 
@@ -160,8 +214,9 @@ class DecoderAgent:
     name = "decoder"
 
     def __init__(self, *, settings: Settings, producer: AsyncProducer, media: MediaReader,
-                 membership: Membership, source_io: Executor) -> None:
+                 membership: Membership, source_io: Executor, clock: Clock | None = None) -> None:
         self.settings = settings
+        self.clock: Clock = clock or SystemClock()  # live streams' pacing and reconnect waits
         self.source_io = source_io
         self.producer = producer
         self.media = media
@@ -309,30 +364,35 @@ class DecoderAgent:
         return await asyncio.get_running_loop().run_in_executor(self.source_io, fn, *args)
 
     async def _stream(self, camera: CameraChanged, health: StreamHealth) -> None:
-        """Open, stream, and reopen one live source forever (until cancelled by a config change)."""
+        """Open, stream, and reopen one live source forever (until cancelled by a config change): at once
+        after a file camera's clean end (its next pass), after the back-off otherwise."""
         d = self.settings.decoder
+        pacer = Pacer(1.0 / d.target_fps, self.clock)  # used by file cameras only; kept across their passes
         while True:
             try:
                 source = await self._open(camera.url)
             except UrlPolicyError as exc:  # not retried soon: only a DNS change or a restart can lift it
                 health.refused(f"refused by the URL policy: {exc}")
                 self._health_changed(health)
-                await asyncio.sleep(reconnect_delay(health.failures, d.reconnect_max_s, d.reconnect_max_s))
+                await self.clock.sleep(reconnect_delay(health.failures, d.reconnect_max_s, d.reconnect_max_s))
                 continue
             except SourceError as exc:
                 health.open_failed(str(exc))
                 self._health_changed(health)
-                await asyncio.sleep(reconnect_delay(health.failures, d.reconnect_min_s, d.reconnect_max_s))
+                await self.clock.sleep(reconnect_delay(health.failures, d.reconnect_min_s, d.reconnect_max_s))
                 continue
             health.opened(self._new_session(camera.camera_id))
             self._health_changed(health)
+            before = health.frames_decoded
             try:
-                error = await self._publish_live(camera, source, health)
+                error = await self._publish_live(camera, source, health, pacer if source.is_file else None)
             finally:
                 await self._io(source.close)
             health.ended(error)
             self._health_changed(health)
-            await asyncio.sleep(reconnect_delay(health.failures, d.reconnect_min_s, d.reconnect_max_s))
+            if source.is_file and error is None and health.frames_decoded > before:
+                continue  # a pass of a file camera played to its end: the next one at once, on schedule
+            await self.clock.sleep(reconnect_delay(health.failures, d.reconnect_min_s, d.reconnect_max_s))
 
     async def _open(self, url: str) -> FrameSource:
         """Open a live source: the URL policy again (a name that does not resolve now is left to the open,
@@ -361,21 +421,29 @@ class DecoderAgent:
         self._sessions[camera_id] = session
         return session
 
-    async def _publish_live(self, camera: CameraChanged, source: FrameSource, health: StreamHealth) -> str | None:
-        """Publish a session's frames until the source ends; returns the error that ended it, if any."""
-        period = 1.0 / self.settings.decoder.target_fps
+    async def _publish_live(self, camera: CameraChanged, source: FrameSource, health: StreamHealth,
+                            pacer: Pacer | None) -> str | None:
+        """Publish a session's frames until the source ends, one per ``pacer`` period when given (a file
+        camera: a frame dropped for the send backlog keeps its slot); returns the error that ended the
+        session (a read failure, a live stream's end, a failed frame send), None for a file's clean end."""
         pending: deque[asyncio.Future[tuple[int, int]]] = deque()
         limit = self.settings.decoder.live_max_in_flight
         error: str | None = None
+        ended: str | None = None
         try:
             while True:
-                started = time.monotonic()
+                if pacer is not None:
+                    await pacer.wait()
                 try:
                     decoded = await self._io(source.read)
                 except (SourceError, cv2.error) as exc:
-                    return f"read failed: {exc}"
+                    ended = f"read failed: {exc}"
+                    break
                 if decoded is None:
-                    return None if source.total else "stream ended"
+                    ended = None if source.is_file else "stream ended"
+                    break
+                if pacer is not None:
+                    pacer.sent()
                 while pending and pending[0].done():
                     error = _settled(pending.popleft(), health) or error
                 if len(pending) >= limit:
@@ -389,13 +457,12 @@ class DecoderAgent:
                 pending.append(self.producer.send(FRAMES, camera.camera_id, frame))
                 health.decoded(decoded.captured_at)
                 metrics.FRAMES_DECODED.labels(camera.camera_id).inc()
-                if source.total:  # a file used as a camera: play it at the target rate
-                    await asyncio.sleep(max(0.0, period - (time.monotonic() - started)))
         finally:
             for future in pending:  # every send is accounted for, even when cancelled by a config change
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await asyncio.shield(future)
                 error = _settled(future, health) or error
+        return ended or error
 
     async def _report_health(self, stop: asyncio.Event) -> None:
         """Publish every owned camera's health on each change and every ``decoder.status_interval_s``."""

@@ -120,3 +120,11 @@ class NameBook(Protocol):
     """Watch lists or cameras, for captions."""
 
     async def list_all(self) -> Sequence[Named]: ...
+
+
+class Clock(Protocol):
+    """Monotonic time and sleeping, in seconds (the decoder's pacing and reconnect waits); tests pass a fake
+    one that advances when slept on."""
+
+    def monotonic(self) -> float: ...
+    async def sleep(self, seconds: float) -> None: ...

@@ -30,15 +30,22 @@ NOT_IN_ALL = {"soak", "failover"}  # minutes long: run them by name
 BENCHMARKS_MD = Path("BENCHMARKS.md")
 
 
-def run_bench(settings: Settings, name: str, write: bool = True, duration: float | None = None) -> int:
+def run_bench(settings: Settings, name: str, write: bool = True, duration: float | None = None,
+              scenario: str | None = None) -> int:
     """Run one benchmark (or ``all`` but the soak); ``duration`` (seconds) overrides the measured time of
-    the benchmarks that have one (latency, soak)."""
+    the benchmarks that have one (latency, soak); ``scenario`` picks the scenarios of those that have them
+    (cameras: the labels containing it)."""
     names = [b for b in BENCHES if b not in NOT_IN_ALL] if name == "all" else [name]
     for bench in names:
         module, func = BENCHES[bench].split(":")  # imported on demand: each bench pulls in what it measures
         target = getattr(importlib.import_module(module), func)
-        timed = duration is not None and "duration" in inspect.signature(target).parameters
-        section = target(settings, duration=duration) if timed else target(settings)
+        parameters = inspect.signature(target).parameters
+        options: dict[str, object] = {}
+        if duration is not None and "duration" in parameters:
+            options["duration"] = duration
+        if scenario is not None and "scenario" in parameters:
+            options["scenario"] = scenario
+        section = target(settings, **options)
         print(section)
         if write:
             record(section)

@@ -110,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     bench.add_argument("--duration", type=float, metavar="SECONDS",
                        help="measured time of the latency (default 60 per row) and soak (default 600) benchmarks")
+    bench.add_argument("--scenario", metavar="TEXT",
+                       help="bench cameras: only the scenarios whose label contains TEXT (e.g. '720p'); printed, "
+                            "not written (a partial section would replace the whole one)")
     for command in [*sub.choices.values(), *msub.choices.values()]:
         command.epilog = SETTINGS_EPILOG
     ops = sub.add_parser("ops", help="operations")
@@ -149,6 +152,15 @@ def _check_files(args: argparse.Namespace) -> None:
         raise UsageError(f"--video {video}: no such file")
     if faces is not None and not faces.is_dir():
         raise UsageError(f"--faces {faces}: no such folder")
+    scenario = getattr(args, "scenario", None)
+    if scenario is not None:
+        from ops.synthetic_cameras import SCENARIOS, matching
+
+        if args.name != "cameras":
+            raise UsageError("--scenario: only bench cameras has scenarios")
+        if not matching(scenario):
+            raise UsageError(f"--scenario {scenario!r}: no scenario matches; they are: "
+                             + "; ".join(s.label for s in SCENARIOS))
 
 
 def dispatch(args: argparse.Namespace, settings: Settings) -> int:
@@ -170,7 +182,8 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.command == "bench":
         from ops.bench import run_bench
-        return run_bench(settings, args.name, write=not args.no_write, duration=args.duration)
+        return run_bench(settings, args.name, write=not args.no_write and args.scenario is None,
+                         duration=args.duration, scenario=args.scenario)
     if args.command == "ops":
         from ops.stack import running_embedded_broker
         from ops.status import run as status

@@ -33,6 +33,11 @@ SCENARIOS = (Scenario("1080p @ 8 fps, faces from 40 px", 1920, 1080, 8.0, 40),
              Scenario("640x360 @ 8 fps (cost of one camera)", 640, 360, 8.0, 32, search=False))
 
 
+def matching(text: str | None) -> tuple[Scenario, ...]:
+    """The scenarios whose label contains ``text`` (all for None)."""
+    return SCENARIOS if text is None else tuple(s for s in SCENARIOS if text in s.label)
+
+
 def synthetic_source(scenario: Scenario, folder: Path) -> Path:
     """The clip scaled to the scenario's size and resampled to its frame rate."""
     path = folder / f"camera-{scenario.width}x{scenario.height}-{scenario.fps:g}.mp4"
