@@ -22,6 +22,7 @@ def test_bad_values_and_missing_files_are_one_line() -> None:
         (("run", "detector", "--kafka-partitions", "abc"), None, "kafka.partitions (--kafka-partitions"),
         (("ops", "status"), {"FACESTREAM_API_PORT": "x"}, "FACESTREAM_API_PORT): Input should be a valid integer"),
         (("demo", "--video", "/nonexistent/clip.mp4"), None, "--video /nonexistent/clip.mp4: no such file"),
+        (("bench", "cameras", "--scenario", "4K"), None, "--scenario '4K': no scenario matches; they are: 1080p"),
     ]
     for args, env, expected in cases:
         done = facestream(*args, env=env)
