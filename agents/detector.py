@@ -1,8 +1,9 @@
 """Detector agent: frames -> faces. Detects, tracks per camera, picks the best face per track.
 
-Inference and JPEG work run in the default executor. Each frame's JPEG is decoded once: detection,
-alignment (once per face, its chip also feeds the quality score) and the thumbnail crop all read that one
-image; the chip then travels to the extractor raw (``detector.chip_encoding``), not re-encoded. A camera's
+Inference and JPEG work run in the default executor. Every frame's colour signature (shot cuts, and so the
+schedule) comes from a reduced decode (``decode_preview``); a frame the schedule detects is decoded in full
+once: detection, alignment (once per face, its chip also feeds the quality score) and the thumbnail crop all
+read that one image; the chip then travels to the extractor raw (``detector.chip_encoding``), not re-encoded. A camera's
 frames arrive in order on one partition, so this instance owns that camera's tracker. Offsets are committed
 no further than the last *clean point* of a camera with open tracks: the offset of a frame before which its
 tracker held no track at all (``hold_commits``). A detector that dies replays from there with a fresh tracker,
@@ -39,7 +40,7 @@ import simplejpeg
 from agents.camera_table import CameraTable
 from agents.detect_schedule import DetectionSchedule, LiveLoad
 from agents.ports import MediaWriter
-from agents.shots import colour_signature, is_cut
+from agents.shots import SIGNATURE_SIZE, colour_signature, is_cut
 from agents.tracking import Candidate, FaceTracker, Post, TrackerPolicy
 from connectors.camera_health import CameraHealthTable
 from models.faces import Detection, FaceModels
@@ -110,6 +111,21 @@ def decode_jpeg(data: bytes) -> np.ndarray:
     if fallback is None:
         raise ValueError("undecodable JPEG")
     return fallback
+
+
+def decode_preview(data: bytes) -> np.ndarray:
+    """A JPEG decoded at reduced scale in the DCT domain, the smallest of libjpeg's M/8 scales at least
+    ``agents.shots.SIGNATURE_SIZE`` (a 1080p frame at 1/8: 240x135; a 640x360 one: 80x45), HxWx3 BGR uint8:
+    the colour signature's input on every frame, so a frame the schedule does not detect is never decoded in
+    full (1080p: 1.0 CPU-ms against 3.9, BENCHMARKS.md "Per-stage CPU profile"). A 1/8 scale is the 8x8 block
+    means, an area average like the signature's own. Anything simplejpeg refuses goes through ``decode_jpeg``
+    (whole, lenient, raises ValueError when undecodable)."""
+    width, height = SIGNATURE_SIZE
+    try:
+        image: np.ndarray = simplejpeg.decode_jpeg(data, colorspace="BGR", min_width=width, min_height=height)
+        return image
+    except ValueError:
+        return decode_jpeg(data)
 
 
 def thumbnail(image: np.ndarray, bbox: tuple[float, float, float, float]) -> np.ndarray:
@@ -333,23 +349,24 @@ class DetectorAgent(AgentBase):
         return tracker
 
     def _analyse(self, messages: list[Frame | StreamEnd]) -> list[Analysed]:
-        """Blocking: decode each frame once and take its colour signature; detect the frames the schedule
-        says are due (``_due``) in one batch, then per face one alignment (its chip also feeds the quality
-        score) and the thumbnail crop. One ``Analysed`` per ``Frame`` of ``messages``, in order."""
+        """Blocking: take each frame's colour signature from a reduced decode (``decode_preview``); decode in
+        full (once) and detect, in one batch, only the frames the schedule says are due (``_due``), then per
+        face one alignment (its chip also feeds the quality score) and the thumbnail crop. One ``Analysed``
+        per ``Frame`` of ``messages``, in order."""
         frames = [m for m in messages if isinstance(m, Frame)]
-        images = [decode_jpeg(f.jpeg) for f in frames]
-        if not images:
+        if not frames:
             return []
-        signatures = [colour_signature(image) for image in images]
+        signatures = [colour_signature(decode_preview(f.jpeg)) for f in frames]
         due = self._due(messages, signatures)
-        found = iter(self.models.detect([image for image, d in zip(images, due, strict=True) if d]))
+        images = [decode_jpeg(f.jpeg) for f, d in zip(frames, due, strict=True) if d]
+        found = iter(zip(images, self.models.detect(images), strict=True))
         out = []
-        for frame, image, signature, detect in zip(frames, images, signatures, due, strict=True):
+        for frame, signature, detect in zip(frames, signatures, due, strict=True):
             if not detect:
                 metrics.FRAMES_PREDICTED.labels(frame.camera_id).inc()
                 out.append(Analysed([], signature, detected=False))
                 continue
-            dets = next(found)
+            image, dets = next(found)
             metrics.FACES_DETECTED.labels(self.name).inc(len(dets))
             faces = []
             for det in dets:

@@ -158,6 +158,27 @@ async def test_matcher_unknown_face_is_an_unmatched_event() -> None:
     assert isinstance(out.message, FaceEvent) and not out.message.matched and out.key == "cam"
 
 
+@need_faces
+async def test_a_frame_only_tracked_is_never_decoded_in_full(face_models: FaceModels, portrait: np.ndarray,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """At 30 fps and the default 0.1 s interval one frame in three is detected; the other two are only tracked,
+    and need no more than the reduced decode their colour signature reads (``decode_preview``)."""
+    import agents.detector as detector_module
+
+    decoded: list[int] = []
+    full = detector_module.decode_jpeg
+    monkeypatch.setattr(detector_module, "decode_jpeg", lambda data: decoded.append(len(data)) or full(data))
+    detector = DetectorAgent(settings=SETTINGS, models=face_models, media=MemoryMedia())
+    h, w = portrait.shape[:2]
+    jpeg = encode_jpeg(portrait)
+    frames = [Frame(camera_id=CAMERA, frame_no=i, timestamp=1000.0 + i / 30, offset_s=i / 30, width=w, height=h,
+                    jpeg=jpeg, video_id=VIDEO) for i in range(6)]
+    faces = messages(await detector.handle(batch(FRAMES, [*frames, StreamEnd(camera_id=CAMERA, video_id=VIDEO,
+                                                                             frames_total=6)])), FACES)
+    assert len(decoded) == 2  # frames 0 and 3
+    assert [type(f) for f in faces] == [Face, StreamEnd]
+
+
 # ---------------------------------------------------------------- the sinks
 
 

@@ -1,5 +1,6 @@
-"""The detector's frame path: one JPEG decode (simplejpeg, OpenCV as the fallback) and the downscale to the
-detector's input. Cheap: small synthetic images, no models."""
+"""The detector's frame path: the reduced decode every frame's colour signature reads, one full JPEG decode
+(simplejpeg, OpenCV as the fallback) for the frames detected, and the downscale to the detector's input. Cheap:
+small synthetic images, no models."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from agents.detector import decode_jpeg
+from agents.detector import decode_jpeg, decode_preview
+from agents.shots import SIGNATURE_SIZE, colour_signature
 from models.centerface import downscale
 
 
@@ -42,3 +44,20 @@ def test_downscale_reaches_the_planned_size_close_to_one_area_resize() -> None:
         assert small.shape == (height, width, 3)
         direct = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
         assert np.abs(small.astype(np.int16) - direct).mean() < 1.0
+
+
+def test_the_preview_is_the_smallest_dct_scale_for_the_signature_and_signs_as_the_full_frame() -> None:
+    for height, width, expected in ((1080, 1920, (135, 240)), (360, 640, (45, 80)), (40, 48, (40, 48))):
+        scene = np.random.default_rng(3).integers(0, 256, (9, 16, 3), dtype=np.uint8)  # a few lit regions
+        image = cv2.resize(scene, (width, height), interpolation=cv2.INTER_LINEAR)
+        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        assert ok
+        preview = decode_preview(buf.tobytes())
+        assert preview.shape[:2] == expected and preview.dtype == np.uint8
+        assert preview.shape[1] >= min(width, SIGNATURE_SIZE[0]) and preview.shape[0] >= min(height, SIGNATURE_SIZE[1])
+        full = colour_signature(decode_jpeg(buf.tobytes()))
+        assert 0.5 * float(np.abs(colour_signature(preview) - full).sum()) < 0.06  # cuts are > 0.3 apart
+    ok, png = cv2.imencode(".png", _picture(40, 48))
+    assert ok and decode_preview(png.tobytes()).shape == (40, 48, 3)  # not a JPEG: the full decode's fallback
+    with pytest.raises(ValueError, match="undecodable JPEG"):
+        decode_preview(b"not a jpeg")
