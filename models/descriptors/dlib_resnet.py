@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.align import CHIP_SIZE
-from models.engines import Engine, ShapeProfile, open_engine
+from models.engines import Engine, ShapeProfile, open_concurrent
 from models.plugins import DESCRIPTOR_SIZE, DescriptorPlugin, Paths
 from models.prepare import weights_for
 
@@ -67,7 +67,7 @@ def configure(settings: ModelSettings) -> DlibResnetConfig:
 def open_dlib_resnet(config: BaseModel, settings: ModelSettings, paths: Paths) -> DlibResnetDescriptor:
     assert isinstance(config, DlibResnetConfig)
     batch = config.max_batch
-    engine = open_engine(weights_for(paths, "descriptor", config.precision, settings), settings, ShapeProfile(
+    engine = open_concurrent(weights_for(paths, "descriptor", config.precision, settings), settings, ShapeProfile(
         (1, 3, CHIP_SIZE, CHIP_SIZE), (batch, 3, CHIP_SIZE, CHIP_SIZE), (batch, 3, CHIP_SIZE, CHIP_SIZE)),
         image_input=True)
     return DlibResnetDescriptor(config, engine)

@@ -9,6 +9,8 @@ environment names stay), overridable through ``models.detector_options``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 import cv2
@@ -16,11 +18,13 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.centerface import MAX_INPUT_SIDE, Letterbox, decode, plan_input, preprocess
-from models.engines import Engine, ShapeProfile, open_engine, resolve_engine
+from models.engines import Engine, ShapeProfile, open_parts, resolve_engine
 from models.plugins import Detection, DetectorPlugin, Paths
 from models.prepare import weights_for
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from models.config import ModelSettings
 
 MAX_BATCH = 8
@@ -48,9 +52,26 @@ def _as_bgr(image: np.ndarray) -> np.ndarray:
     return image
 
 
+@dataclass(frozen=True)
+class Sessions:
+    """One precision's engines (``models.engines.open_parts``). ``batch`` runs a call's images together (one
+    batch per input shape, on ``models.threads`` intra-op threads); ``single`` (ONNX Runtime with
+    ``models.concurrent_runs`` > 1 only; else None) is a session of the same weights with fewer threads, on
+    which a call of several images runs them one per worker at once, pre- and post-processing included.
+
+    Why both (``bench models``, 2 cores): the int8 CenterFace gains little from a second intra-op thread on one
+    frame (65 frames/s on one thread, 75 on two), while two frames on two single-threaded runs at once give
+    116; one frame alone keeps the two-thread session (its latency is lower)."""
+
+    batch: Engine
+    single: Engine | None = None
+
+
 class CenterFaceDetector:
-    """``detect``: faces in each BGR uint8 image (any size), best score first; images whose network input
-    has the same shape run as one batch (at most ``MAX_BATCH``). Safe to call from several threads.
+    """``detect``: faces in each BGR uint8 image (any size), best score first. One image runs on the
+    ``batch`` session; several run at once, one per worker (``models.concurrent_runs`` workers), each on
+    the ``single`` session where there is one; else images whose network input has the same shape run as
+    one batch (at most ``MAX_BATCH``). Safe to call from several threads.
 
     ``small_faces`` (precision auto) is the float engine for inputs where a ``min_face`` face falls under
     ``INT8_MIN_FACE_PX``: the int8 build finds faces that small less reliably (a 1080p frame detected at
@@ -58,19 +79,24 @@ class CenterFaceDetector:
     first frame where float finds all), while at 640x360 (512x288, such a face 25.6 px) it finds what float
     finds in half the time."""
 
-    def __init__(self, config: CenterFaceConfig, engine: Engine, small_faces: Engine | None = None) -> None:
+    def __init__(self, config: CenterFaceConfig, engines: Sessions, small_faces: Sessions | None = None,
+                 workers: int = 1) -> None:
         self.config = config
-        self._engine = engine
+        self._engines = engines
         self._small_faces = small_faces
+        concurrent = engines.single is not None and workers > 1
+        self._workers = ThreadPoolExecutor(workers, "centerface") if concurrent else None
 
-    def _engine_for(self, plan: Letterbox) -> Engine:
+    def _sessions_for(self, plan: Letterbox) -> Sessions:
         if self._small_faces is not None and plan.scale_x * self.config.min_face < INT8_MIN_FACE_PX:
             return self._small_faces
-        return self._engine
+        return self._engines
 
     def detect(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
         images = [_as_bgr(img) for img in images]
         plans = [plan_input(img.shape[0], img.shape[1], self.config.max_side, self.config.min_face) for img in images]
+        if self._workers is not None and len(images) > 1:
+            return list(self._workers.map(self._detect_one, images, plans))
         results: list[list[Detection]] = [[] for _ in images]
         groups: dict[tuple[int, int], list[int]] = {}
         for i, plan in enumerate(plans):
@@ -81,10 +107,19 @@ class CenterFaceDetector:
                 batch = np.zeros((len(chunk), height, width, 3), np.uint8)  # RGB NHWC: the engine casts
                 for row, i in enumerate(chunk):
                     preprocess(images[i], plans[i], batch[row])
-                maps = self._engine_for(plans[chunk[0]]).run(batch)
+                maps = self._sessions_for(plans[chunk[0]]).batch.run(batch)
                 for row, i in enumerate(chunk):
                     results[i] = self._to_detections(tuple(m[row] for m in maps), images[i].shape, plans[i])
         return results
+
+    def _detect_one(self, image: np.ndarray, plan: Letterbox) -> list[Detection]:
+        """One image on its precision's single-threaded session (a worker of ``detect``)."""
+        sessions = self._sessions_for(plan)
+        engine = sessions.batch if sessions.single is None else sessions.single
+        batch = np.zeros((1, plan.height, plan.width, 3), np.uint8)
+        preprocess(image, plan, batch[0])
+        maps = engine.run(batch)
+        return self._to_detections(tuple(m[0] for m in maps), image.shape, plan)
 
     def _to_detections(self, maps: tuple[np.ndarray, ...], shape: tuple[int, ...], plan: Letterbox) -> list[Detection]:
         raw = decode(maps, self.config.threshold, self.config.nms_iou)
@@ -107,16 +142,21 @@ def configure(settings: ModelSettings) -> CenterFaceConfig:
         "precision": settings.detector_precision, **settings.detector_options})
 
 
+def _open_sessions(path: Path, settings: ModelSettings) -> Sessions:
+    profile = ShapeProfile((1, 3, 32, 32), (1, 3, 288, 512), (MAX_BATCH, 3, MAX_INPUT_SIDE, MAX_INPUT_SIDE))
+    return Sessions(*open_parts(path, settings, profile, image_input=True))
+
+
 def open_centerface(config: BaseModel, settings: ModelSettings, paths: Paths) -> CenterFaceDetector:
     assert isinstance(config, CenterFaceConfig)
-    profile = ShapeProfile((1, 3, 32, 32), (1, 3, 288, 512), (MAX_BATCH, 3, MAX_INPUT_SIDE, MAX_INPUT_SIDE))
+    runs = settings.concurrent_runs
     if config.precision != "auto" or resolve_engine(settings) == "tensorrt":  # TensorRT: one float engine
         precision = "float32" if config.precision == "auto" else config.precision
-        return CenterFaceDetector(config, open_engine(
-            weights_for(paths, "detector", precision, settings), settings, profile, image_input=True))
-    int8 = open_engine(weights_for(paths, "detector", "int8", settings), settings, profile, image_input=True)
-    small = open_engine(weights_for(paths, "detector", "float32", settings), settings, profile, image_input=True)
-    return CenterFaceDetector(config, int8, small)
+        return CenterFaceDetector(config, _open_sessions(weights_for(paths, "detector", precision, settings), settings),
+                                  workers=runs)
+    int8 = _open_sessions(weights_for(paths, "detector", "int8", settings), settings)
+    small = _open_sessions(weights_for(paths, "detector", "float32", settings), settings)
+    return CenterFaceDetector(config, int8, small, workers=runs)
 
 
 PLUGIN = DetectorPlugin(name="centerface", config=CenterFaceConfig, open=open_centerface, configure=configure)

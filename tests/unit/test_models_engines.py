@@ -10,6 +10,7 @@ from models.engines import (
     OnnxRuntimeEngine,
     ShapeProfile,
     cuda_available,
+    image_input_model,
     open_engine,
     plan_cache_key,
     resolve_engine,
@@ -72,3 +73,17 @@ def test_tensorrt_matches_onnxruntime(face_models: FaceModels) -> None:
     trt_images = TensorRTEngine(path, settings, profile, image_input=True).run(images)[0]
     ort_images = OnnxRuntimeEngine(path, threads=2, image_input=True).run(images)[0]
     np.testing.assert_allclose(trt_images, ort_images, atol=1e-3)
+
+
+def test_an_image_input_model_expands_the_per_channel_mean_to_the_image(face_models: FaceModels) -> None:
+    """dlib's mean subtraction ([1, 3, 1, 1]) becomes a [1, 3, 150, 150] constant of the same values (ONNX
+    Runtime then broadcasts it over the batch only); the outputs stay identical (the test above)."""
+    import onnx
+    from onnx import numpy_helper
+
+    path = model_settings().cache_dir / "dlib_resnet-int8.onnx"
+    stored, rewritten = onnx.load(str(path)), onnx.load_from_string(image_input_model(path))
+    mean = {i.name: numpy_helper.to_array(i) for i in stored.graph.initializer}["mean_rgb_1"]
+    full = {i.name: numpy_helper.to_array(i) for i in rewritten.graph.initializer}["mean_rgb_1"]
+    assert mean.shape == (1, 3, 1, 1) and full.shape == (1, 3, 150, 150)
+    np.testing.assert_array_equal(full, np.broadcast_to(mean, full.shape))

@@ -60,6 +60,23 @@ def test_batch_of_mixed_sizes_matches_single_calls(face_models: FaceModels) -> N
         np.testing.assert_allclose(dets[0].bbox, single[0].bbox, atol=1e-3)
 
 
+def test_frames_of_one_call_run_at_once_find_what_one_batched_run_finds(face_models: FaceModels) -> None:
+    """Several frames in one call run at once on single-threaded sessions (``models.concurrent_runs``, the
+    default 2); with 1 they run as one batch: the same faces either way, in the frames' order."""
+    batched = FaceModels.load(face_models.settings.model_copy(update={"concurrent_runs": 1}))
+    cap = cv2.VideoCapture(str(FACES_DIR / "short_hamilton_clip.mp4"))
+    frames = [frame for _, frame in (cap.read() for _ in range(60))][::20]
+    cap.release()
+    images = [*frames, _image("two_people.jpg"), _image("obama-1080p.jpg")]
+    at_once, together = face_models.detect(images), batched.detect(images)
+    assert sum(map(len, at_once)) >= len(images)
+    for got, ref in zip(at_once, together, strict=True):
+        assert len(got) == len(ref)
+        for g, r in zip(got, ref, strict=True):
+            np.testing.assert_allclose(g.bbox, r.bbox, atol=1e-3)
+            np.testing.assert_allclose(g.landmarks, r.landmarks, atol=1e-3)
+
+
 def test_same_person_far_more_similar_than_different(face_models: FaceModels) -> None:
     chips = [face_models.align(*_one_face(face_models, n)) for n in ("obama.jpg", "obama2.jpg", "biden.jpg")]
     assert all(c.shape == (150, 150, 3) and c.dtype == np.uint8 for c in chips)
@@ -70,6 +87,14 @@ def test_same_person_far_more_similar_than_different(face_models: FaceModels) ->
     assert confidence(same) > DEFAULT_MATCH_THRESHOLD + 0.15
     assert confidence(other) < DEFAULT_MATCH_THRESHOLD / 10
     assert (1 - other) > 3 * (1 - same)
+
+
+def test_a_batch_split_into_concurrent_runs_gives_one_runs_descriptors(face_models: FaceModels) -> None:
+    """A batch of chips runs as ``models.concurrent_runs`` parts at once: the same descriptors as one run."""
+    whole = FaceModels.load(face_models.settings.model_copy(update={"concurrent_runs": 1}))
+    image = _image("two_people.jpg")
+    chips = [face_models.align(image, d) for d in face_models.detect([image])[0]] * 3
+    np.testing.assert_allclose(face_models.describe(chips), whole.describe(chips), atol=1e-6)
 
 
 def test_describe_is_batch_invariant(face_models: FaceModels) -> None:
