@@ -40,6 +40,9 @@ class KafkaSettings(_Section):
         200, ge=0, le=10000,
         description="Fetch wait of the in-process tables that follow rarely changing topics (cameras, camera health, the matcher's gallery): a change reaches them up to this much later, and their idle long polls cost the broker and the process less CPU than at fetch_max_wait_ms (every consumer polls once per wait while idle).")
     status_retention_ms: int = Field(3600 * 1000, description="Retention of the camera-status topic.")
+    commit_interval_ms: int = Field(
+        200, ge=0, le=10000,
+        description="A stage commits its input offsets at most this often (its outputs are always acknowledged first; 0: after every batch). A live detector takes one frame per batch, so committing each cost a broker round trip per frame; offsets not yet committed are committed with a later batch, within this much of a quiet input and at a clean stop. A crash or a rebalance replays up to this much more input (deterministic ids: consumers drop the duplicates).")
 
 
 class DecoderSettings(_Section):

@@ -7,8 +7,11 @@ The loop, in order, for every batch:
   2. ``outputs = await agent.handle(batch)``; if it raises, handle each message alone and dead-letter
      the ones that still raise;
   3. produce the outputs and wait until the broker acknowledged every one;
-  4. commit the batch's offsets.
-A crash between 3 and 4 replays the batch: outputs carry deterministic ids, so consumers drop duplicates.
+  4. commit the offsets of the batches acknowledged so far (``PendingCommits``), at most every
+     ``kafka.commit_interval_ms`` (and after a quiet fetch, and at a clean stop).
+A crash between 3 and 4 replays what was acknowledged but not committed: outputs carry deterministic ids, so
+consumers drop duplicates. A rebalance drops the uncommitted offsets of the partitions it moved: their new owner
+(or this stage, when they come back) replays them from the last commit.
 """
 
 from __future__ import annotations
@@ -104,6 +107,35 @@ class AgentBase:
         return None
 
 
+class PendingCommits:
+    """Offsets acknowledged but not yet committed, per (topic name, partition): the next offset to read. Pure
+    logic, monotonic seconds: ``due`` once ``interval_s`` has passed since the last ``take`` (0: always)."""
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self.offsets: dict[tuple[str, int], int] = {}
+        self._taken_at = float("-inf")
+
+    def add(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        """A batch whose outputs the broker acknowledged (step 3): its offsets may be committed."""
+        for r in records:
+            tp = (r.topic, r.partition)
+            self.offsets[tp] = max(self.offsets.get(tp, 0), r.offset + 1)
+
+    def due(self, now: float) -> bool:
+        return bool(self.offsets) and now - self._taken_at >= self.interval_s
+
+    def take(self, now: float) -> dict[tuple[str, int], int]:
+        """The offsets to commit now; pending is empty after."""
+        offsets, self.offsets, self._taken_at = self.offsets, {}, now
+        return offsets
+
+    def forget(self, partitions: set[tuple[str, int]]) -> None:
+        """A rebalance moved ``partitions``: never commit what was read of them before it."""
+        for tp in partitions:
+            self.offsets.pop(tp, None)
+
+
 class StageRunner:
     """Runs one agent in its consumer group until ``stop`` is set (a role). Scale by running more of them."""
 
@@ -114,6 +146,7 @@ class StageRunner:
         self.membership = membership
         self._by_topic = {f"{settings.kafka.topic_prefix}{spec.name}": spec for spec in agent.inputs}
         self._consumer: AIOKafkaConsumer | None = None
+        self._pending = PendingCommits(settings.kafka.commit_interval_ms / 1000)
 
     @property
     def name(self) -> str:
@@ -125,7 +158,7 @@ class StageRunner:
         group = group_id(self.settings, name)
         reporter = self.membership.reporter(name, group)
         consumer = self._consumer = make_consumer(self.settings, (), group, client_id=reporter.client_id)
-        consumer.subscribe(list(self._by_topic), listener=_Moved(self.agent))
+        consumer.subscribe(list(self._by_topic), listener=_Moved(self.agent, self._pending))
         await consumer.start()
         metrics.HEALTHY.labels(name).set(1)
         log.info("stage %s consuming %s", name, ", ".join(self._by_topic))
@@ -138,11 +171,18 @@ class StageRunner:
                 flat = [r for batch in records.values() for r in batch]
                 if flat:
                     await self._process(flat)
+                elif self._pending.due(time.monotonic()):
+                    await self._commit()  # a quiet input: what is acknowledged is committed now
                 if time.monotonic() - last_tick >= TICK_SECONDS:
                     last_tick = time.monotonic()
                     await self._publish(await self.agent.tick(time.time()))
         finally:
             metrics.HEALTHY.labels(name).set(0)
+            if self._pending.offsets:  # a stop: a successor starts where this stage's acknowledged outputs end
+                try:
+                    await self._commit()
+                except Exception as exc:  # noqa: BLE001 - a stop goes on: the successor replays from the last commit
+                    log.warning("stage %s: last commit failed at stop: %s", name, exc)
             await consumer.stop()  # leaves the group at once so partitions move to the others
             reporter.close()
             await self.agent.stop()
@@ -162,7 +202,9 @@ class StageRunner:
         metrics.HANDLE_SECONDS.labels(name).observe(time.perf_counter() - started)
         started = time.perf_counter()
         await self._publish(outputs + dead)
-        await self._commit(records)
+        self._pending.add(records)
+        if self._pending.due(time.monotonic()):
+            await self._commit()
         metrics.COMMIT_SECONDS.labels(name).observe(time.perf_counter() - started)
 
     def _decode(self, records: list[ConsumerRecord[bytes, bytes]]) -> tuple[list[Incoming], list[Output]]:
@@ -215,12 +257,12 @@ class StageRunner:
             if o.topic is DEAD_LETTER:
                 metrics.DEAD_LETTERS.labels(self.agent.name).inc()
 
-    async def _commit(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+    async def _commit(self) -> None:
+        """Commit the acknowledged offsets (``PendingCommits``), as far as the agent's ``hold_commits`` lets."""
         assert self._consumer is not None
-        nxt: dict[tuple[str, int], int] = {}
-        for r in records:
-            nxt[(r.topic, r.partition)] = max(nxt.get((r.topic, r.partition), 0), r.offset + 1)
-        offsets = self.agent.hold_commits(nxt)
+        offsets = self.agent.hold_commits(self._pending.take(time.monotonic()))
+        if not offsets:
+            return
         try:
             await self._consumer.commit(
                 {TopicPartition(t, p): OffsetAndMetadata(off, "") for (t, p), off in offsets.items()})
@@ -230,13 +272,20 @@ class StageRunner:
 
 
 class _Moved(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Tells the agent which partitions a rebalance moved (``Agent.partitions_changed``)."""
+    """Tells the agent which partitions a rebalance moved (``Agent.partitions_changed``) and drops their
+    uncommitted offsets (``PendingCommits.forget``)."""
 
-    def __init__(self, agent: Agent) -> None:
+    def __init__(self, agent: Agent, pending: PendingCommits) -> None:
         self.agent = agent
+        self.pending = pending
+
+    def _moved(self, partitions: set[TopicPartition]) -> None:
+        moved = {(tp.topic, tp.partition) for tp in partitions}
+        self.pending.forget(moved)
+        self.agent.partitions_changed(moved)
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        self.agent.partitions_changed({(tp.topic, tp.partition) for tp in revoked})
+        self._moved(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        self.agent.partitions_changed({(tp.topic, tp.partition) for tp in assigned})
+        self._moved(assigned)
