@@ -13,7 +13,10 @@ Model contract (after ``convert_centerface``):
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -98,7 +101,11 @@ def downscale(image: np.ndarray, width: int, height: int) -> np.ndarray:
     size, then the remaining factor below 2.
     One INTER_AREA at a fractional factor is OpenCV's slow general path: 1080p to 768x432 (a 1080p camera
     finding faces from 40 px) took 9.0 CPU-ms, these two steps 4.9, and every face of 40 px or more of the
-    small-faces crowd is still found (float and int8 detector; BENCHMARKS.md "Frame path")."""
+    small-faces crowd is still found (float and int8 detector; BENCHMARKS.md "Frame path").
+    Where no output pixel of that last step covers more than two source pixels per axis (5:4, as 960x540 to
+    768x432 and 640x360 to 512x288), its area weights are exactly a bilinear sample at a fixed position per
+    output pixel, taken by one ``cv2.remap`` (``_area_as_bilinear``): the same pixels as INTER_AREA (at most
+    1 level apart) at half its CPU (960x540 to 768x432: 2.3 against 4.6 ms)."""
     h, w = image.shape[:2]
     if w % width or h % height:  # a fractional factor (an integer one is already the fast path)
         while w >= 2 * width and h >= 2 * height:
@@ -106,7 +113,42 @@ def downscale(image: np.ndarray, width: int, height: int) -> np.ndarray:
             image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
     if (w, h) == (width, height):
         return image
+    maps = _area_as_bilinear(w, h, width, height)
+    if maps is not None:
+        return cv2.remap(image, maps[0], maps[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+
+
+@functools.lru_cache(maxsize=8)
+def _area_as_bilinear(w: int, h: int, width: int, height: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """``cv2.remap`` maps (float32 [height, width] x and y source positions) whose bilinear samples are the
+    area averages of a ``w`` x ``h`` image resized to ``width`` x ``height``; None where some output pixel
+    covers more than two source pixels along an axis (or the factor is not a reduction below 2)."""
+    xs, ys = _area_positions(w, width), _area_positions(h, height)
+    if xs is None or ys is None:
+        return None
+    return (np.ascontiguousarray(np.broadcast_to(xs[None, :], (height, width))),
+            np.ascontiguousarray(np.broadcast_to(ys[:, None], (height, width))))
+
+
+def _area_positions(n_in: int, n_out: int) -> np.ndarray | None:
+    """Per output pixel along one axis, the source position whose linear interpolation weighs its two source
+    pixels as area averaging does (the pixel centre convention of ``cv2.remap``: pixel i at i); None where an
+    output pixel spans three source pixels."""
+    if not n_out < n_in < 2 * n_out:
+        return None
+    positions = np.empty(n_out, np.float32)
+    for o in range(n_out):
+        lo, hi = Fraction(o * n_in, n_out), Fraction((o + 1) * n_in, n_out)
+        first, last = math.floor(lo), math.ceil(hi) - 1
+        if last - first > 1:
+            return None
+        if last == first:
+            positions[o] = first
+            continue
+        weight_last = (hi - last) / (hi - lo)  # the second pixel's share of the output pixel's area
+        positions[o] = float(first + weight_last)
+    return positions
 
 
 def preprocess(image_bgr: np.ndarray, box: Letterbox, out: np.ndarray) -> None:

@@ -61,3 +61,16 @@ def test_the_preview_is_the_smallest_dct_scale_for_the_signature_and_signs_as_th
     assert ok and decode_preview(png.tobytes()).shape == (40, 48, 3)  # not a JPEG: the full decode's fallback
     with pytest.raises(ValueError, match="undecodable JPEG"):
         decode_preview(b"not a jpeg")
+
+
+def test_a_five_to_four_step_is_area_averaging_taken_as_one_bilinear_remap() -> None:
+    from models.centerface import _area_positions
+
+    positions = _area_positions(10, 8)
+    assert positions is not None and np.allclose(positions, [0.2, 1.4, 2.6, 3.8, 5.2, 6.4, 7.6, 8.8])
+    assert _area_positions(1000, 563) is None  # some output pixel spans three source pixels: INTER_AREA itself
+    for source, (width, height) in (((1080, 1920), (768, 432)), ((360, 640), (512, 288))):
+        image = _picture(*source)
+        reduced = image if source[0] == 360 else cv2.resize(image, (960, 540), interpolation=cv2.INTER_AREA)
+        area = cv2.resize(reduced, (width, height), interpolation=cv2.INTER_AREA)
+        assert np.abs(downscale(image, width, height).astype(np.int16) - area).max() <= 1
