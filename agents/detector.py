@@ -147,6 +147,7 @@ def in_roi(roi: list[tuple[float, float]] | None, bbox: tuple[float, float, floa
 
 class DetectorAgent(AgentBase):
     name = "detector"
+    replay_safe = True  # deterministic output ids: commits may be coalesced (pipeline.stage)
     inputs = (FRAMES,)
 
     def __init__(self, *, settings: Settings, models: FaceModels, media: MediaWriter) -> None:

@@ -24,6 +24,7 @@ from schemas.topics import DESCRIPTORS, FACES
 
 class ExtractorAgent(AgentBase):
     name = "extractor"
+    replay_safe = True  # deterministic output ids: commits may be coalesced (pipeline.stage)
     inputs = (FACES,)
 
     def __init__(self, *, settings: Settings, models: FaceModels) -> None:

@@ -39,6 +39,7 @@ def to_event(item: DescribedFace, result: MatchOutcome) -> FaceEvent:
 
 class MatcherAgent(AgentBase):
     name = "matcher"
+    replay_safe = True  # deterministic output ids: commits may be coalesced (pipeline.stage)
     inputs = (DESCRIPTORS,)
 
     def __init__(self, *, settings: Settings, gallery: GalleryTable) -> None:

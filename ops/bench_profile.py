@@ -55,9 +55,10 @@ COMMAND = "facestream bench profile"
 # them calls another, except the detector's inference, which is computed (see ``split_steps``).
 INFERENCE = "detect: inference (ONNX Runtime)"
 STEPS: list[tuple[str, str, tuple[str, str]]] = [
-    ("detector", "JPEG decode", ("agents/detector.py", "decode_jpeg")),
+    ("detector", "JPEG decode (full, frames detected)", ("agents/detector.py", "decode_jpeg")),
+    ("detector", "JPEG decode at 1/8 (every frame, for the signature)", ("agents/detector.py", "decode_preview")),
     ("detector", "shot-cut signature", ("agents/shots.py", "colour_signature")),
-    ("detector", "detect: pre-processing (resize, HWC->CHW float)", ("models/centerface.py", "preprocess")),
+    ("detector", "detect: pre-processing (resize, BGR->RGB)", ("models/centerface.py", "preprocess")),
     ("detector", "detect: map decoding + NMS", ("models/detectors/centerface.py", "_to_detections")),
     ("detector", "alignment (warpAffine to 150x150)", ("models/faces.py", "align")),
     ("detector", "quality score", ("models/faces.py", "quality")),

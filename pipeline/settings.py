@@ -42,7 +42,7 @@ class KafkaSettings(_Section):
     status_retention_ms: int = Field(3600 * 1000, description="Retention of the camera-status topic.")
     commit_interval_ms: int = Field(
         200, ge=0, le=10000,
-        description="A stage commits its input offsets at most this often (its outputs are always acknowledged first; 0: after every batch). A live detector takes one frame per batch, so committing each cost a broker round trip per frame; offsets not yet committed are committed with a later batch, within this much of a quiet input and at a clean stop. A crash or a rebalance replays up to this much more input (deterministic ids: consumers drop the duplicates).")
+        description="The spine's stages (detector, extractor, matcher: outputs with deterministic ids) commit their input offsets at most this often, always after their outputs are acknowledged (0: after every batch, as every other stage does). A live detector takes one frame per batch, so committing each cost a broker round trip per frame; offsets not yet committed go with a later batch, after a quiet fetch or at a stop. A crash or a rebalance replays up to this much more input; consumers drop the duplicates.")
 
 
 class DecoderSettings(_Section):

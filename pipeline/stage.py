@@ -7,8 +7,10 @@ The loop, in order, for every batch:
   2. ``outputs = await agent.handle(batch)``; if it raises, handle each message alone and dead-letter
      the ones that still raise;
   3. produce the outputs and wait until the broker acknowledged every one;
-  4. commit the offsets of the batches acknowledged so far (``PendingCommits``), at most every
-     ``kafka.commit_interval_ms`` (and after a quiet fetch, and at a clean stop).
+  4. commit the batch's offsets; an agent whose replays are harmless (``Agent.replay_safe``: the spine's
+     detector, extractor and matcher, whose outputs carry deterministic ids) has the offsets acknowledged so
+     far committed at most every ``kafka.commit_interval_ms`` (``PendingCommits``; also after a quiet fetch
+     and at a stop).
 A crash between 3 and 4 replays what was acknowledged but not committed: outputs carry deterministic ids, so
 consumers drop duplicates. A rebalance drops the uncommitted offsets of the partitions it moved: their new owner
 (or this stage, when they come back) replays them from the last commit.
@@ -65,6 +67,8 @@ class Agent(Protocol):
     def name(self) -> str: ...
     @property
     def inputs(self) -> tuple[TopicSpec, ...]: ...
+    @property
+    def replay_safe(self) -> bool: ...
 
     async def start(self) -> None: ...
     async def handle(self, batch: list[Incoming]) -> list[Output]: ...
@@ -80,6 +84,10 @@ class AgentBase:
 
     name: str = "agent"
     inputs: tuple[TopicSpec, ...] = ()
+    # True: replaying inputs already handled changes nothing downstream (outputs with deterministic ids), so
+    # the runner may commit at most every ``kafka.commit_interval_ms``; False: after every batch (a sink that
+    # counts, say, recounts at most one batch per crash)
+    replay_safe: bool = False
 
     async def start(self) -> None:
         return None
@@ -146,7 +154,7 @@ class StageRunner:
         self.membership = membership
         self._by_topic = {f"{settings.kafka.topic_prefix}{spec.name}": spec for spec in agent.inputs}
         self._consumer: AIOKafkaConsumer | None = None
-        self._pending = PendingCommits(settings.kafka.commit_interval_ms / 1000)
+        self._pending = PendingCommits(settings.kafka.commit_interval_ms / 1000 if agent.replay_safe else 0.0)
 
     @property
     def name(self) -> str:

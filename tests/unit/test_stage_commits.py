@@ -8,8 +8,12 @@ from typing import Any
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
+from agents.counters import CountersAgent
+from agents.detector import DetectorAgent
+from agents.extractor import ExtractorAgent
+from agents.matcher import MatcherAgent
 from pipeline.settings import Settings
-from pipeline.stage import AgentBase, PendingCommits, _Moved
+from pipeline.stage import AgentBase, PendingCommits, StageRunner, _Moved
 
 
 def records(topic: str, partition: int, *offsets: int) -> list[ConsumerRecord[bytes, bytes]]:
@@ -52,3 +56,18 @@ async def test_a_rebalance_drops_the_moved_partitions_uncommitted_offsets() -> N
     assert pending.offsets == {("frames", 1): 9}  # partition 0 replays from its last commit at its new owner
     await listener.on_partitions_assigned({TopicPartition("frames", 1)})
     assert pending.offsets == {} and moved == [{("frames", 0)}, {("frames", 1)}]
+
+
+def test_only_the_spine_stages_coalesce_their_commits() -> None:
+    """Their outputs carry deterministic ids; a sink such as the counters recounts at most one batch per crash."""
+    assert DetectorAgent.replay_safe and ExtractorAgent.replay_safe and MatcherAgent.replay_safe
+    assert not CountersAgent.replay_safe and not AgentBase.replay_safe
+    settings = Settings(kafka={"commit_interval_ms": 200})
+    nothing: Any = None
+    for agent, interval in ((AgentBase(), 0.0), (Agent(), 0.2)):
+        runner = StageRunner(agent, settings=settings, producer=nothing, membership=nothing)
+        assert runner._pending.interval_s == interval
+
+
+class Agent(AgentBase):
+    replay_safe = True
