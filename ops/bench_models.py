@@ -34,6 +34,7 @@ DESCRIPTOR_BATCHES = (1, 8, 32)
 EMOTION_BATCH = 32
 ROUNDS = 7  # timed rounds per figure: the table gives their median and their range
 WARM_UP_S = 0.5
+ROUND_S = 0.3
 CONCURRENT_FRAMES = 2  # frames per detect call in the "frames per call" rows (the stage's batch of due frames)
 FULL_ACCURACY_SIDE = 640  # the detector's former input cap: a 640x360 frame at its own size (padded to 640x384)
 _FACES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "faces"
@@ -63,25 +64,39 @@ class Rate:
         return f"{self.median:,.0f} | {self.low:,.0f}-{self.high:,.0f} | {self.cpu_ms:.1f}"
 
 
-def _measure(fn: Callable[[], object], items: int, seconds: float = 2.1, rounds: int = ROUNDS) -> Rate:
-    """``fn`` (``items`` items per call) after a warm-up of about ``WARM_UP_S``, then timed in ``rounds``
-    rounds of about ``seconds / rounds`` each."""
-    warm_until = time.perf_counter() + WARM_UP_S
-    fn()
-    while time.perf_counter() < warm_until:
+Case = tuple[Callable[[], object], int]  # a call to time, and how many items (frames, faces) it does
+
+
+def _measure_all(cases: dict[str, Case], rounds: int = ROUNDS, seconds: float = ROUND_S) -> dict[str, Rate]:
+    """Every case timed in ``rounds`` rounds, the rounds interleaved (each round runs every case for about
+    ``seconds``, in turn, reversed every other round), after a warm-up of about ``WARM_UP_S`` each: a
+    period when other jobs take the cores slows every row alike instead of deciding one row's figure."""
+    for fn, _items in cases.values():
+        warm_until = time.perf_counter() + WARM_UP_S
         fn()
-    rates, cpu = [], []
-    for _ in range(rounds):
-        count, start, started_cpu = 0, time.perf_counter(), time.process_time()
-        while True:
+        while time.perf_counter() < warm_until:
             fn()
-            count += 1
-            elapsed = time.perf_counter() - start
-            if elapsed >= seconds / rounds:
-                break
-        rates.append(count * items / elapsed)
-        cpu.append((time.process_time() - started_cpu) * 1000 / (count * items))
-    return Rate(statistics.median(rates), min(rates), max(rates), statistics.median(cpu))
+    rates: dict[str, list[float]] = {label: [] for label in cases}
+    cpu: dict[str, list[float]] = {label: [] for label in cases}
+    for round_ in range(rounds):
+        for label in list(cases) if round_ % 2 == 0 else list(reversed(cases)):
+            fn, items = cases[label]
+            count, start, started_cpu = 0, time.perf_counter(), time.process_time()
+            while True:
+                fn()
+                count += 1
+                elapsed = time.perf_counter() - start
+                if elapsed >= seconds:
+                    break
+            rates[label].append(count * items / elapsed)
+            cpu[label].append((time.process_time() - started_cpu) * 1000 / (count * items))
+    return {label: Rate(statistics.median(r), min(r), max(r), statistics.median(cpu[label]))
+            for label, r in rates.items()}
+
+
+def _measure(fn: Callable[[], object], items: int, seconds: float = 2.1, rounds: int = ROUNDS) -> Rate:
+    """One case alone (``_measure_all``), in ``rounds`` rounds totalling about ``seconds``."""
+    return _measure_all({"": (fn, items)}, rounds, seconds / rounds)[""]
 
 
 def _rate(fn: Callable[[], object], items: int, seconds: float = 2.0, rounds: int = 5) -> float:
@@ -124,38 +139,38 @@ def measure(models: FaceModels, native: FaceModels, int8: FaceModels, float_: Fa
     clip = _clip_frames()
     side, min_face = models.settings.detector_max_side, models.settings.detector_min_face
     configured = models.settings.detector_precision
-    out: dict[str, Rate] = {}
+    out: dict[str, Case] = {}
     for w, h in FRAME_SIZES:
         frames = _Cycle([f if f.shape[:2] == (h, w) else cv2.resize(f, (w, h)) for f in clip])
         plan = plan_input(h, w, side, min_face)
         where = f"{w}x{h} frame (max side {side}: input {plan.width}x{plan.height})"
         for label, each in (("float", float_), ("int8", int8), (configured, models)):
-            out[f"detector {label}, {where}, 1 frame per call, frames/s"] = _measure(
+            out[f"detector {label}, {where}, 1 frame per call, frames/s"] = (
                 lambda each=each, frames=frames: each.detect(frames.take(1)), 1)
-        out[f"detector {configured}, {where}, {CONCURRENT_FRAMES} frames per call, frames/s"] = _measure(
+        out[f"detector {configured}, {where}, {CONCURRENT_FRAMES} frames per call, frames/s"] = (
             lambda frames=frames: models.detect(frames.take(CONCURRENT_FRAMES)), CONCURRENT_FRAMES)
         if max(w, h) <= full.settings.detector_max_side:
             whole = plan_input(h, w, full.settings.detector_max_side, full.settings.detector_min_face)
             out[f"detector float, {w}x{h} frame at full accuracy (max side {full.settings.detector_max_side}: input "
-                f"{whole.width}x{whole.height}), 1 frame per call, frames/s"] = _measure(
+                f"{whole.width}x{whole.height}), 1 frame per call, frames/s"] = (
                 lambda frames=frames: full.detect(frames.take(1)), 1)
         if max(w, h) > side:
-            out[f"detector {configured}, {w}x{h} frame at full resolution, 1 frame per call, frames/s"] = _measure(
+            out[f"detector {configured}, {w}x{h} frame at full resolution, 1 frame per call, frames/s"] = (
                 lambda frames=frames: native.detect(frames.take(1)), 1)
     frame = _source_frame()
     dets = models.detect([frame])[0]
     chip = models.align(frame, dets[0]) if dets else np.zeros((150, 150, 3), np.uint8)
     if dets:
-        out["align + quality, faces/s"] = _measure(lambda: models.quality(frame, dets[0]), 1)
+        out["align + quality, faces/s"] = (lambda: models.quality(frame, dets[0]), 1)
     for batch in DESCRIPTOR_BATCHES:
         chips = [chip] * batch
         for label, each in (("float", float_), ("int8", int8)):
-            out[f"descriptor {label} (dlib ResNet), batch {batch}, faces/s"] = _measure(
+            out[f"descriptor {label} (dlib ResNet), batch {batch}, faces/s"] = (
                 lambda chips=chips, each=each: each.describe(chips), batch)
     chips = [chip] * EMOTION_BATCH
-    out[f"attributes ({', '.join(models.settings.attributes)}), batch {EMOTION_BATCH}, faces/s"] = _measure(
+    out[f"attributes ({', '.join(models.settings.attributes)}), batch {EMOTION_BATCH}, faces/s"] = (
         lambda: models.attributes(chips), EMOTION_BATCH)
-    return out
+    return _measure_all(out)
 
 
 # (label, intra-op threads, options): the ONNX Runtime alternatives measured; the first is the default
@@ -188,19 +203,20 @@ def ort_options(settings: ModelSettings) -> list[tuple[str, list[float]]]:
     chips = np.random.default_rng(0).integers(0, 256, (32, 150, 150, 3), dtype=np.uint8)
     cases = [(weights_for(paths, "detector", p, settings), images, 1) for p in ("float32", "int8")]
     cases += [(weights_for(paths, "descriptor", p, settings), chips, 32) for p in ("float32", "int8")]
-    rows = []
+    timed: dict[str, Case] = {}
     for label, threads, options in ORT_VARIANTS:
-        rates = []
-        for path, batch, items in cases:
+        for i, (path, batch, items) in enumerate(cases):
             engine = OnnxRuntimeEngine(path, threads, options, image_input=True)
-            rates.append(_rate(lambda engine=engine, batch=batch: engine.run(batch), items, seconds=1.5))
-        rows.append((label, rates))
-    with ThreadPoolExecutor(2) as workers:
-        rates = []
-        for path, batch, items in cases:
-            engine = OnnxRuntimeEngine(path, 1, image_input=True)
-            rates.append(_rate(_two_at_once(engine, batch, workers), max(items, 2), seconds=1.5))
-        rows.append(("two single-threaded runs at once (detector: 2 frames, descriptor: 2 x 16 chips)", rates))
+            timed[f"{label}#{i}"] = (lambda engine=engine, batch=batch: engine.run(batch), items)
+    two_at_once = "two single-threaded runs at once (detector: 2 frames, descriptor: 2 x 16 chips)"
+    workers = ThreadPoolExecutor(2)
+    for i, (path, batch, items) in enumerate(cases):
+        engine = OnnxRuntimeEngine(path, 1, image_input=True)
+        timed[f"{two_at_once}#{i}"] = (_two_at_once(engine, batch, workers), max(items, 2))
+    rates = _measure_all(timed, rounds=5)
+    workers.shutdown()
+    labels = [label for label, _threads, _options in ORT_VARIANTS] + [two_at_once]
+    rows = [(label, [rates[f"{label}#{i}"].median for i in range(len(cases))]) for label in labels]
     opens = []
     for path, _batch, _items in cases:
         times = []
@@ -240,14 +256,15 @@ def run(settings: Settings) -> str:
         f"spin-waiting {'on' if model_settings.spin_wait else 'off'} (models.spin_wait). Every rate below goes "
         "through the plug-ins' code: pre-processing (resize, colour order) and post-processing (map decoding, NMS) "
         "included. Detector frames are the shared clip's (every 5th frame, real faces, a different frame each call; "
-        f"resized for 1280x720); \"{CONCURRENT_FRAMES} frames per call\" is how the detector stage calls it when a "
+        f"resized for 1280x720; the configured precision, auto, runs int8 at 640x360 and float at 1280x720, so its one-frame rows repeat those rows' code: a check of the noise); \"{CONCURRENT_FRAMES} frames per call\" is how the detector stage calls it when a "
         "batch holds several due frames (CenterFace runs them at once on single-threaded sessions, "
         "models/detectors/centerface.py).",
         (f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
          f"load average (1 min) {load_before:.1f} before, {load_after:.1f} after (the machine is shared with other "
          "jobs, so these are lower bounds of what 2 idle cores do). Each figure: a warm-up of "
-         f"{WARM_UP_S:.1f} s, then {ROUNDS} timed rounds of 0.3 s; the rate is their median, the range the slowest "
-         "and fastest round, CPU the process CPU time per item (all threads)."),
+         f"{WARM_UP_S:.1f} s, then {ROUNDS} timed rounds of {ROUND_S:.1f} s, the rows' rounds interleaved (each round "
+         "runs every row in turn, so a busy spell of the shared host slows all rows alike); the rate is the rounds' "
+         "median, the range the slowest and fastest round, CPU the process CPU time per item (all threads)."),
         "Targets on 2 cores (issue 12): detector >= 100 frames/s at 640x360, descriptor >= 600 faces/s at batch 32.",
         "",
         "| what | rate (median) | range | CPU-ms per item |",
