@@ -7,9 +7,9 @@ at its end reopens at once, a new stream session per pass). N such cameras run a
 process (``LocalPipeline``, the embedded broker beside it); after a warm-up, for the measured window, a camera
 **keeps up** when the detector took at least 95 % of the frames its rate asks for (it skips frames older than
 ``detector.live_max_age_s``, counted as ``detector_behind``; frames the decoder failed to publish count
-against it too). N grows until a run fails to keep up. ``--scenario TEXT`` runs only the scenarios whose
-label contains TEXT (printed, not written). CPU-seconds per camera-hour = (this process + the broker) CPU over the window, per camera,
-scaled to an hour.
+against it too). N grows until a run fails to keep up. ``--scenario TEXT`` runs only the scenario labelled
+TEXT, else those whose label contains it (printed, not written). CPU-seconds per camera-hour = (this
+process + the broker) CPU over the window, per camera, scaled to an hour.
 
 Scenarios: 1080p at 8 frames/s finding faces from 40 px (``models.detector_min_face`` 40: the detector's input
 is then 768x432) and 720p at 25 frames/s, each with the default detection schedule (``detect_interval_s``

@@ -111,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--duration", type=float, metavar="SECONDS",
                        help="measured time of the latency (default 60 per row) and soak (default 600) benchmarks")
     bench.add_argument("--scenario", metavar="TEXT",
-                       help="bench cameras: only the scenarios whose label contains TEXT (e.g. '720p'); printed, "
+                       help="bench cameras: only the scenario labelled TEXT, else those whose label contains it (e.g. "
+                            "'720p'); printed, "
                             "not written (a partial section would replace the whole one)")
     for command in [*sub.choices.values(), *msub.choices.values()]:
         command.epilog = SETTINGS_EPILOG

@@ -34,8 +34,10 @@ SCENARIOS = (Scenario("1080p @ 8 fps, faces from 40 px", 1920, 1080, 8.0, 40),
 
 
 def matching(text: str | None) -> tuple[Scenario, ...]:
-    """The scenarios whose label contains ``text`` (all for None)."""
-    return SCENARIOS if text is None else tuple(s for s in SCENARIOS if text in s.label)
+    """The scenario labelled ``text``, else those whose label contains it (all for None)."""
+    if text is None:
+        return SCENARIOS
+    return tuple(s for s in SCENARIOS if s.label == text) or tuple(s for s in SCENARIOS if text in s.label)
 
 
 def synthetic_source(scenario: Scenario, folder: Path) -> Path:
