@@ -16,7 +16,8 @@ repeat across reconnects, restarts or moves) and each camera's health goes to ``
 files are read as fast as the detector keeps up (at most ``decoder.max_in_flight`` frames ahead of the
 detector group's committed offset on the partition).
 
-A file used as a camera plays like one: one frame every ``1 / decoder.target_fps`` s against absolute deadlines
+A file used as a camera plays like one: one frame every ``1 / decoder.target_fps`` s (never faster than the
+file's own rate) against absolute deadlines
 (``next_due``: a late wake-up is made up by the next wait, a stall is not caught up by a burst), and at its
 clean end it reopens at once for the next pass (a new stream session, on the same schedule); a live source
 that ends or fails, or a file that gave no frame or failed to read, reopens after the back-off.
@@ -118,6 +119,12 @@ class FrameSource:
         """A source with a known length (a file, played as a camera when a camera's URL): it is paced at the
         target rate and ends; live sources report no frame count (0, or a negative one from FFmpeg)."""
         return self.total > 0
+
+    @property
+    def interval_s(self) -> float:
+        """Source time between two sampled frames: ``1 / target_fps``, or the source's own frame interval when
+        its rate is lower (a file camera plays in real time, never faster than it was recorded)."""
+        return self.step / self.src_fps
 
     @property
     def sampled_total(self) -> int:
@@ -367,7 +374,7 @@ class DecoderAgent:
         """Open, stream, and reopen one live source forever (until cancelled by a config change): at once
         after a file camera's clean end (its next pass), after the back-off otherwise."""
         d = self.settings.decoder
-        pacer = Pacer(1.0 / d.target_fps, self.clock)  # used by file cameras only; kept across their passes
+        pacer = Pacer(1.0 / d.target_fps, self.clock)  # file cameras only; its schedule runs on across passes
         while True:
             try:
                 source = await self._open(camera.url)
@@ -384,6 +391,7 @@ class DecoderAgent:
             health.opened(self._new_session(camera.camera_id))
             self._health_changed(health)
             before = health.frames_decoded
+            pacer.period = source.interval_s
             try:
                 error = await self._publish_live(camera, source, health, pacer if source.is_file else None)
             finally:

@@ -45,6 +45,7 @@ class FakeSource:
         self.frames = frames
         self.is_file = is_file
         self.total = frames if is_file else 0
+        self.interval_s = PERIOD
         self.fail = fail
         self.index = -1
 

@@ -32,6 +32,14 @@ def test_a_30fps_file_is_sampled_to_the_target_rate_and_downscaled(tmp_path: Pat
     assert {(f.width, f.height) for f in frames} == {(640, 360)}
     assert frames[1].position_s == pytest.approx(0.1)
     assert all(f.jpeg[:2] == b"\xff\xd8" for f in frames)
+    assert source.interval_s == pytest.approx(0.1)  # a file camera of it plays one frame every 0.1 s
+
+
+def test_a_file_slower_than_the_target_rate_plays_at_its_own(tmp_path: Path) -> None:
+    source = FrameSource(str(write_clip(tmp_path / "c.avi", frames=15, fps=15, size=(320, 180))),
+                         DecoderSettings(target_fps=25))
+    assert [f.index for f in read_all(source)] == list(range(15))
+    assert source.interval_s == pytest.approx(1 / 15)  # as a camera: 15 frames/s, not 25 (played faster)
 
 
 def test_files_that_are_not_videos_are_refused(tmp_path: Path) -> None:
