@@ -7,7 +7,8 @@ batches of ``kafka.max_batch`` as a stage's consumer takes them, the face media 
 store. The agents' executor runs their blocking work inline (same thread), so one CPU clock sees it all:
 
 1. a plain pass measures each stage's CPU-seconds (process time, ONNX Runtime's worker threads included);
-2. a second pass under ``cProfile`` (process-time clock) splits each stage into its steps (decode, detector
+2. a second pass under ``cProfile`` (process-time clock; ``models.concurrent_runs`` 1, so no step runs in an
+   engine's worker thread, out of the profiler's sight) splits each stage into its steps (decode, detector
    pre-processing / inference / decoding, tracking, alignment, quality, descriptor, attributes, media, ...),
    scaled by the stage's plain / profiled ratio (removing the profiler's own overhead); what no named step
    holds is the stage's "rest" (message building, the agent's own bookkeeping).
@@ -264,10 +265,16 @@ def _broker_cpu() -> float:
 
 
 def _split(settings: Settings, models: FaceModels, tmp: Path, clip: Path) -> tuple[ChainRun, ChainRun, dict[tuple[str, str], float]]:
+    """The plain pass at the settings; the profiled pass with ``models.concurrent_runs`` 1, so the detector's
+    pre- and post-processing run in this thread, where the profiler sees them (with several runs at once they
+    run in the engine's worker threads and would count as inference); its steps are scaled to the plain pass."""
     chain_run(settings, models, tmp / "warm", clip=clip)  # model warm-up, caches
     plain = chain_run(settings, models, tmp / "plain", clip=clip)
+    one_run = settings.model_copy(update={"models": settings.models.model_copy(update={"concurrent_runs": 1})})
+    single = FaceModels.load(one_run.models) if settings.models.concurrent_runs > 1 else models
+    chain_run(one_run, single, tmp / "warm-profiled", clip=clip)
     profiler = cProfile.Profile(time.process_time)
-    profiled = chain_run(settings, models, tmp / "profiled", profiler, clip=clip)
+    profiled = chain_run(one_run, single, tmp / "profiled", profiler, clip=clip)
     return plain, profiled, split_steps(profiler)
 
 
