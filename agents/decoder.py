@@ -17,10 +17,10 @@ files are read as fast as the detector keeps up (at most ``decoder.max_in_flight
 detector group's committed offset on the partition).
 
 A file used as a camera plays like one: one frame every ``1 / decoder.target_fps`` s (never faster than the
-file's own rate) against absolute deadlines
-(``next_due``: a late wake-up is made up by the next wait, a stall is not caught up by a burst), and at its
-clean end it reopens at once for the next pass (a new stream session, on the same schedule); a live source
-that ends or fails, or a file that gave no frame or failed to read, reopens after the back-off.
+file's own rate) against absolute deadlines (``next_due``: a late wake-up is made up by the next wait, a stall
+is not caught up by a burst), and at its clean end it reopens at once for the next pass (a new stream session,
+on the same schedule); a live source that ends or fails, or a file that gave no frame or failed to read,
+reopens after the back-off.
 """
 
 from __future__ import annotations
