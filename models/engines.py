@@ -84,15 +84,18 @@ def open_engine(onnx_path: Path, settings: ModelSettings, profile: ShapeProfile,
 
 def open_parts(onnx_path: Path, settings: ModelSettings, profile: ShapeProfile,
                image_input: bool = False) -> tuple[Engine, Engine | None]:
-    """``open_engine``'s engine, and (ONNX Runtime with ``models.concurrent_runs`` > 1 and more than one thread
-    only; else None) a second session of the same model with ``threads // concurrent_runs`` intra-op threads,
-    for running that many parts of a call at once (``ConcurrentEngine``, the CenterFace plug-in's frames)."""
+    """``open_engine``'s engine, and (ONNX Runtime with ``models.concurrent_runs`` > 1 only; else None) the
+    session that parts of a call run on at once (``ConcurrentEngine``, the CenterFace plug-in's frames): one of
+    the same model with ``threads // concurrent_runs`` intra-op threads (at least 1), or the engine itself
+    where that is its own thread count (``models.threads`` 1: every run single-threaded, several at once)."""
     whole = open_engine(onnx_path, settings, profile, image_input)
     runs = settings.concurrent_runs
-    if whole.name != "onnxruntime" or runs <= 1 or settings.threads <= 1:
+    if whole.name != "onnxruntime" or runs <= 1:
         return whole, None
-    part_settings = settings.model_copy(update={"threads": max(1, settings.threads // runs)})
-    return whole, open_engine(onnx_path, part_settings, profile, image_input)
+    part_threads = max(1, settings.threads // runs)
+    if part_threads == settings.threads:
+        return whole, whole
+    return whole, open_engine(onnx_path, settings.model_copy(update={"threads": part_threads}), profile, image_input)
 
 
 class ConcurrentEngine:

@@ -132,10 +132,12 @@ class _Cycle:
 
 
 def measure(models: FaceModels, native: FaceModels, int8: FaceModels, float_: FaceModels,
-            full: FaceModels) -> dict[str, Rate]:
+            full: FaceModels, single: FaceModels | None = None) -> dict[str, Rate]:
     """The figures, keyed by row label, all through the plug-ins' code (pre- and post-processing included).
     ``models``: as configured; ``int8`` / ``float_``: both models at that precision; ``full``: the float
-    detector at the former 640 px input (full accuracy); ``native``: ``models`` without the side cap."""
+    detector at the former 640 px input (full accuracy); ``native``: ``models`` without the side cap;
+    ``single``: ``models`` on one intra-op thread (its CPU-ms per frame is the cheapest way to detect one
+    frame; the other core stays free for the pipeline's other stages)."""
     clip = _clip_frames()
     side, min_face = models.settings.detector_max_side, models.settings.detector_min_face
     configured = models.settings.detector_precision
@@ -149,6 +151,9 @@ def measure(models: FaceModels, native: FaceModels, int8: FaceModels, float_: Fa
                 lambda each=each, frames=frames: each.detect(frames.take(1)), 1)
         out[f"detector {configured}, {where}, {CONCURRENT_FRAMES} frames per call, frames/s"] = (
             lambda frames=frames: models.detect(frames.take(CONCURRENT_FRAMES)), CONCURRENT_FRAMES)
+        if (w, h) == FRAME_SIZES[0] and single is not None:
+            out[f"detector {configured}, {where}, 1 frame per call on one thread (models.threads 1), frames/s"] = (
+                lambda frames=frames: single.detect(frames.take(1)), 1)
         if max(w, h) <= full.settings.detector_max_side:
             whole = plan_input(h, w, full.settings.detector_max_side, full.settings.detector_min_face)
             out[f"detector float, {w}x{h} frame at full accuracy (max side {full.settings.detector_max_side}: input "
@@ -241,8 +246,9 @@ def run(settings: Settings) -> str:
     full = FaceModels.load(model_settings.model_copy(update={"detector_precision": "float32",
                                                               "descriptor_precision": "float32",
                                                               "detector_max_side": FULL_ACCURACY_SIDE}))
+    single = FaceModels.load(model_settings.model_copy(update={"threads": 1})) if model_settings.threads > 1 else None
     load_before = _load()
-    figures = measure(models, native, int8, float_, full)
+    figures = measure(models, native, int8, float_, full, single)
     options = ort_options(model_settings)
     load_after = _load()
     plan = plan_input(360, 640, model_settings.detector_max_side, model_settings.detector_min_face)
@@ -288,7 +294,7 @@ def _load() -> float:
 def _verdict(figures: dict[str, Rate], settings: ModelSettings) -> str:
     """The targets against the configured models' rows (the medians; the ranges are beside them)."""
     configured = f"detector {settings.detector_precision}, 640x360 frame (max"
-    detector = [(k.split(", ")[-2], v) for k, v in figures.items() if k.startswith(configured)]
+    detector = [(k.split(", ")[-2], v) for k, v in figures.items() if k.startswith(configured) and "threads 1" not in k]
     descriptor = next(v for k, v in figures.items()
                       if k.startswith(f"descriptor {'int8' if settings.descriptor_precision == 'int8' else 'float'}")
                       and "batch 32" in k)

@@ -62,19 +62,22 @@ def test_batch_of_mixed_sizes_matches_single_calls(face_models: FaceModels) -> N
 
 def test_frames_of_one_call_run_at_once_find_what_one_batched_run_finds(face_models: FaceModels) -> None:
     """Several frames in one call run at once on single-threaded sessions (``models.concurrent_runs``, the
-    default 2); with 1 they run as one batch: the same faces either way, in the frames' order."""
+    default 2; with ``models.threads`` 1 on the one session); with 1 they run as one batch: the same faces
+    every way, in the frames' order."""
     batched = FaceModels.load(face_models.settings.model_copy(update={"concurrent_runs": 1}))
+    one_thread = FaceModels.load(face_models.settings.model_copy(update={"threads": 1}))
     cap = cv2.VideoCapture(str(FACES_DIR / "short_hamilton_clip.mp4"))
     frames = [frame for _, frame in (cap.read() for _ in range(60))][::20]
     cap.release()
     images = [*frames, _image("two_people.jpg"), _image("obama-1080p.jpg")]
-    at_once, together = face_models.detect(images), batched.detect(images)
-    assert sum(map(len, at_once)) >= len(images)
-    for got, ref in zip(at_once, together, strict=True):
-        assert len(got) == len(ref)
-        for g, r in zip(got, ref, strict=True):
-            np.testing.assert_allclose(g.bbox, r.bbox, atol=1e-3)
-            np.testing.assert_allclose(g.landmarks, r.landmarks, atol=1e-3)
+    together = batched.detect(images)
+    assert sum(map(len, together)) >= len(images)
+    for at_once in (face_models.detect(images), one_thread.detect(images)):
+        for got, ref in zip(at_once, together, strict=True):
+            assert len(got) == len(ref)
+            for g, r in zip(got, ref, strict=True):
+                np.testing.assert_allclose(g.bbox, r.bbox, atol=1e-3)
+                np.testing.assert_allclose(g.landmarks, r.landmarks, atol=1e-3)
 
 
 def test_same_person_far_more_similar_than_different(face_models: FaceModels) -> None:
