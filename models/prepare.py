@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -159,60 +160,72 @@ def prepare_models(settings: ModelSettings) -> Manifest:
     return manifest
 
 
-INT8_FILES = {"detector": "centerface-int8.onnx", "descriptor": "dlib_resnet-int8.onnx"}
+@dataclass(frozen=True)
+class Int8Build:
+    """One int8 build (``models.quantize``) of a float model: its file and calibration set."""
+
+    base: str  # the float model's role ("detector", "descriptor")
+    file: str
+    calibration: Literal["frames", "small-face frames", "chips"]  # which ``quantize.Calibration`` set
 
 
-def int8_role(role: str) -> str:
-    """Manifest role of the int8 build of ``role`` ("detector" -> "detector-int8")."""
-    return f"{role}-int8"
+# manifest role -> build. The detector has two: calibrated at the clip's scale (where a detector_min_face face
+# stays >= 20 px in the input: 640x360 frames) and with small faces added (720p, 1080p: such a face ~16 px)
+INT8_BUILDS = {
+    "detector-int8": Int8Build("detector", "centerface-int8.onnx", "frames"),
+    "detector-int8-small": Int8Build("detector", "centerface-int8-small.onnx", "small-face frames"),
+    "descriptor-int8": Int8Build("descriptor", "dlib_resnet-int8.onnx", "chips"),
+}
 
 
 def weights_for(paths: dict[str, Path], role: str, precision: str, settings: ModelSettings) -> Path:
-    """The file of ``role`` ("detector", "descriptor") at ``precision`` ("float32" or "int8"). int8 applies to
-    ONNX Runtime only: TensorRT builds its own reduced precision from the float model. Raises
-    ``ModelsNotPreparedError`` when the int8 file is not prepared."""
+    """The file of ``role`` ("detector", "descriptor") at ``precision`` ("float32", "int8", or for the
+    detector "int8-small"). int8 applies to ONNX Runtime only: TensorRT builds its own reduced precision from
+    the float model. Raises ``ModelsNotPreparedError`` when the int8 file is not prepared."""
     from models.engines import resolve_engine
 
     if precision == "float32" or resolve_engine(settings) == "tensorrt":
         return paths[role]
-    if int8_role(role) not in paths:
+    built = f"{role}-{precision}"
+    if built not in paths:
         raise ModelsNotPreparedError(
-            f"the int8 {role} is not prepared: run `facestream models prepare` (or set {role}_precision=float32)")
-    return paths[int8_role(role)]
+            f"the {precision} {role} is not prepared: run `facestream models prepare` (or set "
+            f"{role}_precision=float32)")
+    return paths[built]
 
 
 def _prepare_int8(settings: ModelSettings, entries: dict[str, ManifestEntry]) -> bool:
-    """Build the int8 detector and descriptor (``models.quantize``) from the float ones in ``entries`` when
+    """Build the int8 models (``INT8_BUILDS``, ``models.quantize``) from the float ones in ``entries`` when
     missing or stale; an entry's converter names the quantiser version, the calibration set and the float
     file's hash. Returns True when something was built."""
     from models import quantize
 
     cache_dir = settings.cache_dir
     shared = (quantize.SHARED_FACES / "short_hamilton_clip.mp4").is_file()
-    calibration = "shared-faces" if shared else "skimage-astronaut"
+    source = "shared-faces" if shared else "skimage-astronaut"
     todo = []
-    for role, file in INT8_FILES.items():
-        base = entries[role]
-        converter = f"{quantize.QUANTIZER_VERSION}:{calibration}:{base.sha256[:16]}"
-        entry = entries.get(int8_role(role))
-        path = cache_dir / file
+    for role, build in INT8_BUILDS.items():
+        base = entries[build.base]
+        suffix = "+small-faces" if build.calibration == "small-face frames" else ""  # the first builds' names stay
+        converter = f"{quantize.QUANTIZER_VERSION}:{source}{suffix}:{base.sha256[:16]}"
+        entry = entries.get(role)
+        path = cache_dir / build.file
         if entry and entry.converter == converter and path.is_file() and sha256_file(path) == entry.sha256:
             continue
-        todo.append((role, file, base, converter))
+        todo.append((role, build, base, converter))
     if not todo:
         return False
-    name, frames, images = quantize.calibration_images()
-    batches = {"detector": [quantize.detector_input(f) for f in frames],
-               "descriptor": [quantize.descriptor_input(c)
-                               for c in quantize.calibration_chips(cache_dir / entries["detector"].file, images)]}
-    for role, file, base, converter in todo:
-        log.info("quantising %s to int8 (calibration: %s, %d inputs)", base.file, name, len(batches[role]))
-        target = cache_dir / file
+    calibration = quantize.calibration_sets(cache_dir / entries["detector"].file)
+    for role, build, base, converter in todo:
+        inputs = calibration.inputs(build.calibration)
+        log.info("quantising %s to %s (calibration: %s, %s, %d inputs)", base.file, build.file, calibration.name,
+                 build.calibration, len(inputs))
+        target = cache_dir / build.file
         tmp = target.with_name(target.stem + ".tmp" + target.suffix)
-        quantize.quantize(role, cache_dir / base.file, batches[role], tmp)  # type: ignore[arg-type]
+        quantize.quantize(build.base, cache_dir / base.file, inputs, tmp)  # type: ignore[arg-type]
         tmp.replace(target)
-        entries[int8_role(role)] = base.model_copy(update={
-            "file": file, "sha256": sha256_file(target), "converter": converter})
+        entries[role] = base.model_copy(update={"file": build.file, "sha256": sha256_file(target),
+                                                "converter": converter})
     return True
 
 
@@ -230,8 +243,8 @@ def prepared_paths(cache_dir: Path) -> dict[str, Path]:
         if entry is None or not (cache_dir / entry.file).is_file():
             raise ModelsNotPreparedError(f"model {art.role!r} ({art.file}) is not prepared: {hint}")
         paths[art.role] = cache_dir / entry.file
-    for role in INT8_FILES:  # optional: FaceModels.load says so when a selected int8 model is missing
-        entry = manifest.models.get(int8_role(role))
+    for role in INT8_BUILDS:  # optional: FaceModels.load says so when a selected int8 model is missing
+        entry = manifest.models.get(role)
         if entry is not None and (cache_dir / entry.file).is_file():
-            paths[int8_role(role)] = cache_dir / entry.file
+            paths[role] = cache_dir / entry.file
     return paths

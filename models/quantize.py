@@ -9,9 +9,10 @@ How, and why this way (measured on the shared faces, 2 cores with AVX-512 VNNI, 
 - Weights int8 per output channel, activations uint8 asymmetric, QDQ format (ONNX Runtime fuses it into
   integer convolutions). The opset is raised to 13 first (per-channel ``DequantizeLinear`` needs ``axis``).
 - Calibration data: real frames and real aligned chips. Frames: every 9th frame of the shared clip and the
-  shared photos, letterboxed into one 640x384 input; chips: every face CenterFace finds in every 3rd frame
-  of the clip and in the photos, aligned by ``models.align`` exactly as the pipeline does. Without the
-  shared media (``../shared/data/faces``) skimage's astronaut stands in, at several scales.
+  shared photos, letterboxed into one 640x384 input (the detector's small-face build, for 720p and larger
+  inputs, also gets every 3rd clip frame at 0.35 scale: ``calibration_sets``); chips: every face CenterFace
+  finds in every 3rd frame of the clip and in the photos, aligned by ``models.align`` exactly as the
+  pipeline does. Without the shared media (``../shared/data/faces``) skimage's astronaut stands in, at several scales.
 - Descriptor: percentile calibration (99.999 %): MinMax let a few outlier activations widen the ranges and
   gave cosine 0.991 to float on the worst chip; percentile gives >= 0.995 on every chip.
 - Detector: MinMax, with the four output heads (and the heatmap's sigmoid) and the stem (the first 9
@@ -28,6 +29,7 @@ import io
 import logging
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -48,8 +50,44 @@ CALIBRATION_SIZE = (384, 640)  # detector calibration input, height x width
 Role = Literal["detector", "descriptor"]
 
 
-def calibration_images(faces_dir: Path = SHARED_FACES) -> tuple[str, list[np.ndarray], list[np.ndarray]]:
-    """(name of the set, frames for the detector, images to take chips from), BGR uint8."""
+SMALL_FACE_SCALE = 0.35  # the small-face detector build also sees the clip's frames at this scale
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The calibration sets: detector inputs at the clip's scale, the same with the clip's frames shrunk to
+    ``SMALL_FACE_SCALE`` added, and descriptor inputs (aligned chips)."""
+
+    name: str
+    frames: list[np.ndarray]
+    small_face_frames: list[np.ndarray]
+    chips: list[np.ndarray]
+
+    def inputs(self, which: str) -> list[np.ndarray]:
+        return {"frames": self.frames, "small-face frames": self.small_face_frames, "chips": self.chips}[which]
+
+
+def calibration_sets(float_detector: Path, faces_dir: Path = SHARED_FACES) -> Calibration:
+    """Every calibration set as model inputs; chips come from the float detector's faces (``calibration_chips``).
+
+    Why a small-face set (one-off measurements, BENCHMARKS.md "Detection input resolution and the int8
+    detector"): calibrated at the clip's scale only, the int8 detector scores small faces lower than float;
+    the small-faces crowd's five 32 px faces in a 1080p frame detected at 960x540 (16 px in the input, after
+    the pipeline's JPEG q90) scored at least 0.47-0.49 against float's 0.51-0.55 (threshold 0.5: one face
+    missed in the first frame). With every 3rd clip frame at ``SMALL_FACE_SCALE`` added (its faces at a third
+    of their size) the lowest is 0.56; on crowds of other portraits (28-60 px) it finds 475 of 480 face-frames
+    (float 475, the clip-scale build 472), and on the clip scaled to 1080p 187 of float's 190 faces >= 40 px
+    (the clip-scale build 185). The clip-scale build stays where faces are larger (640x360 inputs), where
+    the clip's events and identities are guarded end to end."""
+    name, frames, small_faces, images = _calibration_images(faces_dir)
+    return Calibration(name, [detector_input(f) for f in frames],
+                       [detector_input(f) for f in frames + small_faces],
+                       [descriptor_input(c) for c in calibration_chips(float_detector, images)])
+
+
+def _calibration_images(faces_dir: Path) -> tuple[str, list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """(name of the set, frames for the detector, the clip's frames shrunk for its small-face build, images to
+    take chips from), BGR uint8."""
     clip = faces_dir / "short_hamilton_clip.mp4"
     if clip.is_file():
         cap = cv2.VideoCapture(str(clip))
@@ -62,12 +100,17 @@ def calibration_images(faces_dir: Path = SHARED_FACES) -> tuple[str, list[np.nda
         cap.release()
         photos = [img for p in sorted(faces_dir.glob("*.jpg")) + sorted(faces_dir.glob("*.png"))
                   if (img := cv2.imread(str(p))) is not None]
-        return "shared-faces", frames[::9] + photos, frames[::3] + photos
+        return "shared-faces", frames[::9] + photos, _shrunk(frames[::3]), frames[::3] + photos
     from skimage import data
 
     astronaut = np.ascontiguousarray(data.astronaut()[:, :, ::-1])
     scaled = [cv2.resize(astronaut, None, fx=s, fy=s, interpolation=cv2.INTER_AREA) for s in (1.0, 0.6, 0.35, 0.2)]
-    return "skimage-astronaut", scaled, scaled + [cv2.flip(img, 1) for img in scaled]
+    return "skimage-astronaut", scaled, _shrunk(scaled), scaled + [cv2.flip(img, 1) for img in scaled]
+
+
+def _shrunk(frames: list[np.ndarray]) -> list[np.ndarray]:
+    return [cv2.resize(f, None, fx=SMALL_FACE_SCALE, fy=SMALL_FACE_SCALE, interpolation=cv2.INTER_AREA)
+            for f in frames]
 
 
 def calibration_chips(float_detector: Path, images: list[np.ndarray]) -> list[np.ndarray]:

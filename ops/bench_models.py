@@ -262,7 +262,7 @@ def run(settings: Settings) -> str:
         f"spin-waiting {'on' if model_settings.spin_wait else 'off'} (models.spin_wait). Every rate below goes "
         "through the plug-ins' code: pre-processing (resize, colour order) and post-processing (map decoding, NMS) "
         "included. Detector frames are the shared clip's (every 5th frame, real faces, a different frame each call; "
-        f"resized for 1280x720; the configured precision, auto, runs int8 at 640x360 and float at 1280x720, so its one-frame rows repeat those rows' code: a check of the noise); \"{CONCURRENT_FRAMES} frames per call\" is how the detector stage calls it when a "
+        f"resized for 1280x720; the configured precision, auto, runs the int8 builds (at 640x360 the clip-scale one, at 1280x720 the small-face one), so its one-frame rows repeat the int8 rows' code: a check of the noise); \"{CONCURRENT_FRAMES} frames per call\" is how the detector stage calls it when a "
         "batch holds several due frames (CenterFace runs them at once on single-threaded sessions, "
         "models/detectors/centerface.py).",
         (f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from models.config import ModelSettings
 
 MAX_BATCH = 8
-INT8_MIN_FACE_PX = 20  # precision auto: int8 only where a min_face face is at least this wide in the input
+INT8_MIN_FACE_PX = 20  # int8: the clip-scale build where a min_face face is at least this wide in the input
 
 
 class CenterFaceConfig(BaseModel):
@@ -40,8 +40,9 @@ class CenterFaceConfig(BaseModel):
     max_side: int = Field(512, ge=64, description="Longer side of the network input, unless min_face needs more.")
     min_face: int = Field(32, ge=0, description="Smallest face (image pixels) kept at least 16 px in the input.")
     precision: Literal["auto", "float32", "int8"] = Field(
-        "auto", description="The int8 build (models.quantize), float weights, or auto: int8 where a min_face "
-                            "face stays at least 20 px wide in the input, float where it is smaller.")
+        "auto", description="The int8 builds (models.quantize: calibrated at the clip's scale where a min_face "
+                            "face stays at least 20 px wide in the input, with small faces added where it is "
+                            "smaller), float weights, or auto: int8 on ONNX Runtime, float on TensorRT.")
 
 
 def _as_bgr(image: np.ndarray) -> np.ndarray:
@@ -73,11 +74,12 @@ class CenterFaceDetector:
     the ``single`` session where there is one; else images whose network input has the same shape run as
     one batch (at most ``MAX_BATCH``). Safe to call from several threads.
 
-    ``small_faces`` (precision auto) is the float engine for inputs where a ``min_face`` face falls under
-    ``INT8_MIN_FACE_PX``: the int8 build finds faces that small less reliably (a 1080p frame detected at
-    960x540 keeps 32 px faces only 16 px wide, and int8 missed one of the small-faces crowd's five in its
-    first frame where float finds all), while at 640x360 (512x288, such a face 25.6 px) it finds what float
-    finds in half the time."""
+    ``small_faces`` (int8) is the engine for inputs where a ``min_face`` face falls under ``INT8_MIN_FACE_PX``:
+    the int8 build calibrated with small faces (``models.quantize.calibration_sets``). The clip-scale build
+    finds faces that small less reliably (a 1080p frame detected at 960x540 keeps 32 px faces only 16 px wide,
+    and it missed one of the small-faces crowd's five in its first frame), while at 640x360 (512x288, such a
+    face 25.6 px) it finds what float finds in half the time; the small-face build finds the crowd's faces
+    as float does, in 0.7 of float's CPU time at 1080p."""
 
     def __init__(self, config: CenterFaceConfig, engines: Sessions, small_faces: Sessions | None = None,
                  workers: int = 1) -> None:
@@ -150,12 +152,11 @@ def _open_sessions(path: Path, settings: ModelSettings) -> Sessions:
 def open_centerface(config: BaseModel, settings: ModelSettings, paths: Paths) -> CenterFaceDetector:
     assert isinstance(config, CenterFaceConfig)
     runs = settings.concurrent_runs
-    if config.precision != "auto" or resolve_engine(settings) == "tensorrt":  # TensorRT: one float engine
-        precision = "float32" if config.precision == "auto" else config.precision
-        return CenterFaceDetector(config, _open_sessions(weights_for(paths, "detector", precision, settings), settings),
-                                  workers=runs)
+    if config.precision == "float32" or resolve_engine(settings) == "tensorrt":  # TensorRT: one float engine
+        return CenterFaceDetector(config, _open_sessions(weights_for(paths, "detector", "float32", settings),
+                                                         settings), workers=runs)
     int8 = _open_sessions(weights_for(paths, "detector", "int8", settings), settings)
-    small = _open_sessions(weights_for(paths, "detector", "float32", settings), settings)
+    small = _open_sessions(weights_for(paths, "detector", "int8-small", settings), settings)
     return CenterFaceDetector(config, int8, small, workers=runs)
 
 

@@ -34,7 +34,8 @@ def test_manifest_records_files_sources_and_licences(prepared: ModelSettings) ->
     assert manifest is not None
     pins = {"detector": CENTERFACE, "descriptor": DLIB_RESNET, "emotion": FER_EMOTION,
             "age_gender": FACEAPI_AGE_GENDER, "mask": FACEMASQUE_VGG, "liveness": FACEPLUGIN_LIVENESS,
-            "detector-int8": CENTERFACE, "descriptor-int8": DLIB_RESNET}  # int8 builds keep their source's pin
+            "detector-int8": CENTERFACE, "detector-int8-small": CENTERFACE,
+            "descriptor-int8": DLIB_RESNET}  # int8 builds keep their source's pin
     assert set(manifest.models) == set(pins)
     for role, entry in manifest.models.items():
         assert entry.sha256 == sha256_file(prepared.cache_dir / entry.file)
