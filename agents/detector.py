@@ -360,7 +360,7 @@ class DetectorAgent(AgentBase):
         signatures = [colour_signature(decode_preview(f.jpeg)) for f in frames]
         due = self._due(messages, signatures)
         images = [decode_jpeg(f.jpeg) for f, d in zip(frames, due, strict=True) if d]
-        found = iter(zip(images, self.models.detect(images), strict=True))
+        found = iter(zip(images, self.models.detect(images, stream=True), strict=True))
         out = []
         for frame, signature, detect in zip(frames, signatures, due, strict=True):
             if not detect:

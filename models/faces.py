@@ -121,10 +121,10 @@ class FaceModels:
 
     # -- detection ---------------------------------------------------------------------------------
 
-    def detect(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
+    def detect(self, images: Sequence[np.ndarray], *, stream: bool = False) -> list[list[Detection]]:
         """Faces in each image (BGR uint8 HxWx3, any size), best score first (the ``models.detector``
-        plug-in's; CenterFace by default)."""
-        return self._detector.detect(images)
+        plug-in's; CenterFace by default). ``stream``: video frames (the detector stage), else photos."""
+        return self._detector.detect(images, stream=stream)
 
     # -- per face ----------------------------------------------------------------------------------
 

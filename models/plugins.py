@@ -50,7 +50,11 @@ class Detection:
 
 
 class FaceDetector(Protocol):
-    def detect(self, images: Sequence[np.ndarray]) -> list[list[Detection]]: ...
+    def detect(self, images: Sequence[np.ndarray], *, stream: bool = False) -> list[list[Detection]]:
+        """Faces in each image. ``stream``: the images are video frames (the detector stage), where faces down
+        to ``min_face`` must be found at the frame rate; else photos (enrolment, search, verification), whose
+        landmarks set a dossier's or a query's descriptor."""
+        ...
 
 
 class FaceDescriptor(Protocol):

@@ -148,20 +148,20 @@ def measure(models: FaceModels, native: FaceModels, int8: FaceModels, float_: Fa
         where = f"{w}x{h} frame (max side {side}: input {plan.width}x{plan.height})"
         for label, each in (("float", float_), ("int8", int8), (configured, models)):
             out[f"detector {label}, {where}, 1 frame per call, frames/s"] = (
-                lambda each=each, frames=frames: each.detect(frames.take(1)), 1)
+                lambda each=each, frames=frames: each.detect(frames.take(1), stream=True), 1)
         out[f"detector {configured}, {where}, {CONCURRENT_FRAMES} frames per call, frames/s"] = (
-            lambda frames=frames: models.detect(frames.take(CONCURRENT_FRAMES)), CONCURRENT_FRAMES)
+            lambda frames=frames: models.detect(frames.take(CONCURRENT_FRAMES), stream=True), CONCURRENT_FRAMES)
         if (w, h) == FRAME_SIZES[0] and single is not None:
             out[f"detector {configured}, {where}, 1 frame per call on one thread (models.threads 1), frames/s"] = (
-                lambda frames=frames: single.detect(frames.take(1)), 1)
+                lambda frames=frames: single.detect(frames.take(1), stream=True), 1)
         if max(w, h) <= full.settings.detector_max_side:
             whole = plan_input(h, w, full.settings.detector_max_side, full.settings.detector_min_face)
             out[f"detector float, {w}x{h} frame at full accuracy (max side {full.settings.detector_max_side}: input "
                 f"{whole.width}x{whole.height}), 1 frame per call, frames/s"] = (
-                lambda frames=frames: full.detect(frames.take(1)), 1)
+                lambda frames=frames: full.detect(frames.take(1), stream=True), 1)
         if max(w, h) > side:
             out[f"detector {configured}, {w}x{h} frame at full resolution, 1 frame per call, frames/s"] = (
-                lambda frames=frames: native.detect(frames.take(1)), 1)
+                lambda frames=frames: native.detect(frames.take(1), stream=True), 1)
     frame = _source_frame()
     dets = models.detect([frame])[0]
     chip = models.align(frame, dets[0]) if dets else np.zeros((150, 150, 3), np.uint8)

@@ -53,7 +53,7 @@ def ceiling(settings: Settings, video: Path) -> tuple[int, float]:
     started = time.perf_counter()
     for jpeg in frames:
         image = decode_jpeg(jpeg)
-        dets = models.detect([image])[0]
+        dets = models.detect([image], stream=True)[0]
         chips = [models.align(image, d) for d in dets]
         _ = [models.quality(image, d, c) for d, c in zip(dets, chips, strict=True)]
         if chips:

@@ -77,7 +77,7 @@ def measure(models: FaceModels, frames: list[np.ndarray], paths: list[FacePath],
         start = time.perf_counter()
         for i, (jpeg, scale) in enumerate(published):
             image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
-            dets = models.detect([image])[0]
+            dets = models.detect([image], stream=True)[0]
             for d in dets:
                 models.quality(image, d, models.align(image, d))
             if r == 0:

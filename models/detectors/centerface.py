@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from models.config import ModelSettings
 
 MAX_BATCH = 8
-INT8_MIN_FACE_PX = 20  # int8: the clip-scale build where a min_face face is at least this wide in the input
+INT8_MIN_FACE_PX = 20  # the clip-scale int8 build where a min_face face is at least this wide in the input
 
 
 class CenterFaceConfig(BaseModel):
@@ -40,9 +40,10 @@ class CenterFaceConfig(BaseModel):
     max_side: int = Field(512, ge=64, description="Longer side of the network input, unless min_face needs more.")
     min_face: int = Field(32, ge=0, description="Smallest face (image pixels) kept at least 16 px in the input.")
     precision: Literal["auto", "float32", "int8"] = Field(
-        "auto", description="The int8 builds (models.quantize: calibrated at the clip's scale where a min_face "
-                            "face stays at least 20 px wide in the input, with small faces added where it is "
-                            "smaller), float weights, or auto: int8 on ONNX Runtime, float on TensorRT.")
+        "auto", description="int8 (models.quantize: the build calibrated at the clip's scale where a min_face "
+                            "face stays at least 20 px wide in the input, the one calibrated with small faces "
+                            "added where it is smaller), float weights, or auto: int8, except float for photos "
+                            "whose min_face face would be under 20 px in the input (TensorRT: float).")
 
 
 def _as_bgr(image: np.ndarray) -> np.ndarray:
@@ -74,31 +75,37 @@ class CenterFaceDetector:
     the ``single`` session where there is one; else images whose network input has the same shape run as
     one batch (at most ``MAX_BATCH``). Safe to call from several threads.
 
-    ``small_faces`` (int8) is the engine for inputs where a ``min_face`` face falls under ``INT8_MIN_FACE_PX``:
-    the int8 build calibrated with small faces (``models.quantize.calibration_sets``). The clip-scale build
+    Inputs where a ``min_face`` face falls under ``INT8_MIN_FACE_PX`` run on other engines: video frames
+    (``stream``) on ``small_faces``, the int8 build calibrated with small faces
+    (``models.quantize.calibration_sets``), photos on ``small_photos`` (auto: float). The clip-scale build
     finds faces that small less reliably (a 1080p frame detected at 960x540 keeps 32 px faces only 16 px wide,
     and it missed one of the small-faces crowd's five in its first frame), while at 640x360 (512x288, such a
-    face 25.6 px) it finds what float finds in half the time; the small-face build finds the crowd's faces
-    as float does, in 0.7 of float's CPU time at 1080p."""
+    face 25.6 px) it finds what float finds in half the time; the small-face build finds the crowd's faces as
+    float does, in 0.7 of float's CPU time at 1080p. Photos whose face the rule sends there (a portrait of
+    1137x910 is detected at 480x576) are large faces: their landmarks set a dossier's descriptor, and on the
+    small-face build they moved the clip's hardest identity (Obama, enrolled from such a photo) under the
+    match threshold, so photos keep float there."""
 
     def __init__(self, config: CenterFaceConfig, engines: Sessions, small_faces: Sessions | None = None,
-                 workers: int = 1) -> None:
+                 small_photos: Sessions | None = None, workers: int = 1) -> None:
         self.config = config
         self._engines = engines
         self._small_faces = small_faces
+        self._small_photos = small_photos or small_faces
         concurrent = engines.single is not None and workers > 1
         self._workers = ThreadPoolExecutor(workers, "centerface") if concurrent else None
 
-    def _sessions_for(self, plan: Letterbox) -> Sessions:
-        if self._small_faces is not None and plan.scale_x * self.config.min_face < INT8_MIN_FACE_PX:
-            return self._small_faces
+    def _sessions_for(self, plan: Letterbox, stream: bool) -> Sessions:
+        small = self._small_faces if stream else self._small_photos
+        if small is not None and plan.scale_x * self.config.min_face < INT8_MIN_FACE_PX:
+            return small
         return self._engines
 
-    def detect(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
+    def detect(self, images: Sequence[np.ndarray], *, stream: bool = False) -> list[list[Detection]]:
         images = [_as_bgr(img) for img in images]
         plans = [plan_input(img.shape[0], img.shape[1], self.config.max_side, self.config.min_face) for img in images]
         if self._workers is not None and len(images) > 1:
-            return list(self._workers.map(self._detect_one, images, plans))
+            return list(self._workers.map(self._detect_one, images, plans, [stream] * len(images)))
         results: list[list[Detection]] = [[] for _ in images]
         groups: dict[tuple[int, int], list[int]] = {}
         for i, plan in enumerate(plans):
@@ -109,14 +116,14 @@ class CenterFaceDetector:
                 batch = np.zeros((len(chunk), height, width, 3), np.uint8)  # RGB NHWC: the engine casts
                 for row, i in enumerate(chunk):
                     preprocess(images[i], plans[i], batch[row])
-                maps = self._sessions_for(plans[chunk[0]]).batch.run(batch)
+                maps = self._sessions_for(plans[chunk[0]], stream).batch.run(batch)
                 for row, i in enumerate(chunk):
                     results[i] = self._to_detections(tuple(m[row] for m in maps), images[i].shape, plans[i])
         return results
 
-    def _detect_one(self, image: np.ndarray, plan: Letterbox) -> list[Detection]:
+    def _detect_one(self, image: np.ndarray, plan: Letterbox, stream: bool) -> list[Detection]:
         """One image on its precision's single-threaded session (a worker of ``detect``)."""
-        sessions = self._sessions_for(plan)
+        sessions = self._sessions_for(plan, stream)
         engine = sessions.batch if sessions.single is None else sessions.single
         batch = np.zeros((1, plan.height, plan.width, 3), np.uint8)
         preprocess(image, plan, batch[0])
@@ -157,7 +164,9 @@ def open_centerface(config: BaseModel, settings: ModelSettings, paths: Paths) ->
                                                          settings), workers=runs)
     int8 = _open_sessions(weights_for(paths, "detector", "int8", settings), settings)
     small = _open_sessions(weights_for(paths, "detector", "int8-small", settings), settings)
-    return CenterFaceDetector(config, int8, small, workers=runs)
+    photos = None if config.precision == "int8" else _open_sessions(weights_for(paths, "detector", "float32",
+                                                                                settings), settings)
+    return CenterFaceDetector(config, int8, small, photos, workers=runs)
 
 
 PLUGIN = DetectorPlugin(name="centerface", config=CenterFaceConfig, open=open_centerface, configure=configure)

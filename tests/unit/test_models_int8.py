@@ -134,3 +134,36 @@ def test_same_verification_decisions_on_the_shared_pairs(face_models: FaceModels
         same_got = confidence(float(got[i] @ got[j])) >= DEFAULT_MATCH_THRESHOLD
         assert same_got == same_ref, f"{WHOLE_FACES[i]} vs {WHOLE_FACES[j]}"
         assert same_ref == (WHOLE_FACES[i].startswith("obama") and WHOLE_FACES[j].startswith("obama"))
+
+
+def test_large_photos_keep_the_float_detector(face_models: FaceModels, float_face_models: FaceModels) -> None:
+    """A portrait whose ``detector_min_face`` face would be under 20 px in the input (obama.jpg, 1137x910,
+    detected at 480x576) is detected by float under auto, as before the small-face build: its landmarks set
+    the dossier's descriptor (on the small-face build the clip's Obama fell under the match threshold)."""
+    image = _image("obama.jpg")
+    got, ref = face_models.detect([image])[0], float_face_models.detect([image])[0]
+    assert [d.bbox for d in got] == [d.bbox for d in ref]
+    assert all(np.array_equal(g.landmarks, r.landmarks) for g, r in zip(got, ref, strict=True))
+
+
+def test_the_stream_path_finds_on_1080p_frames_what_float_finds(face_models: FaceModels,
+                                                                float_face_models: FaceModels) -> None:
+    """Every 5th clip frame scaled to 1920x1080 (detected at 960x540 on the small-face int8 build, as the
+    detector stage runs a 1080p camera): of the faces of 40 px or more float finds there, at least 95 % are
+    found (97 of 98 measured), landmarks within a quarter of the face's width."""
+    found = total = 0
+    for frame in _clip_frames(5):
+        big = cv2.resize(frame, (1920, 1080), interpolation=cv2.INTER_LINEAR)
+        got = face_models.detect([big], stream=True)[0]
+        for ref in float_face_models.detect([big], stream=True)[0]:
+            width = ref.bbox[2] - ref.bbox[0]
+            if width < 40:
+                continue
+            total += 1
+            cx, cy = (ref.bbox[0] + ref.bbox[2]) / 2, (ref.bbox[1] + ref.bbox[3]) / 2
+            hits = [g for g in got if g.bbox[0] <= cx <= g.bbox[2] and g.bbox[1] <= cy <= g.bbox[3]]
+            if hits:
+                found += 1
+                assert float(np.abs(hits[0].landmarks - ref.landmarks).max()) <= 0.25 * width
+    assert total >= 90
+    assert found >= 0.95 * total, f"{found} of {total} faces >= 40 px"
