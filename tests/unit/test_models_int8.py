@@ -44,6 +44,27 @@ def _clip_frames(step: int) -> list[np.ndarray]:
     return frames
 
 
+def _found_again(models: FaceModels, reference: FaceModels, frames: list[np.ndarray],
+                 stream: bool = False) -> tuple[int, int]:
+    """(found, total): of the faces of 40 px or more (``detector.min_face_size``) ``reference`` finds in
+    ``frames``, those ``models`` finds again (a detection covering the face's centre), each found one's
+    landmarks asserted within a quarter of the face's width."""
+    found = total = 0
+    for frame in frames:
+        got = models.detect([frame], stream=stream)[0]
+        for ref in reference.detect([frame], stream=stream)[0]:
+            width = ref.bbox[2] - ref.bbox[0]
+            if width < 40:
+                continue
+            total += 1
+            cx, cy = (ref.bbox[0] + ref.bbox[2]) / 2, (ref.bbox[1] + ref.bbox[3]) / 2
+            hits = [g for g in got if g.bbox[0] <= cx <= g.bbox[2] and g.bbox[1] <= cy <= g.bbox[3]]
+            if hits:
+                found += 1
+                assert float(np.abs(hits[0].landmarks - ref.landmarks).max()) <= 0.25 * width
+    return found, total
+
+
 @pytest.fixture(scope="module")
 def full_accuracy(face_models: FaceModels) -> FaceModels:
     """Float detector at the former 640 px input and float descriptor: what the defaults are measured against."""
@@ -85,19 +106,7 @@ def test_the_default_detector_finds_the_clips_faces_full_accuracy_finds(face_mod
     (``detector.min_face_size``) that the float detector finds at 640x384, at least 95 % are found (a detection
     covering the face's centre; 97.5 % over all 275 frames, as the float detector at 512), landmarks within a
     quarter of the face's width (worst 0.18 measured)."""
-    found = total = 0
-    for frame in _clip_frames(5):
-        got = face_models.detect([frame])[0]
-        for ref in full_accuracy.detect([frame])[0]:
-            width = ref.bbox[2] - ref.bbox[0]
-            if width < 40:
-                continue
-            total += 1
-            cx, cy = (ref.bbox[0] + ref.bbox[2]) / 2, (ref.bbox[1] + ref.bbox[3]) / 2
-            hits = [g for g in got if g.bbox[0] <= cx <= g.bbox[2] and g.bbox[1] <= cy <= g.bbox[3]]
-            if hits:
-                found += 1
-                assert float(np.abs(hits[0].landmarks - ref.landmarks).max()) <= 0.25 * width
+    found, total = _found_again(face_models, full_accuracy, _clip_frames(5))
     assert total >= 100
     assert found >= 0.95 * total, f"{found} of {total} faces >= 40 px"
 
@@ -151,19 +160,7 @@ def test_the_stream_path_finds_on_1080p_frames_what_float_finds(face_models: Fac
     """Every 5th clip frame scaled to 1920x1080 (detected at 960x540 on the small-face int8 build, as the
     detector stage runs a 1080p camera): of the faces of 40 px or more float finds there, at least 95 % are
     found (97 of 98 measured), landmarks within a quarter of the face's width."""
-    found = total = 0
-    for frame in _clip_frames(5):
-        big = cv2.resize(frame, (1920, 1080), interpolation=cv2.INTER_LINEAR)
-        got = face_models.detect([big], stream=True)[0]
-        for ref in float_face_models.detect([big], stream=True)[0]:
-            width = ref.bbox[2] - ref.bbox[0]
-            if width < 40:
-                continue
-            total += 1
-            cx, cy = (ref.bbox[0] + ref.bbox[2]) / 2, (ref.bbox[1] + ref.bbox[3]) / 2
-            hits = [g for g in got if g.bbox[0] <= cx <= g.bbox[2] and g.bbox[1] <= cy <= g.bbox[3]]
-            if hits:
-                found += 1
-                assert float(np.abs(hits[0].landmarks - ref.landmarks).max()) <= 0.25 * width
+    frames = [cv2.resize(f, (1920, 1080), interpolation=cv2.INTER_LINEAR) for f in _clip_frames(5)]
+    found, total = _found_again(face_models, float_face_models, frames, stream=True)
     assert total >= 90
     assert found >= 0.95 * total, f"{found} of {total} faces >= 40 px"
